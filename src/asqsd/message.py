@@ -1,0 +1,75 @@
+"""The message as asqsd holds it, and the outcome of delivering it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+# SQS system attributes the stock daemon asks for; every X-Aws-Sqsd-* header derives from these.
+SYSTEM_ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SentTimestamp",
+    "SenderId",
+)
+
+
+@dataclass(slots=True, frozen=True)
+class MessageAttribute:
+    """One SQS message attribute: its data type and, for String/Number types, its value."""
+
+    data_type: str
+    string_value: str | None = None
+    binary_value: bytes | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    """A received SQS message plus what asqsd needs to track its lease.
+
+    ``leased_until`` is on the monotonic clock: the moment SQS may hand the message to another
+    consumer unless asqsd extends or settles it first. It is computed from the time the receive
+    call was *sent*, so it errs on the early side.
+    """
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    message_attributes: dict[str, MessageAttribute] = field(default_factory=dict)
+    leased_until: float = 0.0
+    group_id: str | None = None
+
+    @property
+    def receive_count(self) -> int:
+        """ApproximateReceiveCount as an int (0 when SQS did not say or said nonsense)."""
+        try:
+            return int(self.attributes.get("ApproximateReceiveCount", "0"))
+        except ValueError:
+            return 0
+
+
+class Outcome(enum.Enum):
+    """What delivering a message decided about it."""
+
+    DELETE = "delete"  # worker said success (or the message expired): delete from SQS
+    RETRY = "retry"  # failure: make it visible again after a delay (error visibility / Retry-After)
+    LEAVE = "leave"  # failure with no visibility change: it reappears when its lease runs out
+
+
+@dataclass(slots=True, frozen=True)
+class BatchFailure:
+    """A batch entry SQS refused, as reported in the ``Failed`` list of a batch response."""
+
+    entry_id: str
+    code: str
+    sender_fault: bool
+    message: str = ""
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Which entries of a batch call succeeded and which failed."""
+
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[BatchFailure] = field(default_factory=list)

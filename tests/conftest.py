@@ -1,0 +1,24 @@
+"""Session-wide fixtures: AWS test credentials, a moto_server subprocess on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.servers import run_moto_server
+
+# Fake credentials and region for every client the tests create; nothing here reaches AWS.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a moto_server (SQS + DynamoDB) shared by the whole session."""
+    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
