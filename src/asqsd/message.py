@@ -49,6 +49,15 @@ class Message:
             return 0
 
 
+@dataclass(slots=True, frozen=True)
+class VisibilityChange:
+    """A visibility change to batch: after a failed delivery (retry) or at shutdown (release)."""
+
+    message: Message
+    timeout_s: int
+    release: bool = False
+
+
 class Outcome(enum.Enum):
     """What delivering a message decided about it."""
 

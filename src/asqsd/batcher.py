@@ -1,0 +1,181 @@
+"""Batch settle calls (DeleteMessageBatch, ChangeMessageVisibilityBatch) off the hot path.
+
+Dispatchers hand over a message synchronously with :meth:`BatchSender.add`; a flusher sends up to
+10 entries per call, waiting at most ``max_wait_s`` to fill a batch. Entries SQS fails with a
+server-side fault (or whole calls that fail with a retryable error) are retried with backoff;
+after ``max_attempts`` they are reported as failed: the message is then left to SQS, which
+redelivers it (at-least-once), never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from asqsd.backoff import Backoff
+from asqsd.errors import SQSError
+from asqsd.message import BatchResult
+
+MAX_BATCH = 10
+T = TypeVar("T")
+
+SendBatch = Callable[[list[tuple[str, T]]], Awaitable[BatchResult]]
+OnSettled = Callable[[T, str | None], None]  # (item, None on success or the failure reason)
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """What a sender did, for tests and the summary."""
+
+    calls: int = 0
+    call_errors: int = 0
+    entries_ok: int = 0
+    entries_failed: int = 0
+    retries: int = 0
+
+
+class BatchSender(Generic[T]):
+    """Accumulates items and sends them in batches of at most 10."""
+
+    def __init__(
+        self,
+        send: SendBatch[T],
+        on_settled: OnSettled[T],
+        *,
+        max_wait_s: float = 0.05,
+        max_in_flight: int = 8,
+        max_attempts: int = 3,
+        backoff_base_s: float = 0.2,
+    ) -> None:
+        self._send = send
+        self._on_settled = on_settled
+        self._max_wait_s = max_wait_s
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._pending: deque[T] = deque()
+        self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.stats = BatchStats()
+
+    def __len__(self) -> int:
+        """Items waiting for a call (not counting calls in flight)."""
+        return len(self._pending)
+
+    def add(self, item: T) -> None:
+        """Queue an item; never blocks (the number of held messages is bounded upstream)."""
+        self._pending.append(item)
+        self._wakeup.set()
+        if len(self._pending) >= MAX_BATCH:
+            self._full.set()
+
+    async def run(self) -> None:
+        """Flush loop; returns once :meth:`close` was called and everything queued was sent."""
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._pending) < MAX_BATCH and not self._closing and self._max_wait_s > 0:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._max_wait_s):
+                        await self._full.wait()
+            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            await self._slots.acquire()
+            task = asyncio.create_task(self._flush(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def close(self, runner: asyncio.Task[None], timeout_s: float) -> int:
+        """Send everything queued within ``timeout_s``; returns how many items were given up on."""
+        self._closing = True
+        self._wakeup.set()
+        self._full.set()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(runner)
+                while self._flushes:
+                    await asyncio.wait(set(self._flushes))
+        except TimeoutError:
+            pass
+        return self._abort(runner)
+
+    def _abort(self, runner: asyncio.Task[None]) -> int:
+        runner.cancel()
+        for task in self._flushes:
+            task.cancel()
+        given_up = len(self._pending)
+        while self._pending:
+            self._on_settled(self._pending.popleft(), "shutdown flush timed out")
+        return given_up
+
+    async def _flush(self, batch: list[T]) -> None:
+        try:
+            await self._send_with_retries(batch)
+        except asyncio.CancelledError:
+            for item in batch:
+                self._on_settled(item, "cancelled at shutdown")
+            raise
+        finally:
+            self._slots.release()
+
+    async def _send_with_retries(self, batch: list[T]) -> None:
+        backoff = Backoff(base_s=self._backoff_base_s, cap_s=5.0)
+        remaining = batch
+        for attempt in range(1, self._max_attempts + 1):
+            remaining, reasons = await self._attempt(remaining)
+            if not remaining:
+                return
+            if attempt < self._max_attempts:
+                self.stats.retries += len(remaining)
+                await asyncio.sleep(backoff.next_delay())
+        for item in remaining:
+            self.stats.entries_failed += 1
+            self._on_settled(item, reasons.get(id(item), "failed"))
+
+    async def _attempt(self, batch: list[T]) -> tuple[list[T], dict[int, str]]:
+        """One call. Returns the items worth retrying and the reason for each failure."""
+        entries = [(str(index), item) for index, item in enumerate(batch)]
+        self.stats.calls += 1
+        try:
+            result = await self._send(entries)
+        except SQSError as exc:
+            self.stats.call_errors += 1
+            if exc.retryable:
+                return batch, {id(item): exc.code for item in batch}
+            self._settle_all(batch, exc.code)
+            return [], {}
+        failed = {f.entry_id: f for f in result.failed}
+        succeeded = set(result.succeeded)
+        retry: list[T] = []
+        reasons: dict[int, str] = {}
+        for entry_id, item in entries:
+            failure = failed.get(entry_id)
+            if entry_id in succeeded and failure is None:
+                self.stats.entries_ok += 1
+                self._on_settled(item, None)
+            elif failure is None:
+                # Neither Successful nor Failed: never assume success, try again.
+                retry.append(item)
+                reasons[id(item)] = "missing from the batch response"
+            elif failure.sender_fault:
+                self.stats.entries_failed += 1
+                self._on_settled(item, failure.code)
+            else:
+                retry.append(item)
+                reasons[id(item)] = failure.code
+        return retry, reasons
+
+    def _settle_all(self, batch: list[T], reason: str) -> None:
+        for item in batch:
+            self.stats.entries_failed += 1
+            self._on_settled(item, reason)

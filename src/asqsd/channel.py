@@ -1,0 +1,128 @@
+"""A bounded channel between receivers and dispatchers, with slot reservations.
+
+Receivers reserve free slots *before* calling ReceiveMessage so the channel can never overfill:
+SQS's visibility clock runs while a message waits here, so asqsd only receives what it can
+dispatch soon. Python 3.11 has no ``Queue.shutdown()``, hence the explicit close semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from asqsd.message import Message
+
+
+class ChannelClosed(Exception):
+    """Raised by :meth:`Channel.get` once closed and drained, and by reserve/fill after close."""
+
+
+@dataclass(slots=True, frozen=True)
+class ChannelStats:
+    """A snapshot for metrics and tests."""
+
+    capacity: int
+    buffered: int
+    reserved: int
+    waiting_getters: int
+
+
+class Channel:
+    """Bounded FIFO of messages; capacity counts buffered messages plus reserved slots."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._capacity = capacity
+        # asyncio.Queue wakes exactly one getter per item (no thundering herd on the hot path);
+        # None is the end-of-channel sentinel, passed on from getter to getter.
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._buffered = 0
+        self._reserved = 0
+        self._closed = False
+        self._space = asyncio.Event()
+        self._space.set()
+        self._getters = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`close_keep_buffer` was called."""
+        return self._closed
+
+    def free_slots(self) -> int:
+        """Slots neither filled nor reserved."""
+        return self._capacity - self._buffered - self._reserved
+
+    async def reserve(self, most: int) -> int:
+        """Wait until a slot is free, reserve up to ``most`` slots and return how many."""
+        while True:
+            if self._closed:
+                raise ChannelClosed
+            free = self.free_slots()
+            if free > 0:
+                count = min(most, free)
+                self._reserved += count
+                return count
+            self._space.clear()
+            await self._space.wait()
+
+    def fill(self, messages: list[Message], reserved: int) -> None:
+        """Put received messages into reserved slots and give back the unused reservations."""
+        if len(messages) > reserved:
+            raise ValueError("more messages than reserved slots")
+        self._reserved -= reserved
+        if self._closed:
+            self._space.set()
+            raise ChannelClosed
+        for message in messages:
+            self._queue.put_nowait(message)
+        self._buffered += len(messages)
+        self._space_changed()
+
+    def cancel_reservation(self, reserved: int) -> None:
+        """Give back reservations without filling them (receive failed or intake stopped)."""
+        self._reserved -= reserved
+        self._space_changed()
+
+    async def get(self) -> Message:
+        """Next message; raises :class:`ChannelClosed` once closed and drained."""
+        self._getters += 1
+        try:
+            item = await self._queue.get()
+        finally:
+            self._getters -= 1
+        if item is None:
+            self._queue.put_nowait(None)
+            raise ChannelClosed
+        self._buffered -= 1
+        self._space_changed()
+        return item
+
+    def close(self) -> list[Message]:
+        """Close and take out the buffered, unstarted messages (to release them)."""
+        drained: list[Message] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                drained.append(item)
+        self._buffered = 0
+        self._mark_closed()
+        return drained
+
+    def close_keep_buffer(self) -> None:
+        """Close for senders only: getters still drain what is buffered, then see the end."""
+        self._mark_closed()
+
+    def stats(self) -> ChannelStats:
+        """Counts for metrics."""
+        return ChannelStats(self._capacity, self._buffered, self._reserved, self._getters)
+
+    def _mark_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
+        self._space.set()  # reservers wake up and see the close
+
+    def _space_changed(self) -> None:
+        if self.free_slots() > 0:
+            self._space.set()

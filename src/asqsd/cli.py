@@ -1,0 +1,177 @@
+"""Command-line entry point: ``asqsd run | config | version``.
+
+Exit codes: 0 clean stop; 1 runtime failure (a component crashed); 2 invalid configuration or
+usage; 3 start-up failure (queue missing, credentials refused); 128+N when a second signal N
+forced the shutdown (unfinished work is left to SQS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from asqsd import __version__
+from asqsd._compat import run as run_loop
+from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
+from asqsd.errors import ConfigError, StartupError
+from asqsd.logs import configure_logging, get_logger
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+
+def _field_choices(annotation: Any) -> list[str] | None:
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    return None
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per settings field, generated from the model (its description is the help)."""
+    group = parser.add_argument_group("settings (override env and config file)")
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if info.annotation is bool:
+            group.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=info.description
+            )
+            continue
+        group.add_argument(
+            flag,
+            dest=name,
+            default=None,
+            metavar=name.upper(),
+            choices=_field_choices(info.annotation),
+            help=info.description,
+        )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="stock YAML config file, e.g. /etc/aws-sqsd.d/default.yaml"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree."""
+    parser = argparse.ArgumentParser(
+        prog="asqsd", description="Elastic Beanstalk worker SQS daemon, in asyncio."
+    )
+    parser.add_argument("--version", action="version", version=f"asqsd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_settings_flags(commands.add_parser("run", help="run the daemon"))
+    add_settings_flags(commands.add_parser("config", help="print the effective settings and their sources"))
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (None for the ones not given)."""
+    return {name: getattr(args, name, None) for name in Settings.model_fields}
+
+
+def load(args: argparse.Namespace) -> LoadedSettings:
+    """Settings from flags, environment and the config file."""
+    import os
+
+    return load_settings(cli_values(args), os.environ, args.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and return the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"asqsd {__version__}")
+        return EXIT_OK
+    try:
+        loaded = load(args)
+    except ConfigError as exc:
+        return _config_error(exc.problems)
+    if args.command == "config":
+        return print_config(loaded)
+    return run_command(loaded)
+
+
+def _config_error(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"asqsd: config error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def print_config(loaded: LoadedSettings) -> int:
+    """``asqsd config``: key, value, source; then where AWS credentials would come from."""
+    rows = describe_settings(loaded)
+    width = max(len(key) for key, _value, _source in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}}  {value}  [{source}]")
+    print(f"{'credentials':<{width}}  {_credential_source()}")
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _credential_source() -> str:
+    """botocore's credential chain, masked: which provider, and the key id's first 4 characters."""
+    import botocore.session
+
+    try:
+        credentials = botocore.session.get_session().get_credentials()
+    except Exception as exc:  # noqa: BLE001 - any provider failure is reported, not raised
+        return f"error: {type(exc).__name__}"
+    if credentials is None:
+        return "none found"
+    return f"{credentials.method} (access key {credentials.access_key[:4]}****)"
+
+
+def run_command(loaded: LoadedSettings) -> int:
+    """``asqsd run``."""
+    settings = loaded.settings
+    if settings.queue_url is None:
+        hint = "set --queue-url, ASQSD_QUEUE_URL, WorkerQueueURL or queue_url in --config"
+        return _config_error([f"queue_url is required: {hint}"])
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("cli")
+    for warning in loaded.warnings:
+        log.warning("config-warning", detail=warning)
+    try:
+        return run_loop(serve(settings), settings.loop)
+    except StartupError as exc:
+        log.error("startup-failed", error=str(exc))
+        return EXIT_STARTUP
+    except ImportError as exc:
+        return _config_error([f"loop={settings.loop}: {exc}"])
+
+
+async def serve(settings: Settings) -> int:
+    """Run a daemon with SIGTERM/SIGINT wired to a graceful, then forced, stop."""
+    from asqsd.daemon import Daemon
+
+    daemon = Daemon(settings)
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        get_logger("cli").info("signal", signal=signal.Signals(signum).name, count=len(received))
+        daemon.request_stop(force=len(received) > 1)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await daemon.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if daemon.failure is not None:
+        return EXIT_FAILURE
+    if daemon.forced and received:
+        return 128 + received[-1]
+    return EXIT_OK
+
+
+__all__ = ["main"]

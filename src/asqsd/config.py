@@ -1,0 +1,394 @@
+"""One settings model for every option, and the loader that layers its sources.
+
+Keys are the stock daemon's snake_case names (the keys of ``/etc/aws-sqsd.d/default.yaml``) so a
+platform team can point asqsd at the file the platform already writes; asqsd's own keys carry
+their unit in the name. Precedence, highest first: CLI flags, ``ASQSD_<KEY>`` environment
+variables, Elastic Beanstalk option names as environment variables, the ``--config`` file,
+defaults. Every value remembers where it came from so errors and ``asqsd config`` can say so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from asqsd import __version__
+from asqsd.errors import ConfigError
+
+ENV_PREFIX = "ASQSD_"
+DEFAULT_CONFIG_FILE = Path("/etc/aws-sqsd.d/default.yaml")
+
+# Option names of the aws:elasticbeanstalk:sqsd namespace → our keys.
+EB_OPTION_NAMES: dict[str, str] = {
+    "WorkerQueueURL": "queue_url",
+    "HttpPath": "http_path",
+    "MimeType": "mime_type",
+    "HttpConnections": "http_connections",
+    "MaxConcurrentAPIConnections": "http_connections",
+    "ConnectTimeout": "connect_timeout",
+    "InactivityTimeout": "inactivity_timeout",
+    "VisibilityTimeout": "visibility_timeout",
+    "ErrorVisibilityTimeout": "error_visibility_timeout",
+    "RetentionPeriod": "retention_period",
+}
+
+# Keys the stock daemon reads that asqsd accepts in its file but does not use (warned, not fatal).
+STOCK_KEYS_IGNORED = frozenset(
+    {
+        "healthcheck",
+        "keepalive",
+        "threads",
+        "concurrent_sqs_polls",
+        "backlog_size",
+        "drain_timeout",
+        "via_sns",
+        "dedup",
+        "dedup_table",
+        "sqs_batch_delete",
+        "sqs_ssl",
+        "dynamodb_ssl",
+        "cloudwatch_interval",
+        "verbose",
+        "debug",
+        "quiet",
+        "trap",
+        "max_retries",
+    }
+)
+
+# Settings whose values never appear in full in `asqsd config` or logs.
+SECRET_KEYS = frozenset({"aws_secret_access_key"})
+
+
+class Settings(BaseSettings):
+    """Validated, frozen daemon settings. Build it with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=ENV_PREFIX)
+
+    # --- stock keys (aws:elasticbeanstalk:sqsd) -------------------------------------------------
+    queue_url: str | None = Field(
+        None, description="SQS queue URL to poll (WorkerQueueURL). Required to run."
+    )
+    http_url: str = Field("http://localhost", description="Scheme and host of the worker (stock hidden key).")
+    http_port: int = Field(80, ge=1, le=65535, description="Worker port (stock hidden key).")
+    http_path: str = Field("/", description="Path messages are POSTed to (HttpPath).")
+    mime_type: str = Field("application/json", description="Content-Type of every POST (MimeType).")
+    http_connections: int = Field(50, ge=1, le=100, description="Max concurrent POSTs (HttpConnections).")
+    connect_timeout: float = Field(5, ge=1, le=60, description="Seconds allowed to connect to the worker.")
+    inactivity_timeout: float = Field(
+        299,
+        ge=1,
+        le=36000,
+        description="Idle seconds without response bytes before a POST fails; falls back to "
+        "visibility_timeout when only that is set.",
+    )
+    visibility_timeout: int = Field(300, ge=0, le=43200, description="VisibilityTimeout set on each receive.")
+    error_visibility_timeout: int | None = Field(
+        2,
+        le=43200,
+        description="Visibility after a failed delivery; negative or null leaves visibility unchanged.",
+    )
+    retention_period: int = Field(
+        345600, ge=60, le=1209600, description="Delete without delivery once first received this long ago."
+    )
+    registry_table: str | None = Field(None, description="DynamoDB table for periodic-task leader election.")
+    environment_name: str | None = Field(None, description="Environment name (CloudWatch dimension).")
+
+    # --- asqsd's own keys ---------------------------------------------------------------------
+    endpoint_url: str | None = Field(
+        None, description="SQS endpoint; default follows AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL."
+    )
+    region: str | None = Field(None, description="AWS region; default from the environment or the queue URL.")
+    receivers: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Concurrent ReceiveMessage loops; default ceil(http_connections / 10).",
+    )
+    wait_time_s: int = Field(20, ge=0, le=20, description="Long-poll WaitTimeSeconds of each receive.")
+    channel_capacity: int | None = Field(
+        None, ge=1, le=1000, description="Messages buffered ahead of dispatchers; default http_connections."
+    )
+    heartbeat: bool = Field(True, description="Extend visibility of held messages before it lapses.")
+    success_statuses: frozenset[int] = Field(
+        frozenset({200}),
+        description="Worker statuses that count as success: '200' (stock), '2xx', '200,204'.",
+    )
+    user_agent: str = Field(f"aws-sqsd/{__version__}", description="User-Agent header of every POST.")
+    shutdown_grace_s: float = Field(
+        25, ge=0, le=3600, description="Seconds in-flight POSTs may take to finish after SIGTERM."
+    )
+    cancel_deadline_s: float = Field(5, ge=0, le=60, description="Seconds cancelled POSTs get to unwind.")
+    release_buffered_on_shutdown: bool = Field(
+        True, description="On shutdown make unstarted messages visible at once (else let them finish)."
+    )
+    delete_batch_wait_s: float = Field(
+        0.05, ge=0, le=2, description="Max seconds a delete/visibility change waits to fill a batch."
+    )
+    flush_timeout_s: float = Field(10, ge=0.1, le=300, description="Bound on the final flush of deletes.")
+    retry_after_max_s: int = Field(
+        43200, ge=0, le=43200, description="Cap on a worker's Retry-After used as visibility delay."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON otherwise."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Minimum log level.")
+    loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="Event loop: uvloop when available."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The loader reads every source itself (to know where each value came from); the model
+        # only validates what it is given, so nothing reads the environment behind our back.
+        return (init_settings,)
+
+    @field_validator("error_visibility_timeout")
+    @classmethod
+    def _negative_means_unset(cls, value: int | None) -> int | None:
+        return None if value is None or value < 0 else value
+
+    @field_validator("success_statuses", mode="before")
+    @classmethod
+    def _parse_statuses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_status_spec(value)
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("success_statuses")
+    @classmethod
+    def _check_statuses(cls, value: frozenset[int]) -> frozenset[int]:
+        if not value or any(not 100 <= s <= 599 for s in value):
+            raise ValueError("must be HTTP statuses between 100 and 599")
+        return value
+
+    @field_validator("http_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() or ord(c) < 32 for c in value):
+            raise ValueError("must start with '/' and contain no whitespace or control characters")
+        return value
+
+    @field_validator("http_url", "endpoint_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("mime_type", "user_agent")
+    @classmethod
+    def _check_header_safe(cls, value: str) -> str:
+        if not value or any(ord(c) < 32 or ord(c) == 127 or ord(c) > 255 for c in value):
+            raise ValueError("must be a non-empty header value without control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_queue_url(self) -> Settings:
+        if self.queue_url is not None and not self.queue_url.startswith(("http://", "https://")):
+            raise ValueError("queue_url must be an http(s) SQS queue URL")
+        return self
+
+    # --- derived values (computed once, never per message) ----------------------------------
+    @property
+    def receiver_count(self) -> int:
+        """Concurrent ReceiveMessage loops: enough to keep the dispatchers fed, 10 messages each."""
+        return self.receivers or max(1, math.ceil(self.http_connections / 10))
+
+    @property
+    def buffer_capacity(self) -> int:
+        """How many received messages may wait for a free dispatcher."""
+        return self.channel_capacity or self.http_connections
+
+    @property
+    def worker_url(self) -> str:
+        """``http_url:http_port`` without a path."""
+        return f"{self.http_url}:{self.http_port}"
+
+
+def parse_status_spec(spec: str) -> frozenset[int]:
+    """Parse ``"200"``, ``"2xx"``, ``"200,204"`` or ``"200-299"`` into a set of statuses."""
+    statuses: set[int] = set()
+    for raw_part in spec.split(","):
+        part = raw_part.strip().lower()
+        if not part:
+            continue
+        if len(part) == 3 and part.endswith("xx") and part[0].isdigit():
+            base = int(part[0]) * 100
+            statuses.update(range(base, base + 100))
+        elif "-" in part:
+            low, _, high = part.partition("-")
+            statuses.update(range(int(low), int(high) + 1))
+        else:
+            statuses.add(int(part))
+    return frozenset(statuses)
+
+
+@dataclass(slots=True)
+class LoadedSettings:
+    """Settings plus where each value came from and the warnings loading produced."""
+
+    settings: Settings
+    sources: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Layer:
+    """Values from one source with a label per key (``env ASQSD_HTTP_PORT``...)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def put(self, key: str, value: Any, label: str) -> None:
+        self.values[key] = value
+        self.labels[key] = label
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> LoadedSettings:
+    """Layer the sources, validate once, and report every problem with its key, value and source.
+
+    Raises :class:`ConfigError` listing one line per problem.
+    """
+    env = os.environ if env is None else env
+    warnings: list[str] = []
+    layers = [
+        _file_layer(config_file, warnings) if config_file else _Layer(),
+        _eb_env_layer(env),
+        _env_layer(env),
+        _cli_layer(cli or {}),
+    ]
+    merged, labels = _merge(layers)
+    _apply_inactivity_fallback(merged, labels)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, merged, labels)) from None
+    sources = {name: labels.get(name, "default") for name in Settings.model_fields}
+    return LoadedSettings(settings=settings, sources=sources, warnings=warnings)
+
+
+def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    merged: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for layer in layers:  # lowest precedence first; later layers overwrite
+        merged.update(layer.values)
+        labels.update(layer.labels)
+    return merged, labels
+
+
+def _apply_inactivity_fallback(merged: dict[str, Any], labels: dict[str, str]) -> None:
+    # Stock rule: a missing inactivity_timeout falls back to visibility_timeout. With neither set
+    # the documented EB default (299) applies.
+    if "inactivity_timeout" not in merged and "visibility_timeout" in merged:
+        merged["inactivity_timeout"] = merged["visibility_timeout"]
+        labels["inactivity_timeout"] = f"{labels['visibility_timeout']} (fallback from visibility_timeout)"
+
+
+def _file_layer(path: Path, warnings: list[str]) -> _Layer:
+    layer = _Layer()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"config file {path}: cannot read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"config file {path}: invalid YAML: {_one_line(str(exc))}"]) from None
+    if data is None:
+        return layer
+    if not isinstance(data, dict):
+        raise ConfigError([f"config file {path}: expected a mapping of keys, got {type(data).__name__}"])
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        target = EB_OPTION_NAMES.get(key, key)
+        if target in Settings.model_fields:
+            layer.put(target, value, f"file {path}: {key}")
+        elif key in STOCK_KEYS_IGNORED:
+            warnings.append(f"config file {path}: stock key {key!r} is accepted but not used by asqsd")
+        else:
+            hint = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+            warnings.append(f"config file {path}: unknown key {key!r} ignored{suffix}")
+    return layer
+
+
+def _env_layer(env: Mapping[str, str]) -> _Layer:
+    layer = _Layer()
+    for name in Settings.model_fields:
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            layer.put(name, env[var], f"env {var}")
+    return layer
+
+
+def _eb_env_layer(env: Mapping[str, str]) -> _Layer:
+    layer = _Layer()
+    for option, name in EB_OPTION_NAMES.items():
+        if option in env:
+            layer.put(name, env[option], f"env {option}")
+    return layer
+
+
+def _cli_layer(cli: Mapping[str, Any]) -> _Layer:
+    layer = _Layer()
+    for name, value in cli.items():
+        if value is not None:
+            layer.put(name, value, f"flag --{name.replace('_', '-')}")
+    return layer
+
+
+def _describe(exc: ValidationError, merged: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "settings"
+        if key in merged:
+            value = mask(key, merged[key])
+            problems.append(f"{key}={value!r} (from {labels.get(key, 'default')}): {error['msg']}")
+        else:
+            problems.append(f"{key}: {error['msg']}")
+    return problems
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def mask(key: str, value: Any) -> Any:
+    """Hide secrets: keep a short prefix so two values can still be told apart."""
+    if key in SECRET_KEYS and isinstance(value, str) and value:
+        return value[:4] + "****"
+    return value
+
+
+def describe_settings(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
+    """(key, effective value, source) rows for ``asqsd config``, secrets masked."""
+    rows = []
+    for name in Settings.model_fields:
+        value = getattr(loaded.settings, name)
+        if isinstance(value, frozenset):
+            value = ",".join(str(v) for v in sorted(value))
+        rows.append((name, str(mask(name, value)), loaded.sources.get(name, "default")))
+    return rows

@@ -1,0 +1,157 @@
+"""Dispatchers: take a message from the channel, POST it, and settle it by the outcome.
+
+There are exactly ``http_connections`` dispatcher tasks, each handling one message at a time:
+the number of tasks *is* the concurrency limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asqsd.batcher import BatchSender
+from asqsd.channel import Channel, ChannelClosed
+from asqsd.headers import Request, StaticHeaders, build_request
+from asqsd.leases import LeaseTable
+from asqsd.logs import get_logger
+from asqsd.message import Message, Outcome, VisibilityChange
+from asqsd.metrics import Counters
+from asqsd.worker import DeliveryResult, WorkerClient
+
+log = get_logger("dispatcher")
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryPolicy:
+    """The settings a dispatcher needs, read once from :class:`~asqsd.config.Settings`."""
+
+    success_statuses: frozenset[int]
+    error_visibility_timeout_s: int | None
+    retention_period_s: int
+    retry_after_max_s: int
+
+
+def decide(result: DeliveryResult, policy: DeliveryPolicy) -> tuple[Outcome, int | None]:
+    """Outcome of a delivery, and the visibility delay for :attr:`Outcome.RETRY`."""
+    if result.status is not None and result.status in policy.success_statuses:
+        return Outcome.DELETE, None
+    if result.retry_after_s is not None:
+        return Outcome.RETRY, min(result.retry_after_s, policy.retry_after_max_s)
+    if policy.error_visibility_timeout_s is not None:
+        return Outcome.RETRY, policy.error_visibility_timeout_s
+    return Outcome.LEAVE, None
+
+
+def is_expired(message: Message, retention_period_s: int, now_s: float) -> bool:
+    """First received longer ago than the retention period (stock: delete without delivery)."""
+    first = message.attributes.get("ApproximateFirstReceiveTimestamp")
+    if first is None:
+        return False
+    try:
+        first_ms = int(first)
+    except ValueError:
+        return False
+    return now_s * 1000 - first_ms > retention_period_s * 1000
+
+
+class Dispatcher:
+    """One delivery slot."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        leases: LeaseTable,
+        worker: WorkerClient,
+        static: StaticHeaders,
+        policy: DeliveryPolicy,
+        deleter: BatchSender[Message],
+        changer: BatchSender[VisibilityChange],
+        counters: Counters,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._channel = channel
+        self._leases = leases
+        self._worker = worker
+        self._static = static
+        self._policy = policy
+        self._deleter = deleter
+        self._changer = changer
+        self._counters = counters
+        self._wall_clock = wall_clock
+        self.current: Message | None = None
+
+    async def run(self) -> None:
+        """Deliver messages until the channel is closed and drained."""
+        while True:
+            try:
+                message = await self._channel.get()
+            except ChannelClosed:
+                return
+            self.current = message
+            try:
+                await self.handle(message)
+            except asyncio.CancelledError:
+                # Grace period over: the worker may still be processing it, so leave it alone;
+                # SQS makes it visible again when its lease runs out.
+                self._leases.remove(message)
+                self._counters.abandoned += 1
+                raise
+            finally:
+                self.current = None
+
+    async def handle(self, message: Message) -> None:
+        """Deliver one message (or delete it unsent if it is past the retention period)."""
+        if is_expired(message, self._policy.retention_period_s, self._wall_clock()):
+            self._expire(message)
+            return
+        request = build_request(message, self._static)
+        if request.skipped:
+            self._log_skipped(message, request)
+        if request.error is not None:
+            result = DeliveryResult(None, request.error, 0.0)
+        else:
+            result = await self._worker.post(request)
+        self._settle(message, result)
+
+    def _expire(self, message: Message) -> None:
+        self._counters.expired += 1
+        log.warning(
+            "expired-msg",
+            message_id=message.message_id,
+            first_received_ms=message.attributes.get("ApproximateFirstReceiveTimestamp"),
+            retention_period_s=self._policy.retention_period_s,
+        )
+        self._leases.remove(message)
+        self._deleter.add(message)
+
+    def _settle(self, message: Message, result: DeliveryResult) -> None:
+        # Drop the lease first so the heartbeat stops extending a message being settled.
+        self._leases.remove(message)
+        counters = self._counters
+        counters.delivered += 1
+        counters.stale_resends += result.stale_resends
+        counters.count_status(result.status)
+        outcome, delay = decide(result, self._policy)
+        if outcome is Outcome.DELETE:
+            counters.succeeded += 1
+            self._deleter.add(message)
+            return
+        counters.failed += 1
+        log.warning(
+            "http-err" if result.status is not None else "socket-err",
+            message_id=message.message_id,
+            receive_count=message.receive_count,
+            status=result.status,
+            error=result.error,
+            elapsed_s=round(result.elapsed_s, 3),
+            retry_in_s=delay,
+        )
+        if outcome is Outcome.RETRY and delay is not None:
+            self._changer.add(VisibilityChange(message, delay))
+
+    def _log_skipped(self, message: Message, request: Request) -> None:
+        self._counters.headers_skipped += len(request.skipped)
+        for name, reason in request.skipped:
+            log.warning("header-skipped", message_id=message.message_id, header=name, reason=reason)

@@ -1,0 +1,48 @@
+"""Counters the daemon keeps: read by tests, the exit summary and (later) the metrics endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(slots=True)
+class Counters:
+    """Plain integer counters; only the event-loop thread touches them, so no locking."""
+
+    received: int = 0
+    delivered: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    by_status_class: dict[str, int] = field(default_factory=dict)
+    deleted: int = 0
+    delete_failed: int = 0
+    expired: int = 0
+    retried: int = 0  # visibility set to error_visibility_timeout / Retry-After after a failure
+    retry_failed: int = 0
+    released: int = 0  # made visible again (visibility 0) at shutdown without a delivery
+    release_failed: int = 0
+    extended: int = 0
+    lease_lost: int = 0
+    abandoned: int = 0  # in flight when the grace period ran out; left to SQS
+    stale_resends: int = 0
+    headers_skipped: int = 0
+    receive_calls: int = 0
+    receive_errors: int = 0
+    empty_receives: int = 0
+    sqs_calls: dict[str, int] = field(default_factory=dict)
+    sqs_errors: dict[str, int] = field(default_factory=dict)
+
+    def count_status(self, status: int | None) -> None:
+        """Count a delivery by status class (``2xx`` ... ``5xx``, ``error`` for no response)."""
+        key = f"{status // 100}xx" if status is not None else "error"
+        self.by_status_class[key] = self.by_status_class.get(key, 0) + 1
+
+    def count_call(self, operation: str, *, error: bool = False) -> None:
+        """Count one SQS API call (and whether it failed)."""
+        self.sqs_calls[operation] = self.sqs_calls.get(operation, 0) + 1
+        if error:
+            self.sqs_errors[operation] = self.sqs_errors.get(operation, 0) + 1
+
+    def summary(self) -> dict[str, object]:
+        """Everything, for the exit log line."""
+        return asdict(self)

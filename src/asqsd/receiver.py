@@ -1,0 +1,143 @@
+"""Receivers: long-poll SQS for as many messages as the channel has free slots.
+
+A receiver reserves slots first, so a receive never brings more than can be buffered. At stop an
+outstanding long poll is allowed to finish (cancelling it could make SQS hand a message to the
+abandoned call, hiding it for a whole visibility timeout); what it returns is released at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asqsd.backoff import Backoff
+from asqsd.channel import Channel, ChannelClosed
+from asqsd.errors import SQSError
+from asqsd.leases import LeaseTable
+from asqsd.logs import get_logger
+from asqsd.message import Message
+from asqsd.metrics import Counters
+from asqsd.sqs import SQSClient
+
+log = get_logger("receiver")
+
+# A receive that comes back empty faster than this was not a long poll (wait_time_s=0, or the
+# server answered early): pause before the next one so an empty queue never means a busy loop.
+_EMPTY_FAST_S = 1.0
+
+
+@dataclass(slots=True, frozen=True)
+class ReceivePolicy:
+    """The receive parameters, read once from the settings."""
+
+    wait_time_s: int
+    visibility_timeout_s: int
+    max_messages: int = 10
+
+
+class Receiver:
+    """One ReceiveMessage loop."""
+
+    def __init__(
+        self,
+        index: int,
+        sqs: SQSClient,
+        channel: Channel,
+        leases: LeaseTable,
+        policy: ReceivePolicy,
+        counters: Counters,
+        release: Callable[[list[Message]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.index = index
+        self._sqs = sqs
+        self._channel = channel
+        self._leases = leases
+        self._policy = policy
+        self._counters = counters
+        self._release = release
+        self._clock = clock
+        self._errors = Backoff(base_s=0.5, cap_s=20.0)
+        self._idle = Backoff(base_s=1.0, cap_s=5.0)
+        self.polling = False
+        self.stopping = False
+
+    async def run(self) -> None:
+        """Receive until :attr:`stopping` is set (the daemon cancels us while we are not polling)."""
+        while not self.stopping:
+            try:
+                reserved = await self._channel.reserve(self._policy.max_messages)
+            except ChannelClosed:
+                return
+            try:
+                pause = await self._receive_into_channel(reserved)
+            finally:
+                self.polling = False
+            if pause > 0 and not self.stopping:
+                await asyncio.sleep(pause)
+
+    def stop(self) -> bool:
+        """Ask the loop to end; True if a poll is outstanding (let it finish), False if idle."""
+        self.stopping = True
+        return self.polling
+
+    async def _receive_into_channel(self, reserved: int) -> float:
+        """One receive into ``reserved`` slots; returns how long to pause before the next."""
+        filled = False
+        try:
+            self.polling = True
+            sent_at = self._clock()
+            messages = await self._receive(reserved)
+            self.polling = False
+            if messages is None:
+                return self._errors.next_delay()
+            self._errors.reset()
+            self._counters.received += len(messages)
+            leased_until = sent_at + self._policy.visibility_timeout_s
+            for message in messages:
+                message.leased_until = leased_until
+            if self.stopping or self._channel.closed:
+                self._release(messages)
+                return 0.0
+            self._leases.add(messages)
+            self._channel.fill(messages, reserved)
+            filled = True
+            return self._pause_after(messages, sent_at)
+        finally:
+            if not filled:
+                self._channel.cancel_reservation(reserved)
+
+    async def _receive(self, count: int) -> list[Message] | None:
+        policy = self._policy
+        self._counters.receive_calls += 1
+        try:
+            messages = await self._sqs.receive(
+                max_messages=count,
+                wait_time_s=policy.wait_time_s,
+                visibility_timeout_s=policy.visibility_timeout_s,
+            )
+        except SQSError as exc:
+            self._counters.receive_errors += 1
+            self._counters.count_call("ReceiveMessage", error=True)
+            log.warning(
+                "receive-failed",
+                receiver=self.index,
+                code=exc.code,
+                error=str(exc),
+                retryable=exc.retryable,
+                attempt=self._errors.attempt + 1,
+            )
+            return None
+        self._counters.count_call("ReceiveMessage")
+        return messages
+
+    def _pause_after(self, messages: list[Message], sent_at: float) -> float:
+        if messages:
+            self._idle.reset()
+            return 0.0
+        self._counters.empty_receives += 1
+        if self._clock() - sent_at < _EMPTY_FAST_S:
+            return self._idle.next_delay()
+        return 0.0

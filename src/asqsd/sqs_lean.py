@@ -1,0 +1,485 @@
+"""A lean :class:`~asqsd.sqs.SQSClient`: SQS JSON-protocol POSTs over a shared aiohttp session.
+
+Stock aiobotocore spends ~540 µs of CPU per SQS call (signing, User-Agent assembly, parameter
+validation, model-driven parsing, event hooks); see ``docs/sqs-client.md`` for the measurements.
+:class:`LeanSQS` keeps everything that has to behave exactly like botocore *from* botocore and does
+only the mechanical part itself:
+
+* **credentials** come from botocore's credential chain (an aiobotocore session), and are frozen per
+  call through ``get_frozen_credentials()``, so refreshable credentials (instance profile, AssumeRole,
+  SSO, container) rotate exactly as they do for a botocore client;
+* **endpoint and region** are read from an aiobotocore client's ``meta`` once, so
+  ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL`` / ``endpoint_url=`` / FIPS / region resolution follow
+  botocore's rules;
+* **signing** is SigV4, either through :class:`botocore.auth.SigV4Auth` itself or through
+  :class:`CachedKeySigV4`, which builds the same canonical request but derives the signing key only
+  once per day and secret key. The test suite checks that both produce byte-identical Authorization
+  headers to botocore's for the same request and timestamp;
+* responses and errors go through the helpers in :mod:`asqsd.sqs`, so the rest of the daemon sees the
+  same :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult` and
+  :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.sqs.BotocoreSQS`.
+
+What it does not do (by design; the daemon retries on ``SQSError.retryable``): SDK-side retries,
+clock-skew correction, proxies from botocore's config, custom CA bundles/client certificates from
+botocore's config (TLS uses the aiohttp session's settings), and anonymous (unsigned) requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+from botocore import UNSIGNED
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import BotoCoreError
+from botocore.utils import normalize_url_path
+from yarl import URL
+
+from asqsd import __version__
+from asqsd.errors import SQSError
+from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
+from asqsd.sqs import (
+    DeleteEntry,
+    VisibilityEntry,
+    attributes_to_wire,
+    batch_result,
+    is_retryable,
+    normalise_error_code,
+    parse_message,
+)
+
+__all__ = [
+    "BotocoreSigV4",
+    "CachedKeySigV4",
+    "FrozenCredentials",
+    "LeanSQS",
+    "RequestSigner",
+    "create_lean_sqs",
+]
+
+_JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
+_TARGET_PREFIX = "AmazonSQS."
+_SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+_USER_AGENT = f"asqsd/{__version__} lean-sqs aiohttp/{aiohttp.__version__}"
+# The attribute selection BotocoreSQS.receive asks for, pre-serialised: it never changes.
+_RECEIVE_TAIL = (
+    ',"MessageSystemAttributeNames":'
+    + json.dumps([*SYSTEM_ATTRIBUTE_NAMES, "MessageGroupId"], separators=(",", ":"))
+    + ',"MessageAttributeNames":["All"]}'
+)
+
+
+class FrozenCredentials(Protocol):
+    """What botocore's ``ReadOnlyCredentials`` offers (a snapshot that cannot change mid-signing)."""
+
+    @property
+    def access_key(self) -> str: ...
+
+    @property
+    def secret_key(self) -> str: ...
+
+    @property
+    def token(self) -> str | None: ...
+
+
+class _CredentialSource(Protocol):
+    """aiobotocore's ``AioCredentials`` / ``AioRefreshableCredentials``."""
+
+    async def get_frozen_credentials(self) -> FrozenCredentials: ...
+
+
+class RequestSigner(Protocol):
+    """Produces the headers of one signed SQS JSON POST."""
+
+    def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
+        """Every header to send (Host included), signed at the current time."""
+        ...
+
+
+def _trim(value: str) -> str:
+    # SigV4 "Trimall": botocore collapses runs of whitespace in header values before signing.
+    return " ".join(value.split())
+
+
+def request_url(endpoint_url: str) -> str:
+    """The URL botocore POSTs JSON-protocol operations to (requestUri ``/`` joined to the endpoint)."""
+    parts = urlsplit(endpoint_url)
+    # botocore's _urljoin keeps the endpoint's own path (or "/" when there is none) and its query.
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
+
+
+def host_header(url: str) -> str:
+    """The Host value botocore signs: lower-case host, IPv6 bracketed, port only when non-default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+class CachedKeySigV4:
+    """SigV4 for SQS JSON POSTs to one endpoint, with the signing key cached per (secret, date).
+
+    It signs exactly the headers botocore signs for these requests (content-type, host, x-amz-date,
+    x-amz-security-token when there is a session token, x-amz-target, x-amzn-query-mode), and the
+    canonical path/query are computed once because the URL never changes. The expensive parts
+    botocore repeats per call (header-map building, URL parsing, four HMACs for the key) are gone;
+    what remains is two SHA-256 hashes and one HMAC.
+    """
+
+    def __init__(self, url: str, region: str, service: str = "sqs") -> None:
+        parts = urlsplit(url)
+        self._region = region
+        self._service = service
+        self._host = host_header(url)
+        self._scope_tail = f"/{region}/{service}/aws4_request"
+        canonical_path = quote(normalize_url_path(parts.path), safe="/~")
+        # As botocore's _canonical_query_string_url: split on "&", sort the pairs, re-join as sent.
+        pairs = sorted(pair.partition("=")[::2] for pair in parts.query.split("&")) if parts.query else []
+        canonical_query = "&".join(f"{key}={value}" for key, value in pairs)
+        self._prefix = f"POST\n{canonical_path}\n{canonical_query}\ncontent-type:{_JSON_CONTENT_TYPE}\n"
+        self._host_line = f"host:{self._host}\n"
+        # One-entry cache: (secret key, yyyymmdd) -> signing key. Instance state, so signers for
+        # different regions or credentials never share it.
+        self._key_for: tuple[str, str] = ("", "")
+        self._key = b""
+
+    def _signing_key(self, secret_key: str, datestamp: str) -> bytes:
+        if self._key_for != (secret_key, datestamp):
+            key = hmac.digest(f"AWS4{secret_key}".encode(), datestamp.encode(), "sha256")
+            key = hmac.digest(key, self._region.encode(), "sha256")
+            key = hmac.digest(key, self._service.encode(), "sha256")
+            self._key = hmac.digest(key, b"aws4_request", "sha256")
+            self._key_for = (secret_key, datestamp)
+        return self._key
+
+    def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
+        """Headers for one POST of ``body`` to ``AmazonSQS.<target>``, signed now."""
+        return self.sign_at(target, body, credentials, time.strftime(_SIGV4_TIMESTAMP, time.gmtime()))
+
+    def sign_at(
+        self, target: str, body: bytes, credentials: FrozenCredentials, amz_date: str
+    ) -> dict[str, str]:
+        """Headers for one POST signed at ``amz_date`` (``YYYYMMDDTHHMMSSZ``, UTC)."""
+        token = credentials.token
+        if token:
+            token_line = f"x-amz-security-token:{_trim(token)}\n"
+            signed = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target;x-amzn-query-mode"
+        else:
+            token_line = ""
+            signed = "content-type;host;x-amz-date;x-amz-target;x-amzn-query-mode"
+        canonical = (
+            f"{self._prefix}{self._host_line}x-amz-date:{amz_date}\n{token_line}"
+            f"x-amz-target:{_trim(target)}\nx-amzn-query-mode:true\n\n{signed}\n"
+            f"{hashlib.sha256(body).hexdigest()}"
+        )
+        datestamp = amz_date[:8]
+        string_to_sign = (
+            f"AWS4-HMAC-SHA256\n{amz_date}\n{datestamp}{self._scope_tail}\n"
+            f"{hashlib.sha256(canonical.encode()).hexdigest()}"
+        )
+        signature = hmac.new(
+            self._signing_key(credentials.secret_key, datestamp), string_to_sign.encode(), "sha256"
+        ).hexdigest()
+        headers = {
+            "Host": self._host,
+            "Content-Type": _JSON_CONTENT_TYPE,
+            "X-Amz-Target": target,
+            "x-amzn-query-mode": "true",
+            "X-Amz-Date": amz_date,
+            "Authorization": (
+                f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{datestamp}{self._scope_tail}, "
+                f"SignedHeaders={signed}, Signature={signature}"
+            ),
+            "User-Agent": _USER_AGENT,
+        }
+        if token:
+            headers["X-Amz-Security-Token"] = token
+        return headers
+
+
+class BotocoreSigV4:
+    """SigV4 through :class:`botocore.auth.SigV4Auth` itself (the reference; slower per call)."""
+
+    def __init__(self, url: str, region: str, service: str = "sqs") -> None:
+        self._url = url
+        self._region = region
+        self._service = service
+        self._host = host_header(url)
+
+    def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
+        """Headers for one POST of ``body`` to ``AmazonSQS.<target>``, signed now by botocore."""
+        request = AWSRequest(
+            method="POST",
+            url=self._url,
+            data=body,
+            headers={
+                "X-Amz-Target": target,
+                "Content-Type": _JSON_CONTENT_TYPE,
+                "x-amzn-query-mode": "true",
+            },
+        )
+        SigV4Auth(credentials, self._service, self._region).add_auth(request)
+        headers = {str(k): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()}
+        headers["Host"] = self._host
+        headers["User-Agent"] = _USER_AGENT
+        return headers
+
+
+def _decode_binary_attributes(raw_message: dict[str, Any]) -> None:
+    # JSON carries blobs as base64; botocore's parser turns them into bytes before the caller sees
+    # them, so do the same (in place: the dict is ours, freshly decoded) before parse_message.
+    attributes = raw_message.get("MessageAttributes")
+    if not attributes:
+        return
+    for value in attributes.values():
+        binary = value.get("BinaryValue")
+        if isinstance(binary, str):
+            value["BinaryValue"] = base64.b64decode(binary)
+
+
+def _attributes_to_json(attributes: Mapping[str, MessageAttribute]) -> dict[str, dict[str, Any]]:
+    wire = attributes_to_wire(attributes)
+    for entry in wire.values():
+        binary = entry.get("BinaryValue")
+        if isinstance(binary, bytes | bytearray):
+            entry["BinaryValue"] = base64.b64encode(binary).decode("ascii")
+    return wire
+
+
+def _dumps(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class LeanSQS:
+    """:class:`~asqsd.sqs.SQSClient` that POSTs SQS JSON requests over a shared aiohttp session.
+
+    Safe to share between any number of concurrent tasks on one event loop. It owns nothing: the
+    aiohttp session and the credential source are created and closed by the caller and must outlive
+    it. No SDK-level retries: every failure becomes an :class:`SQSError` whose ``retryable`` flag
+    tells the caller whether to try again.
+    """
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        queue_url: str,
+        *,
+        endpoint_url: str,
+        region: str,
+        credentials: Callable[[], Awaitable[_CredentialSource | None]],
+        signer: Literal["cached", "botocore"] = "cached",
+        request_timeout_s: float = 10.0,
+        receive_slack_s: float = 10.0,
+    ) -> None:
+        """``credentials`` is called until it returns a source (e.g. ``AioSession.get_credentials``).
+
+        ``request_timeout_s`` bounds every call but ReceiveMessage, which gets its
+        ``WaitTimeSeconds`` plus ``receive_slack_s``.
+        """
+        self.queue_url = queue_url
+        self._http = http
+        url = request_url(endpoint_url)
+        # A pre-parsed, already-encoded URL spares aiohttp a parse per request.
+        self._url = URL(url, encoded=True)
+        self._signer: RequestSigner = (
+            CachedKeySigV4(url, region) if signer == "cached" else BotocoreSigV4(url, region)
+        )
+        self._load_credentials = credentials
+        self._credentials: _CredentialSource | None = None
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._receive_slack_s = receive_slack_s
+        self._receive_timeouts: dict[int, aiohttp.ClientTimeout] = {}
+        self._queue_url_json = json.dumps(queue_url)
+
+    async def receive(
+        self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+    ) -> list[Message]:
+        """ReceiveMessage: long poll, stock system attributes, all message attributes."""
+        body = (
+            f'{{"QueueUrl":{self._queue_url_json},"MaxNumberOfMessages":{int(max_messages)},'
+            f'"WaitTimeSeconds":{int(wait_time_s)},"VisibilityTimeout":{int(visibility_timeout_s)}'
+            f"{_RECEIVE_TAIL}"
+        ).encode()
+        timeout = self._receive_timeouts.get(wait_time_s)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=wait_time_s + self._receive_slack_s)
+            self._receive_timeouts[wait_time_s] = timeout
+        response = await self._call("ReceiveMessage", body, timeout)
+        messages: list[Message] = []
+        for raw in response.get("Messages") or ():
+            try:
+                _decode_binary_attributes(raw)
+            except (binascii.Error, ValueError) as exc:
+                raise SQSError("ReceiveMessage", "InvalidResponse", str(exc), retryable=True) from exc
+            messages.append(parse_message(raw))
+        return messages
+
+    async def delete_batch(self, entries: Sequence[DeleteEntry]) -> BatchResult:
+        """DeleteMessageBatch."""
+        payload = {
+            "QueueUrl": self.queue_url,
+            "Entries": [{"Id": e.entry_id, "ReceiptHandle": e.receipt_handle} for e in entries],
+        }
+        return batch_result(await self._call("DeleteMessageBatch", _dumps(payload), self._timeout))
+
+    async def change_visibility_batch(self, entries: Sequence[VisibilityEntry]) -> BatchResult:
+        """ChangeMessageVisibilityBatch."""
+        payload = {
+            "QueueUrl": self.queue_url,
+            "Entries": [
+                {
+                    "Id": e.entry_id,
+                    "ReceiptHandle": e.receipt_handle,
+                    "VisibilityTimeout": e.visibility_timeout_s,
+                }
+                for e in entries
+            ],
+        }
+        return batch_result(await self._call("ChangeMessageVisibilityBatch", _dumps(payload), self._timeout))
+
+    async def get_queue_attributes(self, names: Sequence[str]) -> dict[str, str]:
+        """GetQueueAttributes."""
+        payload = {"QueueUrl": self.queue_url, "AttributeNames": list(names)}
+        response = await self._call("GetQueueAttributes", _dumps(payload), self._timeout)
+        return {str(k): str(v) for k, v in (response.get("Attributes") or {}).items()}
+
+    async def send_message(
+        self,
+        body: str,
+        attributes: Mapping[str, MessageAttribute] | None = None,
+        *,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """SendMessage."""
+        payload: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": body}
+        if attributes:
+            payload["MessageAttributes"] = _attributes_to_json(attributes)
+        if group_id is not None:
+            payload["MessageGroupId"] = group_id
+        if deduplication_id is not None:
+            payload["MessageDeduplicationId"] = deduplication_id
+        response = await self._call("SendMessage", _dumps(payload), self._timeout)
+        return str(response.get("MessageId", ""))
+
+    async def resolve_credentials(self) -> bool:
+        """Look the credential source up now if it is not known yet; whether one was found."""
+        if self._credentials is None:
+            # Retried on every call while absent: at boot an instance profile can be briefly
+            # unavailable, and a botocore client created in that window would fail forever.
+            self._credentials = await self._load_credentials()
+        return self._credentials is not None
+
+    async def _frozen_credentials(self, operation: str) -> FrozenCredentials:
+        try:
+            source = self._credentials
+            if source is None and await self.resolve_credentials():
+                source = self._credentials
+            if source is None:
+                raise SQSError(
+                    operation, "NoCredentialsError", "Unable to locate credentials", retryable=True
+                )
+            # Frozen per call: refreshable credentials rotate here (they refresh only when due).
+            return await source.get_frozen_credentials()
+        except BotoCoreError as exc:
+            raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc
+
+    async def _call(self, operation: str, body: bytes, limits: aiohttp.ClientTimeout) -> dict[str, Any]:
+        """POST one operation; the decoded JSON response, or :class:`SQSError`."""
+        credentials = await self._frozen_credentials(operation)
+        headers = self._signer.sign(_TARGET_PREFIX + operation, body, credentials)
+        try:
+            async with self._http.post(self._url, data=body, headers=headers, timeout=limits) as response:
+                raw = await response.read()
+                status = response.status
+                query_error = response.headers.get("x-amzn-query-error")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Transport problems (endpoint down, connection reset, timeout): always retryable.
+            raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc
+        if status >= 300:
+            raise _error_from_response(operation, status, raw, query_error)
+        if not raw:
+            return {}
+        try:
+            decoded = json.loads(raw)
+        except ValueError as exc:
+            raise SQSError(operation, "InvalidResponse", f"HTTP {status}: {exc}", retryable=True) from exc
+        if not isinstance(decoded, dict):
+            raise SQSError(operation, "InvalidResponse", f"HTTP {status}: not an object", retryable=True)
+        return decoded
+
+
+def _error_from_response(operation: str, status: int, raw: bytes, query_error: str | None) -> SQSError:
+    """Parse an error response the way botocore's JSON parser does (``__type``, query-error header)."""
+    text = raw.decode("utf-8", errors="replace")
+    body: Any
+    try:
+        body = json.loads(text) if text else {}
+    except ValueError:
+        body = {"message": text}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message", body.get("Message", "")))
+    code = str(body.get("__type", str(status)))
+    # "com.amazonaws.sqs#QueueDoesNotExist", or "Code:http://internal..." (x-amzn-errortype style).
+    code = code.split(":", 1)[0]
+    code = code.rsplit("#", 1)[-1]
+    if query_error:
+        # Query-compatible services name the legacy code first: "AWS.SimpleQueueService.X;Sender".
+        legacy_code, sep, fault = query_error.partition(";")
+        if sep and legacy_code and ";" not in fault:
+            code = legacy_code
+    code = normalise_error_code(code)
+    return SQSError(operation, code, message, retryable=is_retryable(code, status))
+
+
+async def create_lean_sqs(
+    aio_session: Any,
+    sqs_client: Any,
+    http: aiohttp.ClientSession,
+    queue_url: str,
+    *,
+    signer: Literal["cached", "botocore"] = "cached",
+    request_timeout_s: float = 10.0,
+    receive_slack_s: float = 10.0,
+) -> LeanSQS:
+    """A :class:`LeanSQS` that signs and routes like ``sqs_client`` would.
+
+    * ``aio_session`` (``aiobotocore.session.AioSession``): its credential chain supplies the
+      credentials; create ``sqs_client`` from the same session without explicit keys so both use the
+      same credentials. Must stay alive as long as the LeanSQS (it owns the credential providers).
+    * ``sqs_client``: an aiobotocore SQS client, read once for ``meta.endpoint_url`` and
+      ``meta.region_name`` (so endpoint env vars, ``endpoint_url=``, FIPS and region resolution are
+      botocore's). LeanSQS keeps no reference to it; it may be closed afterwards.
+    * ``http``: the aiohttp session every request goes through; owned and closed by the caller. Give
+      its connector enough connections for the concurrent long polls plus batch calls.
+    """
+    if sqs_client.meta.config.signature_version is UNSIGNED:
+        raise ValueError("LeanSQS signs every request; the client is configured for UNSIGNED requests")
+    if sqs_client.meta.config.proxies:
+        raise ValueError("LeanSQS does not use botocore's proxy settings; configure the aiohttp session")
+    lean = LeanSQS(
+        http,
+        queue_url,
+        endpoint_url=str(sqs_client.meta.endpoint_url),
+        region=str(sqs_client.meta.region_name),
+        credentials=aio_session.get_credentials,
+        signer=signer,
+        request_timeout_s=request_timeout_s,
+        receive_slack_s=receive_slack_s,
+    )
+    # Resolve now so the first call does not pay for the chain; a miss is retried per call.
+    await lean.resolve_credentials()
+    return lean

@@ -1,0 +1,148 @@
+"""POST a message to the worker and report what happened (status, or the transport error).
+
+Timeouts follow the stock daemon: ``connect_timeout`` bounds connecting; ``inactivity_timeout``
+is an idle timer (aiohttp's ``sock_read``), reset whenever response bytes arrive, so a slow
+streaming response longer than the timeout still succeeds. The response body is read to the
+end and discarded chunk by chunk: never buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import errno
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from asqsd.headers import Request
+
+_STALE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryResult:
+    """The outcome of one POST: a status, or an error description when no response came."""
+
+    status: int | None
+    error: str | None
+    elapsed_s: float
+    retry_after_s: int | None = None
+    stale_resends: int = 0
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
+    """Retry-After as whole seconds from now (delta-seconds or an HTTP date); None if malformed."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    delta = when.timestamp() - (time.time() if now is None else now)
+    return max(0, int(delta + 0.999))
+
+
+class WorkerClient:
+    """POSTs requests to ``base_url`` over a pooled keep-alive session owned by the caller."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        connect_timeout_s: float,
+        inactivity_timeout_s: float,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect_timeout_s, sock_read=inactivity_timeout_s
+        )
+
+    async def post(self, request: Request) -> DeliveryResult:
+        """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
+        started = time.monotonic()
+        url = self._base_url + request.path
+        try:
+            try:
+                status, retry_after = await self._post_once(url, request)
+                resends = 0
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if not _is_stale_connection(exc):
+                    raise
+                # The worker closed a keep-alive connection we reused: the stock daemon re-posts at
+                # once without touching visibility. Bounded to one re-send so a worker that always
+                # closes cannot make us loop.
+                status, retry_after = await self._post_once(url, request)
+                resends = 1
+        except TimeoutError as exc:
+            return DeliveryResult(None, _timeout_reason(exc), time.monotonic() - started)
+        except aiohttp.ClientError as exc:
+            return DeliveryResult(None, _describe(exc), time.monotonic() - started)
+        return DeliveryResult(status, None, time.monotonic() - started, retry_after, resends)
+
+    async def _post_once(self, url: str, request: Request) -> tuple[int, int | None]:
+        async with self._session.post(
+            url, data=request.body, headers=request.headers, timeout=self._timeout, allow_redirects=False
+        ) as response:
+            # Drain without keeping anything: the idle timer restarts on every chunk.
+            while await response.content.readany():
+                pass
+            retry_after = None
+            if response.status in _RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return response.status, retry_after
+
+
+def _is_stale_connection(exc: aiohttp.ClientError) -> bool:
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in _STALE_ERRNOS
+
+
+def _timeout_reason(exc: TimeoutError) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect timeout"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return "inactivity timeout"
+    return "timeout"
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed: {exc.os_error.strerror or exc.os_error}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def create_session(connections: int, user_agent: str) -> aiohttp.ClientSession:
+    """The worker session: a pool of ``connections`` keep-alive connections, no decompression."""
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, enable_cleanup_closed=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,  # the body is discarded; never spend CPU inflating it
+        skip_auto_headers=("Accept",),  # the stock daemon sends no Accept header
+        headers={"User-Agent": user_agent},
+        raise_for_status=False,
+    )
+
+
+async def probe(base_url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the worker port accepts a TCP connection (used for readiness)."""
+    from yarl import URL
+
+    url = URL(base_url)
+    try:
+        async with asyncio.timeout(timeout_s):
+            _reader, writer = await asyncio.open_connection(url.host, url.port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
