@@ -60,7 +60,7 @@ class BatchSender(Generic[T]):
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._flushes: dict[asyncio.Task[None], int] = {}  # flush task → entries it carries
         self._closing = False
         self.stats = BatchStats()
 
@@ -92,8 +92,11 @@ class BatchSender(Generic[T]):
             batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
             await self._slots.acquire()
             task = asyncio.create_task(self._flush(batch))
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+            self._flushes[task] = len(batch)
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._flushes.pop(task, None)
 
     async def close(self, runner: asyncio.Task[None], timeout_s: float) -> int:
         """Send everything queued within ``timeout_s``; returns how many items were given up on."""
@@ -107,13 +110,17 @@ class BatchSender(Generic[T]):
                     await asyncio.wait(set(self._flushes))
         except TimeoutError:
             pass
-        return self._abort(runner)
+        return await self._abort(runner)
 
-    def _abort(self, runner: asyncio.Task[None]) -> int:
+    async def _abort(self, runner: asyncio.Task[None]) -> int:
+        """Cancel what is still running; report every unsent item (left to SQS)."""
         runner.cancel()
-        for task in self._flushes:
+        in_flight = dict(self._flushes)
+        for task in in_flight:
             task.cancel()
-        given_up = len(self._pending)
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=1.0)
+        given_up = len(self._pending) + sum(in_flight.values())
         while self._pending:
             self._on_settled(self._pending.popleft(), "shutdown flush timed out")
         return given_up

@@ -301,10 +301,16 @@ def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _apply_inactivity_fallback(merged: dict[str, Any], labels: dict[str, str]) -> None:
     # Stock rule: a missing inactivity_timeout falls back to visibility_timeout. With neither set
-    # the documented EB default (299) applies.
-    if "inactivity_timeout" not in merged and "visibility_timeout" in merged:
-        merged["inactivity_timeout"] = merged["visibility_timeout"]
-        labels["inactivity_timeout"] = f"{labels['visibility_timeout']} (fallback from visibility_timeout)"
+    # the documented EB default (299) applies. An invalid visibility_timeout is reported once, by
+    # its own key, so the fallback is skipped then; the copy is clamped to inactivity's range.
+    if "inactivity_timeout" in merged or "visibility_timeout" not in merged:
+        return
+    try:
+        visibility = int(merged["visibility_timeout"])
+    except (TypeError, ValueError):
+        return
+    merged["inactivity_timeout"] = min(max(visibility, 1), 36000)
+    labels["inactivity_timeout"] = f"{labels['visibility_timeout']} (fallback from visibility_timeout)"
 
 
 def _file_layer(path: Path, warnings: list[str]) -> _Layer:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -58,11 +59,12 @@ _STARTUP_ATTRIBUTES = ("QueueArn", "VisibilityTimeout", "FifoQueue", "RedrivePol
 class Daemon:
     """One asqsd instance. Create, ``await run()``, stop with :meth:`request_stop`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time) -> None:
         if settings.queue_url is None:
             raise StartupError("queue_url is required")
         self.settings = settings
         self.queue_url: str = settings.queue_url
+        self._wall_clock = wall_clock
         self.counters = Counters()
         self.leases = LeaseTable()
         self.channel = Channel(settings.buffer_capacity)
@@ -98,6 +100,11 @@ class Daemon:
     def stopping(self) -> bool:
         """True once a stop was requested."""
         return self._stopping.is_set()
+
+    @property
+    def receivers_polling(self) -> int:
+        """How many ReceiveMessage calls are outstanding right now."""
+        return sum(1 for receiver in self._receivers if receiver.polling)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -199,7 +206,15 @@ class Daemon:
         )
         for _ in range(settings.http_connections):
             dispatcher = Dispatcher(
-                self.channel, self.leases, worker, static, policy, self.deleter, self.changer, self.counters
+                self.channel,
+                self.leases,
+                worker,
+                static,
+                policy,
+                self.deleter,
+                self.changer,
+                self.counters,
+                self._wall_clock,
             )
             self._dispatchers[dispatcher] = self._spawn(dispatcher.run())
 

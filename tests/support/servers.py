@@ -28,7 +28,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> bool
         if proc.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL built here
+            with urllib.request.urlopen(url, timeout=1):
                 return True
         except urllib.error.HTTPError:
             return True
@@ -51,7 +51,7 @@ def run_moto_server(log_path: Path) -> Iterator[str]:
         port = 0
         for _attempt in range(3):
             port = free_loopback_port()
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            proc = subprocess.Popen(
                 [moto_server_command(), "-H", "127.0.0.1", "-p", str(port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,

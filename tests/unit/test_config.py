@@ -1,0 +1,193 @@
+"""Settings: stock keys and defaults, source precedence, EB option names, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asqsd.config import describe_settings, load_settings, parse_status_spec
+from asqsd.errors import ConfigError
+
+STOCK_DEFAULTS = {
+    "queue_url": None,
+    "http_url": "http://localhost",
+    "http_port": 80,
+    "http_path": "/",
+    "mime_type": "application/json",
+    "http_connections": 50,
+    "connect_timeout": 5,
+    "inactivity_timeout": 299,
+    "visibility_timeout": 300,
+    "error_visibility_timeout": 2,
+    "retention_period": 345600,
+}
+
+
+def test_stock_defaults() -> None:
+    """Every stock key has the documented default."""
+    settings = load_settings({}, {}).settings
+    for key, value in STOCK_DEFAULTS.items():
+        assert getattr(settings, key) == value, key
+    assert settings.success_statuses == frozenset({200})
+    assert settings.user_agent.startswith("aws-sqsd/")
+    assert settings.wait_time_s == 20
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [
+        ("http_connections", 0),
+        ("http_connections", 101),
+        ("connect_timeout", 61),
+        ("inactivity_timeout", 36001),
+        ("visibility_timeout", 43201),
+        ("retention_period", 59),
+        ("http_port", 70000),
+        ("wait_time_s", 21),
+    ],
+)
+def test_out_of_range_values_are_rejected(key: str, bad: int) -> None:
+    """Stock ranges are enforced; the message names key, value and source."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({key: bad}, {})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{key}={bad!r} (from flag --{key.replace('_', '-')})")
+
+
+def test_precedence_cli_over_env_over_eb_env_over_file(tmp_path: Path) -> None:
+    """CLI > ASQSD_* env > EB option names in env > config file > default."""
+    config = tmp_path / "default.yaml"
+    config.write_text("http_path: /file\nmime_type: text/file\nhttp_port: 81\nvisibility_timeout: 40\n")
+    env = {"ASQSD_MIME_TYPE": "text/env", "HttpPath": "/eb", "ASQSD_HTTP_PATH": "/env"}
+    loaded = load_settings({"http_path": "/cli"}, env, config)
+    settings = loaded.settings
+    assert settings.http_path == "/cli"
+    assert settings.mime_type == "text/env"
+    assert settings.http_port == 81
+    assert loaded.sources["http_path"] == "flag --http-path"
+    assert loaded.sources["mime_type"] == "env ASQSD_MIME_TYPE"
+    assert loaded.sources["http_port"] == f"file {config}: http_port"
+    assert loaded.sources["connect_timeout"] == "default"
+
+
+def test_eb_option_names_in_file_and_env(tmp_path: Path) -> None:
+    """WorkerQueueURL & co. work in the config file; MaxConcurrentAPIConnections is HttpConnections."""
+    config = tmp_path / "eb.yaml"
+    config.write_text(
+        "WorkerQueueURL: https://sqs.eu-west-1.amazonaws.com/1/q\nHttpPath: /w\nMimeType: text/plain\n"
+        "ConnectTimeout: 7\nInactivityTimeout: 100\nVisibilityTimeout: 200\nErrorVisibilityTimeout: 9\n"
+        "RetentionPeriod: 600\n"
+    )
+    settings = load_settings({}, {"MaxConcurrentAPIConnections": "12"}, config).settings
+    assert settings.queue_url == "https://sqs.eu-west-1.amazonaws.com/1/q"
+    assert (settings.http_path, settings.mime_type, settings.http_connections) == ("/w", "text/plain", 12)
+    assert (settings.connect_timeout, settings.inactivity_timeout, settings.visibility_timeout) == (
+        7,
+        100,
+        200,
+    )
+    assert (settings.error_visibility_timeout, settings.retention_period) == (9, 600)
+
+
+def test_missing_inactivity_timeout_falls_back_to_visibility_timeout(tmp_path: Path) -> None:
+    """Stock rule: the file sets visibility_timeout only → inactivity_timeout follows it."""
+    config = tmp_path / "default.yaml"
+    config.write_text("visibility_timeout: 120\n")
+    loaded = load_settings({}, {}, config)
+    assert loaded.settings.inactivity_timeout == 120
+    assert "fallback" in loaded.sources["inactivity_timeout"]
+
+
+def test_negative_error_visibility_means_unset() -> None:
+    """-1 (or null) disables the visibility change after a failure; 0 is honoured."""
+    assert load_settings({"error_visibility_timeout": -1}, {}).settings.error_visibility_timeout is None
+    assert load_settings({"error_visibility_timeout": 0}, {}).settings.error_visibility_timeout == 0
+
+
+def test_unknown_and_ignored_stock_keys_warn(tmp_path: Path) -> None:
+    """Stock keys asqsd does not use and typos are warnings, not errors (drop-in files keep working)."""
+    config = tmp_path / "default.yaml"
+    config.write_text("threads: 30\nkeepalive: true\nhttp_conections: 4\n")
+    warnings = load_settings({}, {}, config).warnings
+    assert any("'threads' is accepted but not used" in w for w in warnings)
+    assert any("'http_conections'" in w and "did you mean 'http_connections'" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("queue_url: [unclosed", "invalid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_malformed_config_file(tmp_path: Path, text: str, fragment: str) -> None:
+    """A broken file is one clear problem naming the file."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {}, config)
+    assert fragment in caught.value.problems[0]
+    assert str(config) in caught.value.problems[0]
+
+
+def test_missing_config_file() -> None:
+    """A config path that does not exist is reported, not a traceback."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {}, Path("/nonexistent/default.yaml"))
+    assert "cannot read" in caught.value.problems[0]
+
+
+def test_every_problem_is_reported_with_its_source() -> None:
+    """Two bad values from two sources: two lines."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"http_port": "eighty"}, {"ASQSD_VISIBILITY_TIMEOUT": "-5"})
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert any("http_port='eighty' (from flag --http-port)" in p for p in problems)
+    assert any("visibility_timeout='-5' (from env ASQSD_VISIBILITY_TIMEOUT)" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("http_path", "no-slash"),
+        ("http_path", "/a b"),
+        ("http_url", "localhost"),
+        ("mime_type", "text/plain\r\nX-Evil: 1"),
+        ("user_agent", ""),
+        ("queue_url", "sqs.us-east-1.amazonaws.com/1/q"),
+        ("success_statuses", "abc"),
+        ("success_statuses", "700"),
+        ("loop", "trio"),
+    ],
+)
+def test_invalid_values(key: str, value: str) -> None:
+    """Values that would break requests are refused at start-up."""
+    with pytest.raises(ConfigError):
+        load_settings({key: value}, {})
+
+
+def test_status_spec() -> None:
+    """'2xx', lists and ranges."""
+    assert parse_status_spec("200") == {200}
+    assert parse_status_spec("2xx") == set(range(200, 300))
+    assert parse_status_spec("200, 204") == {200, 204}
+    assert parse_status_spec("200-202") == {200, 201, 202}
+
+
+def test_derived_defaults() -> None:
+    """Receivers and buffer follow http_connections unless set."""
+    settings = load_settings({"http_connections": 50}, {}).settings
+    assert settings.receiver_count == 5
+    assert settings.buffer_capacity == 50
+    assert load_settings({"http_connections": 1}, {}).settings.receiver_count == 1
+    assert load_settings({"receivers": 3, "channel_capacity": 7}, {}).settings.buffer_capacity == 7
+
+
+def test_describe_lists_every_key_with_source() -> None:
+    """`asqsd config` rows."""
+    rows = describe_settings(load_settings({"http_port": 8080}, {}))
+    by_key = {key: (value, source) for key, value, source in rows}
+    assert by_key["http_port"] == ("8080", "flag --http-port")
+    assert by_key["success_statuses"] == ("200", "default")
