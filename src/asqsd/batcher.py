@@ -161,6 +161,9 @@ class BatchSender(Generic[T]):
                 return batch, {id(item): exc.code for item in batch}
             self._settle_all(batch, exc.code)
             return [], {}
+        except Exception as exc:  # noqa: BLE001 - an unexpected client error is retried like a 5xx
+            self.stats.call_errors += 1
+            return batch, {id(item): type(exc).__name__ for item in batch}
         failed = {f.entry_id: f for f in result.failed}
         succeeded = set(result.succeeded)
         retry: list[T] = []

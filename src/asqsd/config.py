@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -108,6 +109,11 @@ class Settings(BaseSettings):
         None, description="SQS endpoint; default follows AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL."
     )
     region: str | None = Field(None, description="AWS region; default from the environment or the queue URL.")
+    sqs_client: Literal["lean", "botocore"] = Field(
+        "lean",
+        description="SQS client for the hot path: lean (signed aiohttp, ~4x less CPU) or botocore "
+        "(aiobotocore). Both take credentials, region and endpoint from botocore.",
+    )
     receivers: int | None = Field(
         None,
         ge=1,
@@ -190,9 +196,18 @@ class Settings(BaseSettings):
     @field_validator("http_url", "endpoint_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must not carry a path or query (use http_path)")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value.rstrip("/")
 
     @field_validator("mime_type", "user_agent")
     @classmethod
@@ -220,7 +235,9 @@ class Settings(BaseSettings):
 
     @property
     def worker_url(self) -> str:
-        """``http_url:http_port`` without a path."""
+        """Scheme, host and port of the worker: a port written in ``http_url`` wins over ``http_port``."""
+        if urlsplit(self.http_url).port is not None:
+            return self.http_url
         return f"{self.http_url}:{self.http_port}"
 
 

@@ -242,6 +242,7 @@ class Daemon:
             http_connections=settings.http_connections,
             buffer=settings.buffer_capacity,
             heartbeat=self._heartbeat is not None,
+            loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await self._stopping.wait()
         log.info("stopping", held=len(self.leases), buffered=self.channel.stats().buffered)

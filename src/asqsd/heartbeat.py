@@ -75,10 +75,11 @@ class Heartbeat:
         ]
         try:
             result = await self._sqs.change_visibility_batch(entries)
-        except SQSError as exc:
+        except Exception as exc:  # noqa: BLE001 - SQSError or a client bug: retried next tick either way
             # Try again next tick: the margin leaves several ticks before the lease ends.
             self._counters.count_call("ChangeMessageVisibilityBatch", error=True)
-            log.warning("heartbeat-failed", code=exc.code, error=str(exc), messages=len(batch))
+            code = exc.code if isinstance(exc, SQSError) else type(exc).__name__
+            log.warning("heartbeat-failed", code=code, error=str(exc), messages=len(batch))
             return
         self._counters.count_call("ChangeMessageVisibilityBatch")
         failed = {f.entry_id: f for f in result.failed}

@@ -119,19 +119,25 @@ class Receiver:
                 visibility_timeout_s=policy.visibility_timeout_s,
             )
         except SQSError as exc:
-            self._counters.receive_errors += 1
-            self._counters.count_call("ReceiveMessage", error=True)
-            log.warning(
-                "receive-failed",
-                receiver=self.index,
-                code=exc.code,
-                error=str(exc),
-                retryable=exc.retryable,
-                attempt=self._errors.attempt + 1,
-            )
+            self._failed(exc.code, str(exc), exc.retryable)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a receiver must outlive any client bug: back off, retry
+            self._failed(type(exc).__name__, repr(exc), True)
             return None
         self._counters.count_call("ReceiveMessage")
         return messages
+
+    def _failed(self, code: str, error: str, retryable: bool) -> None:
+        self._counters.receive_errors += 1
+        self._counters.count_call("ReceiveMessage", error=True)
+        log.warning(
+            "receive-failed",
+            receiver=self.index,
+            code=code,
+            error=error,
+            retryable=retryable,
+            attempt=self._errors.attempt + 1,
+        )
 
     def _pause_after(self, messages: list[Message], sent_at: float) -> float:
         if messages:

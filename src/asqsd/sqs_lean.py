@@ -303,15 +303,18 @@ class LeanSQS:
         self._receive_timeouts: dict[int, aiohttp.ClientTimeout] = {}
         self._queue_url_json = json.dumps(queue_url)
 
+    @property
+    def url(self) -> str:
+        """Where every request is POSTed: botocore's endpoint URL joined to the ``/`` request URI."""
+        return str(self._url)
+
     async def receive(
         self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int
     ) -> list[Message]:
         """ReceiveMessage: long poll, stock system attributes, all message attributes."""
-        body = (
-            f'{{"QueueUrl":{self._queue_url_json},"MaxNumberOfMessages":{int(max_messages)},'
-            f'"WaitTimeSeconds":{int(wait_time_s)},"VisibilityTimeout":{int(visibility_timeout_s)}'
-            f"{_RECEIVE_TAIL}"
-        ).encode()
+        body = self._receive_body(
+            max_messages=max_messages, wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s
+        )
         timeout = self._receive_timeouts.get(wait_time_s)
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=wait_time_s + self._receive_slack_s)
@@ -325,6 +328,14 @@ class LeanSQS:
                 raise SQSError("ReceiveMessage", "InvalidResponse", str(exc), retryable=True) from exc
             messages.append(parse_message(raw))
         return messages
+
+    def _receive_body(self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int) -> bytes:
+        # Formatted rather than json.dumps'd: the hot path, and only three integers ever change.
+        return (
+            f'{{"QueueUrl":{self._queue_url_json},"MaxNumberOfMessages":{int(max_messages)},'
+            f'"WaitTimeSeconds":{int(wait_time_s)},"VisibilityTimeout":{int(visibility_timeout_s)}'
+            f"{_RECEIVE_TAIL}"
+        ).encode()
 
     async def delete_batch(self, entries: Sequence[DeleteEntry]) -> BatchResult:
         """DeleteMessageBatch."""
@@ -470,6 +481,9 @@ async def create_lean_sqs(
         raise ValueError("LeanSQS signs every request; the client is configured for UNSIGNED requests")
     if sqs_client.meta.config.proxies:
         raise ValueError("LeanSQS does not use botocore's proxy settings; configure the aiohttp session")
+    if not sqs_client.meta.region_name:
+        # botocore would fail every call with NoRegionError; SigV4 cannot be computed without one.
+        raise ValueError("LeanSQS needs a region to sign with; the client has none")
     lean = LeanSQS(
         http,
         queue_url,

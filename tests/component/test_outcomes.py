@@ -267,3 +267,26 @@ async def test_expired_message_is_deleted_without_a_post(
         assert daemon.counters.expired == 1
     assert worker.deliveries == []
     assert await queue_counts(sqs, queue_url) == (0, 0)
+
+
+async def test_failed_delivery_logs_one_structured_event(
+    sqs: Any, queue_url: str, worker: RecordingWorker, make_settings: SettingsFactory, run_daemon: Any
+) -> None:
+    """One http-err event per failure with id, receive count, status and elapsed time; the
+    receipt handle is never logged in full."""
+    from structlog.testing import capture_logs
+
+    worker.handler = status_handler(500)
+    msgid = await send(sqs, queue_url)
+    with capture_logs() as logs:
+        async with run_daemon(make_settings(error_visibility_timeout=30)) as daemon:
+            await wait_until(lambda: daemon.counters.failed == 1, what="a failure")
+    failures = [e for e in logs if e["event"] == "http-err"]
+    assert len(failures) == 1
+    event = failures[0]
+    assert event["message_id"] == msgid
+    assert event["receive_count"] == 1
+    assert event["status"] == 500
+    assert event["elapsed_s"] >= 0
+    assert event["retry_in_s"] == 30
+    assert {"started", "stopping", "stopped"} <= {e["event"] for e in logs}

@@ -198,6 +198,8 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     await wait_until(lambda: daemon.saw("stopping"), what="stopping logged")
     gate.set()
     assert await wait_exit(daemon.proc, 30) == 0
+    started = next(e for e in daemon.events() if e["event"] == "started")
+    assert started["loop"] == "uvloop"  # the default loop
     summary = next(e for e in daemon.events() if e["event"] == "stopped")
     assert summary["deleted"] == 1 and summary["abandoned"] == 0
     text = daemon.log_path.read_text()

@@ -191,3 +191,29 @@ def test_describe_lists_every_key_with_source() -> None:
     by_key = {key: (value, source) for key, value, source in rows}
     assert by_key["http_port"] == ("8080", "flag --http-port")
     assert by_key["success_statuses"] == ("200", "default")
+
+
+def test_stock_file_keys(tmp_path: Path) -> None:
+    """The keys of /etc/aws-sqsd.d/default.yaml, as the platform writes them, all load."""
+    config = tmp_path / "default.yaml"
+    config.write_text(
+        "queue_url: https://sqs.us-west-2.amazonaws.com/123456789012/awseb-e-x-stack-AWSEBWorkerQueue-1\n"
+        "http_path: /worker\nmime_type: application/json\nhttp_connections: 10\nconnect_timeout: 5\n"
+        "inactivity_timeout: 299\nvisibility_timeout: 300\nerror_visibility_timeout: 2\n"
+        "retention_period: 345600\nregistry_table: awseb-e-x-stack-AWSEBWorkerCronLeaderRegistry-1\n"
+        "environment_name: my-env\nhealthcheck: TCP:80\n"
+    )
+    loaded = load_settings({}, {}, config)
+    settings = loaded.settings
+    assert settings.registry_table == "awseb-e-x-stack-AWSEBWorkerCronLeaderRegistry-1"
+    assert settings.environment_name == "my-env"
+    assert settings.http_connections == 10
+    assert any("healthcheck" in w for w in loaded.warnings)
+
+
+def test_http_url_with_port_wins() -> None:
+    """http_url may carry the port (handy for `asqsd local --http-url http://localhost:8080`)."""
+    assert load_settings({"http_url": "http://localhost:8080"}, {}).settings.worker_url == "http://localhost:8080"
+    assert load_settings({"http_port": 81}, {}).settings.worker_url == "http://localhost:81"
+    with pytest.raises(ConfigError):
+        load_settings({"http_url": "http://localhost/path"}, {})

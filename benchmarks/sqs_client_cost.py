@@ -1,0 +1,482 @@
+"""Client CPU per SQS call: BotocoreSQS (default / tuned AioConfig) vs LeanSQS, on loopback.
+
+A canned-response aiohttp stub runs in a *separate* process (``--serve``), so the CPU read here with
+``time.process_time()`` is the client's alone. Each variant makes the same calls through the
+:class:`~asqsd.sqs.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
+stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
+
+    .venv/bin/python benchmarks/sqs_client_cost.py                # table + benchmarks/results/*.json
+    .venv/bin/python benchmarks/sqs_client_cost.py --profile      # cProfile of LeanSQS only
+    .venv/bin/py-spy record -r 500 --gil -f raw -o /tmp/lean.txt -- \
+        .venv/bin/python benchmarks/sqs_client_cost.py --variants lean --calls 20000 --rounds 1 \
+        --no-breakdown --output /tmp/lean.json
+    .venv/bin/python benchmarks/sqs_client_cost.py --spy-summary /tmp/lean.txt
+
+Nothing leaves 127.0.0.1; the credentials are dummies set for this process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import cProfile
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import pstats
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from aiohttp import web
+
+from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient
+from asqsd.sqs_lean import create_lean_sqs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bench"
+VARIANTS = ("botocore-default", "botocore-tuned", "lean-botocore-signer", "lean", "aiohttp-floor")
+OPS = ("ReceiveMessage(10)", "DeleteMessageBatch(10)")
+TUNED_CONFIG = AioConfig(
+    parameter_validation=False,
+    max_pool_connections=64,
+    # The daemon retries on SQSError.retryable itself; SDK retries would only add latency.
+    retries={"mode": "standard", "max_attempts": 1},
+)
+
+
+# --- the stub server (child process) ------------------------------------------------------------
+
+
+def canned_receive() -> bytes:
+    """A realistic ReceiveMessage(10) response body: ~210-byte bodies, attributes, MD5s."""
+    messages = []
+    for i in range(10):
+        body = json.dumps({"job": "resize", "id": i, "pad": "x" * 150, "note": "héllo ✓"})
+        messages.append(
+            {
+                "MessageId": str(uuid.UUID(int=i)),
+                "ReceiptHandle": base64.b64encode(f"receipt-{i}-".encode() * 12).decode(),
+                "MD5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+                "Body": body,
+                "Attributes": {
+                    "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
+                    "ApproximateFirstReceiveTimestamp": "1700000000123",
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1700000000000",
+                },
+                "MD5OfMessageAttributes": "0" * 32,
+                "MessageAttributes": {
+                    "trace": {"StringValue": f"trace-{i}", "DataType": "String"},
+                    "blob": {
+                        "BinaryValue": base64.b64encode(b"\x00\x01binary").decode(),
+                        "DataType": "Binary",
+                    },
+                },
+            }
+        )
+    return json.dumps({"Messages": messages}).encode()
+
+
+def serve(port: int) -> None:
+    """Answer every SQS JSON POST with a canned body chosen by X-Amz-Target."""
+    replies = {
+        "AmazonSQS.ReceiveMessage": canned_receive(),
+        "AmazonSQS.DeleteMessageBatch": json.dumps(
+            {"Successful": [{"Id": str(i)} for i in range(10)]}
+        ).encode(),
+    }
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        body = replies.get(request.headers.get("X-Amz-Target", ""), b"{}")
+        return web.Response(body=body, content_type="application/x-amz-json-1.0")
+
+    async def ping(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    app.router.add_get("/ping", ping)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def stub_server() -> Iterator[str]:
+    """Run the stub in a child process; yields its endpoint URL and stops it by PID."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("stub server did not start")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- the clients -----------------------------------------------------------------------------------
+
+
+class RawFloor:
+    """Not an SQS client: the same POSTs with fixed headers and no parsing, for the transport floor."""
+
+    def __init__(self, http: aiohttp.ClientSession, endpoint: str) -> None:
+        self._http = http
+        self._url = endpoint + "/"
+
+    async def _post(self, target: str, body: bytes) -> bytes:
+        headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target}
+        async with self._http.post(self._url, data=body, headers=headers) as response:
+            return await response.read()
+
+    async def receive(self, **_: int) -> bytes:
+        return await self._post("AmazonSQS.ReceiveMessage", b'{"QueueUrl":"q","MaxNumberOfMessages":10}')
+
+    async def delete_batch(self, entries: list[DeleteEntry]) -> bytes:
+        body = json.dumps({"QueueUrl": QUEUE_URL, "Entries": [vars_of(e) for e in entries]}).encode()
+        return await self._post("AmazonSQS.DeleteMessageBatch", body)
+
+
+def vars_of(entry: DeleteEntry) -> dict[str, str]:
+    return {"Id": entry.entry_id, "ReceiptHandle": entry.receipt_handle}
+
+
+@asynccontextmanager
+async def make_client(variant: str, endpoint: str) -> AsyncIterator[SQSClient | RawFloor]:
+    session = get_session()
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        )
+        config = TUNED_CONFIG if variant in ("botocore-tuned",) else None
+        client = await stack.enter_async_context(
+            session.create_client("sqs", endpoint_url=endpoint, region_name="us-east-1", config=config)
+        )
+        if variant.startswith("botocore"):
+            yield BotocoreSQS(client, QUEUE_URL)
+        elif variant == "lean":
+            yield await create_lean_sqs(session, client, http, QUEUE_URL)
+        elif variant == "lean-botocore-signer":
+            yield await create_lean_sqs(session, client, http, QUEUE_URL, signer="botocore")
+        else:
+            yield RawFloor(http, endpoint)
+
+
+def operation(client: Any, op: str) -> Callable[[], Awaitable[Any]]:
+    entries = [
+        DeleteEntry(str(i), base64.b64encode(f"receipt-{i}-".encode() * 12).decode()) for i in range(10)
+    ]
+    if op.startswith("Receive"):
+        return lambda: client.receive(max_messages=10, wait_time_s=0, visibility_timeout_s=60)
+    return lambda: client.delete_batch(entries)
+
+
+async def measure(
+    call: Callable[[], Awaitable[Any]], calls: int, concurrency: int, cap_s: float
+) -> dict[str, float]:
+    """Run ``calls`` calls over ``concurrency`` tasks (or until ``cap_s``); CPU per call in µs."""
+    done = 0
+    deadline = time.monotonic() + cap_s
+
+    async def worker() -> None:
+        nonlocal done
+        while done < calls and time.monotonic() < deadline:
+            done += 1
+            await call()
+
+    times0, cpu0, wall0 = os.times(), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu, wall, times = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
+    return {
+        "calls": done,
+        "cpu_us_per_call": cpu / done * 1e6,
+        # The kernel's share (loopback TCP send/receive) is client CPU too, but no client can avoid it.
+        "user_us_per_call": (times.user - times0.user) / done * 1e6,
+        "system_us_per_call": (times.system - times0.system) / done * 1e6,
+        "calls_per_s": done / wall,
+        "wall_s": wall,
+    }
+
+
+async def run_all(args: argparse.Namespace, endpoint: str) -> list[dict[str, Any]]:
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for _round in range(args.rounds):
+        for variant in args.variants:
+            async with make_client(variant, endpoint) as client:
+                for op in OPS:
+                    call = operation(client, op)
+                    await measure(call, args.warmup, args.concurrency, args.time_cap)
+                    result = await measure(call, args.calls, args.concurrency, args.time_cap)
+                    runs.setdefault((variant, op), []).append(result)
+                    print(f"  {variant:22} {op:24} {result['cpu_us_per_call']:7.1f} µs/call", file=sys.stderr)
+    summary = []
+    for (variant, op), results in runs.items():
+        cpu = [r["cpu_us_per_call"] for r in results]
+        summary.append(
+            {
+                "variant": variant,
+                "op": op,
+                "cpu_us_per_call_min": min(cpu),
+                "cpu_us_per_call_median": statistics.median(cpu),
+                "system_us_per_call_median": statistics.median(r["system_us_per_call"] for r in results),
+                "runs": results,
+            }
+        )
+    return summary
+
+
+async def breakdown(n: int = 20_000) -> dict[str, float]:
+    """CPU µs of LeanSQS's own per-call steps, timed in-process without any I/O."""
+    from aiobotocore.credentials import AioRefreshableCredentials
+    from botocore.credentials import ReadOnlyCredentials
+
+    from asqsd.sqs import batch_result, parse_message
+    from asqsd.sqs_lean import BotocoreSigV4, CachedKeySigV4, LeanSQS
+    from asqsd.sqs_lean import _decode_binary_attributes as decode_binary  # the step being timed
+
+    def per_call(step: Callable[[], object], count: int = n) -> float:
+        start = time.process_time()
+        for _ in range(count):
+            step()
+        return (time.process_time() - start) / count * 1e6
+
+    frozen = ReadOnlyCredentials("AKIDEXAMPLE", "secret", "session-token")
+    url = "http://127.0.0.1:9324/"
+    async with aiohttp.ClientSession() as http:
+        lean = LeanSQS(http, QUEUE_URL, endpoint_url=url, region="us-east-1", credentials=lambda: None)  # type: ignore[arg-type,return-value]
+        body = lean._receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
+    cached, via_botocore = CachedKeySigV4(url, "us-east-1"), BotocoreSigV4(url, "us-east-1")
+    expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+
+    async def no_refresh() -> dict[str, str]:
+        raise AssertionError("not due")
+
+    refreshable = AioRefreshableCredentials.create_from_metadata(
+        {"access_key": "A", "secret_key": "S", "token": "T", "expiry_time": expiry}, no_refresh, "bench"
+    )
+    start = time.process_time()
+    for _ in range(n):
+        await refreshable.get_frozen_credentials()
+    frozen_us = (time.process_time() - start) / n * 1e6
+
+    receive_json = canned_receive()
+    delete_json = json.dumps({"Successful": [{"Id": str(i)} for i in range(10)]}).encode()
+    entries = [{"Id": str(i), "ReceiptHandle": "r" * 180} for i in range(10)]
+
+    def parse_receive() -> None:
+        for raw in json.loads(receive_json)["Messages"]:
+            decode_binary(raw)
+            parse_message(raw)
+
+    loads_us = per_call(lambda: json.loads(receive_json), 5000)
+    return {
+        "sign: CachedKeySigV4": per_call(lambda: cached.sign("AmazonSQS.ReceiveMessage", body, frozen)),
+        "sign: botocore SigV4Auth (BotocoreSigV4)": per_call(
+            lambda: via_botocore.sign("AmazonSQS.ReceiveMessage", body, frozen)
+        ),
+        "credentials: AioRefreshableCredentials.get_frozen_credentials (not due)": frozen_us,
+        "receive: request body": per_call(
+            lambda: lean._receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
+        ),
+        "receive: json.loads of 10 messages (5.4 kB)": loads_us,
+        "receive: base64 + parse_message x10": per_call(parse_receive, 5000) - loads_us,
+        "delete: request body (json.dumps)": per_call(
+            lambda: json.dumps({"QueueUrl": QUEUE_URL, "Entries": entries}, separators=(",", ":")).encode()
+        ),
+        "delete: json.loads + batch_result": per_call(lambda: batch_result(json.loads(delete_json))),
+    }
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    by = {(s["variant"], s["op"]): s for s in summary}
+    lines = [
+        "| Variant | "
+        + " | ".join(f"{op} µs/call (min / median)" for op in OPS)
+        + " | per message (recv+del)/10 |",
+        "|---|" + "---:|" * (len(OPS) + 1),
+    ]
+    for variant in dict.fromkeys(s["variant"] for s in summary):
+        cells = [
+            f"{by[variant, op]['cpu_us_per_call_min']:.0f} / {by[variant, op]['cpu_us_per_call_median']:.0f}"
+            for op in OPS
+        ]
+        per_message = sum(by[variant, op]["cpu_us_per_call_min"] for op in OPS) / 10
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {per_message:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=3000, help="measured calls per variant and op")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4, help="concurrent tasks issuing calls")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; the table shows min/median")
+    parser.add_argument("--time-cap", type=float, default=20.0, help="seconds per measurement at most")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--profile", action="store_true", help="cProfile LeanSQS instead of the comparison")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process step timings")
+    parser.add_argument(
+        "--spy-summary", type=Path, help="bucket a py-spy raw profile of this script and exit"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "sqs_client_cost.json")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.spy_summary:
+        spy_summary(args.spy_summary)
+        return
+
+    # Dummy credentials for this process only; the endpoint is always the loopback stub.
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - a dummy; the stub checks nothing
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
+        os.environ.pop(var, None)
+
+    with stub_server() as endpoint:
+        if args.profile:
+            profile(args, endpoint)
+            return
+        summary = uvloop.run(run_all(args, endpoint))
+    steps = {} if args.no_breakdown else uvloop.run(breakdown())
+    print(table(summary))
+    if steps:
+        print("\n| LeanSQS step (in-process, no I/O) | µs per call |\n|---|---:|")
+        for step, us in steps.items():
+            print(f"| {step} | {us:.1f} |")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    import aiobotocore
+    import botocore
+
+    args.output.write_text(
+        json.dumps(
+            {
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "environment": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "aiobotocore": aiobotocore.__version__,
+                    "botocore": botocore.__version__,
+                    "aiohttp": aiohttp.__version__,
+                    "uvloop": importlib.metadata.version("uvloop"),
+                    "event_loop": "uvloop",
+                },
+                "settings": {
+                    k: v
+                    for k, v in vars(args).items()
+                    if k not in ("serve", "output", "profile", "no_breakdown", "spy_summary")
+                },
+                "results": summary,
+                "lean_steps_us": steps,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {args.output}", file=sys.stderr)
+
+
+# py-spy frames -> where LeanSQS's CPU goes; the first rule matching from the leaf upward wins.
+SPY_BUCKETS = (
+    ("signing (CachedKeySigV4)", "CachedKeySigV4."),
+    ("signing (botocore SigV4Auth)", "BotocoreSigV4."),
+    ("credentials (get_frozen_credentials)", "_frozen_credentials"),
+    ("base64 of Binary attributes", "_decode_binary_attributes"),
+    ("parse_message / batch_result", "parse_message"),
+    ("parse_message / batch_result", "batch_result"),
+    ("JSON decode", "json/decoder"),
+    ("request bodies (json.dumps / format)", "json/"),
+    ("request bodies (json.dumps / format)", "_receive_body"),
+    ("aiohttp: read + parse the response", "data_received"),
+    ("aiohttp: read + parse the response", "ClientResponse."),
+    ("aiohttp: read + parse the response", "StreamReader."),
+    ("aiohttp: socket write (incl. the syscall)", "_writelines"),
+    ("aiohttp: build + send the request", "aiohttp/"),
+    ("LeanSQS glue", "LeanSQS."),
+)
+
+
+def spy_summary(path: Path) -> None:
+    """Bucket a ``py-spy record -f raw`` file (collapsed stacks) with SPY_BUCKETS; print a table."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        bucket = "event loop, benchmark harness, imports"
+        for frame in reversed(stack.split(";")):
+            match = next((name for name, needle in SPY_BUCKETS if needle in frame), None)
+            if match:
+                bucket = match
+                break
+        counts[bucket] = counts.get(bucket, 0) + samples
+    print(f"| Where LeanSQS's CPU goes ({total} samples) | share |\n|---|---:|")
+    for bucket, samples in sorted(counts.items(), key=lambda item: -item[1]):
+        print(f"| {bucket} | {100 * samples / total:.1f}% |")
+
+
+def profile(args: argparse.Namespace, endpoint: str) -> None:
+    """cProfile LeanSQS over both ops; prints the top functions by own time and cumulative time."""
+
+    async def run() -> None:
+        async with make_client("lean", endpoint) as client:
+            for op in OPS:
+                await measure(operation(client, op), args.warmup, args.concurrency, args.time_cap)
+            # CPU time, not wall time: the stub shares the cores, and waiting for it is not our cost.
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            for op in OPS:
+                await measure(operation(client, op), args.calls, args.concurrency, args.time_cap)
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(30)
+
+    uvloop.run(run())
+
+
+if __name__ == "__main__":
+    main()
