@@ -30,10 +30,13 @@ class ChannelStats:
 class Channel:
     """Bounded FIFO of messages; capacity counts buffered messages plus reserved slots."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, batch: int = 10) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
+        # Receivers wait for a whole batch of free slots (fewer, larger ReceiveMessage calls)
+        # unless the buffer ran dry, when any free slot is worth filling at once.
+        self._batch = min(batch, capacity)
         # asyncio.Queue wakes exactly one getter per item (no thundering herd on the hot path);
         # None is the end-of-channel sentinel, passed on from getter to getter.
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
@@ -54,17 +57,21 @@ class Channel:
         return self._capacity - self._buffered - self._reserved
 
     async def reserve(self, most: int) -> int:
-        """Wait until a slot is free, reserve up to ``most`` slots and return how many."""
+        """Wait for room (a batch of free slots, or any when the buffer is empty), reserve up to
+        ``most`` slots and return how many."""
         while True:
             if self._closed:
                 raise ChannelClosed
-            free = self.free_slots()
-            if free > 0:
-                count = min(most, free)
+            if self._worth_receiving():
+                count = min(most, self.free_slots())
                 self._reserved += count
                 return count
             self._space.clear()
             await self._space.wait()
+
+    def _worth_receiving(self) -> bool:
+        free = self.free_slots()
+        return free >= self._batch or (free > 0 and self._buffered == 0)
 
     def fill(self, messages: list[Message], reserved: int) -> None:
         """Put received messages into reserved slots and give back the unused reservations."""
@@ -124,5 +131,7 @@ class Channel:
         self._space.set()  # reservers wake up and see the close
 
     def _space_changed(self) -> None:
-        if self.free_slots() > 0:
+        # Wake reservers only when a receive is worth making: waking them on every get() would
+        # cost a round of coroutine switches per message at saturation.
+        if self._worth_receiving():
             self._space.set()

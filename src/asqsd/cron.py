@@ -203,9 +203,11 @@ def _load_yaml(text: str, source: str) -> object:
         document: object = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         raise CronError([f"{source}: invalid YAML: {_describe_yaml_error(exc)}"]) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise CronError([f"{source}: invalid YAML: nested too deeply"]) from None
     # Besides YAMLError, PyYAML's constructors let ValueError escape (e.g. the timestamp
-    # 2001-13-01, or an integer with more digits than Python converts); deep nesting recurses.
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+    # 2001-13-01, or an integer with more digits than Python converts).
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
         raise CronError([f"{source}: invalid YAML: {exc}"]) from None
     if document is None:
         raise CronError([f"{source}: file is empty; expected 'version: 1' and a 'cron' list"])

@@ -106,7 +106,8 @@ def quoted(value: str, limit: int = 80) -> str:
     """``value`` in double quotes with control characters escaped, shortened for messages."""
     if len(value) > limit:
         value = value[:limit] + "..."
-    return json.dumps(value, ensure_ascii=False)
+    # YAML escapes can produce lone surrogates; spell them out so the message can be logged.
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from asqsd.message import BatchResult, Message, VisibilityChange
 from asqsd.metrics import Counters
 from asqsd.receiver import ReceivePolicy, Receiver
 from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient, VisibilityEntry, queue_name, region_from_queue_url
+from asqsd.sqs_lean import create_lean_sqs
 from asqsd.worker import WorkerClient, create_session
 
 log = get_logger("daemon")
@@ -149,8 +150,19 @@ class Daemon:
                 "sqs", region_name=region, endpoint_url=settings.endpoint_url, config=config
             )
         )
-        log.info("sqs-client", endpoint=client.meta.endpoint_url, region=client.meta.region_name)
-        return BotocoreSQS(client, self.queue_url)
+        log.info(
+            "sqs-client",
+            endpoint=client.meta.endpoint_url,
+            region=client.meta.region_name,
+            client=settings.sqs_client,
+        )
+        if settings.sqs_client == "botocore":
+            return BotocoreSQS(client, self.queue_url)
+        # Lean client: the botocore client's credentials, region and endpoint at a fraction of
+        # its CPU per call (docs/sqs-client.md). Its pool covers every long poll plus batch calls.
+        connector = aiohttp.TCPConnector(limit=settings.receiver_count + 20, limit_per_host=0)
+        http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        return await create_lean_sqs(session, client, http, self.queue_url, receive_slack_s=_POLL_SLACK_S)
 
     async def _check_queue(self) -> bool:
         """Read the queue's attributes; retry transient errors, fail fast on permanent ones."""

@@ -27,15 +27,35 @@ class TestChannel:
     """Reservations bound what receivers may ask for; close semantics for shutdown."""
 
     async def test_reserve_never_exceeds_free_slots(self) -> None:
-        """Capacity 5: a first reservation of 10 gets 5, the next waits."""
+        """Capacity 5: a first reservation of 10 gets 5; the next waits until there is room."""
         channel = Channel(5)
         assert await channel.reserve(10) == 5
         waiter = asyncio.create_task(channel.reserve(10))
         await asyncio.sleep(0)
         assert not waiter.done()
         channel.fill([msg(1), msg(2)], reserved=5)  # 3 unused slots come back
-        assert await asyncio.wait_for(waiter, 1) == 3
+        await asyncio.sleep(0)
+        assert not waiter.done()  # 3 free < a batch of 5, and the buffer is not empty
+        await channel.get()
+        await channel.get()
+        assert await asyncio.wait_for(waiter, 1) == 5
         assert channel.free_slots() == 0
+
+    async def test_waits_for_a_batch_unless_the_buffer_is_empty(self) -> None:
+        """Capacity 30: with 25 buffered a receiver waits for 10 free slots; with an empty buffer
+        (slots held by another receiver's poll) any free slot is taken."""
+        channel = Channel(30)
+        channel.fill([msg(i) for i in range(25)], await channel.reserve(25))
+        waiter = asyncio.create_task(channel.reserve(10))
+        for _ in range(4):
+            await channel.get()
+        await asyncio.sleep(0)
+        assert not waiter.done()  # 9 free
+        await channel.get()
+        assert await asyncio.wait_for(waiter, 1) == 10
+        starving = Channel(12)
+        assert await starving.reserve(10) == 10
+        assert await asyncio.wait_for(starving.reserve(10), 1) == 2
 
     async def test_get_is_fifo_and_frees_space(self) -> None:
         """Messages come out in order; each get frees a slot."""

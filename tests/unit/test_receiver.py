@@ -78,34 +78,44 @@ async def run_until_exhausted(sqs: ScriptedSQS, channel: Channel, clock_step: fl
 
 async def test_receive_parameters_and_free_capacity() -> None:
     """WaitTimeSeconds=20, the configured VisibilityTimeout, MaxNumberOfMessages=min(10, free)."""
-    channel = Channel(14)
-    sqs = ScriptedSQS([batch(0, 10), batch(10, 3)])
-    await run_until_exhausted(sqs, channel, clock_step=5.0)
-    assert sqs.calls[0] == {"max": 10, "wait": 20, "visibility": 300}
-    assert sqs.calls[1]["max"] == 4
-    assert sqs.calls[2]["max"] == 1  # 13 buffered of 14
-    assert channel.stats().buffered == 13
+    channel = Channel(4)
+    sqs = ScriptedSQS([batch(0, 4), batch(4, 2)])
+    receiver = Receiver(0, sqs, channel, LeaseTable(), ReceivePolicy(20, 300), Counters(), lambda m: None)
+    task = asyncio.create_task(receiver.run())
+    for _ in range(6):
+        await asyncio.wait_for(channel.get(), 2)
+    await asyncio.wait_for(sqs.exhausted.wait(), 2)
+    task.cancel()
+    assert sqs.calls[0] == {"max": 4, "wait": 20, "visibility": 300}
+    assert [c["max"] for c in sqs.calls] == [4, 4, 4]
 
 
 async def test_full_channel_means_no_receive() -> None:
-    """With every slot taken the receiver waits instead of polling."""
-    channel = Channel(2)
-    sqs = ScriptedSQS([batch(0, 2)])
+    """With the buffer full the receiver waits instead of polling; it polls again for a whole
+    batch once enough slots are free."""
+    channel = Channel(20)
+    sqs = ScriptedSQS([batch(0, 10), batch(10, 10)])
     receiver = Receiver(0, sqs, channel, LeaseTable(), ReceivePolicy(20, 300), Counters(), lambda m: None)
     task = asyncio.create_task(receiver.run())
     for _ in range(20):
         await asyncio.sleep(0)
-    assert len(sqs.calls) == 1
+    assert len(sqs.calls) == 2
+    assert channel.stats().buffered == 20
+    for _ in range(9):
+        await channel.get()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(sqs.calls) == 2  # 9 free slots: not yet worth a receive
     await channel.get()
     await asyncio.wait_for(sqs.exhausted.wait(), 2)
-    assert sqs.calls[1]["max"] == 1
+    assert sqs.calls[2]["max"] == 10
     task.cancel()
 
 
 async def test_errors_back_off_instead_of_spinning() -> None:
     """Consecutive errors pause with growing jittered delays (counted), then receiving resumes."""
     error = SQSError("ReceiveMessage", "ServiceUnavailable", "down", retryable=True)
-    sqs = ScriptedSQS([error, error, batch(0, 1)])
+    sqs = ScriptedSQS([error, error, []])
     loop = asyncio.get_running_loop()
     started = loop.time()
     receiver = await run_until_exhausted(sqs, Channel(10), clock_step=5.0)
