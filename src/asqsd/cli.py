@@ -12,7 +12,7 @@ import asyncio
 import signal
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_settings_flags(commands.add_parser("run", help="run the daemon"))
     add_settings_flags(commands.add_parser("config", help="print the effective settings and their sources"))
+    local = commands.add_parser("local", help="embedded SQS emulator + daemon on 127.0.0.1, no AWS account")
+    local.add_argument("--port", type=int, default=9324, help="emulator port on 127.0.0.1 (default 9324)")
+    local.add_argument("--queue", default="default", help="queue name (default 'default'; .fifo for FIFO)")
+    local.add_argument(
+        "--max-receive-count", type=int, default=3, help="receives before a message is dead-lettered"
+    )
+    local.add_argument(
+        "--demo", action="store_true", help="start a demo worker, send samples, stop when shown"
+    )
+    add_settings_flags(local)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -94,7 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_error(exc.problems)
     if args.command == "config":
         return print_config(loaded)
+    if args.command == "local":
+        return local_command(args, loaded)
     return run_command(loaded)
+
+
+def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
+    """``asqsd local``: emulator + daemon; the flags given override the local defaults."""
+    from asqsd.local import LocalOptions, main_local
+
+    settings = loaded.settings
+    configure_logging(settings.log_level, settings.log_format)
+    options = LocalOptions(args.port, args.queue, args.max_receive_count, args.demo)
+    overrides = {
+        name: getattr(settings, name) for name, source in loaded.sources.items() if source != "default"
+    }
+    return main_local(overrides, options, settings.loop)
 
 
 def _config_error(problems: list[str]) -> int:
@@ -147,11 +172,15 @@ def run_command(loaded: LoadedSettings) -> int:
         return _config_error([f"loop={settings.loop}: {exc}"])
 
 
-async def serve(settings: Settings) -> int:
-    """Run a daemon with SIGTERM/SIGINT wired to a graceful, then forced, stop."""
+async def serve(settings: Settings, until: Coroutine[Any, Any, bool] | None = None) -> int:
+    """Run a daemon with SIGTERM/SIGINT wired to a graceful, then forced, stop.
+
+    ``until``: an optional coroutine (the demo) whose end stops the daemon; a False result is exit 1.
+    """
     from asqsd.daemon import Daemon
 
     daemon = Daemon(settings)
+    watcher = asyncio.create_task(_stop_when_done(daemon, until)) if until is not None else None
     received: list[int] = []
     loop = asyncio.get_running_loop()
 
@@ -167,11 +196,23 @@ async def serve(settings: Settings) -> int:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
     if daemon.failure is not None:
+        return EXIT_FAILURE
+    if watcher is not None and watcher.done() and not watcher.cancelled() and watcher.result() is False:
         return EXIT_FAILURE
     if daemon.forced and received:
         return 128 + received[-1]
     return EXIT_OK
+
+
+async def _stop_when_done(daemon: Any, until: Coroutine[Any, Any, bool]) -> bool:
+    await daemon.ready.wait()
+    try:
+        return await until
+    finally:
+        daemon.request_stop()
 
 
 __all__ = ["main"]

@@ -1,0 +1,28 @@
+"""`asqsd local --demo`: the README's first command shows delivery, retry and a dead letter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_local_demo_shows_all_outcomes_and_stops_by_itself() -> None:
+    """Runs the demo on a free port; it must finish on its own with exit 0 and say what it saw."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASQSD_", "AWS_ENDPOINT"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "asqsd", "local", "--demo", "--port", "0", "--log-format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "SQS endpoint : http://127.0.0.1:" in out
+    assert "aws --endpoint-url" in out
+    assert "'flaky'" in out and "receive-count=1 → 500" in out and "receive-count=2 → 200" in out
+    assert "'poison'" in out
+    assert "demo complete" in out
+    assert '"event": "stopped"' in result.stderr
