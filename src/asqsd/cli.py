@@ -191,10 +191,11 @@ async def serve(settings: Settings, until: Coroutine[Any, Any, bool] | None = No
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reopen_logs)  # logrotate's postrotate
     try:
         await daemon.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         if watcher is not None and not watcher.done():
             watcher.cancel()

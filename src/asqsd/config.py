@@ -43,21 +43,21 @@ EB_OPTION_NAMES: dict[str, str] = {
 }
 
 # Keys the stock daemon reads that asqsd accepts in its file but does not use (warned, not fatal).
+# Stock file keys that map to an asqsd key of another name.
+STOCK_KEY_ALIASES: dict[str, str] = {"via_sns": "unwrap_sns", "cloudwatch_interval": "cloudwatch_interval_s"}
+
 STOCK_KEYS_IGNORED = frozenset(
     {
-        "healthcheck",
         "keepalive",
         "threads",
         "concurrent_sqs_polls",
         "backlog_size",
         "drain_timeout",
-        "via_sns",
         "dedup",
         "dedup_table",
         "sqs_batch_delete",
         "sqs_ssl",
         "dynamodb_ssl",
-        "cloudwatch_interval",
         "verbose",
         "debug",
         "quiet",
@@ -144,6 +144,33 @@ class Settings(BaseSettings):
     retry_after_max_s: int = Field(
         43200, ge=0, le=43200, description="Cap on a worker's Retry-After used as visibility delay."
     )
+    health_server: bool = Field(False, description="Serve /healthz, /readyz and /metrics (Prometheus).")
+    health_host: str = Field("127.0.0.1", description="Health server address; loopback unless allowed.")
+    health_port: int = Field(9325, ge=0, le=65535, description="Health server port (0 picks a free one).")
+    health_allow_remote: bool = Field(
+        False, description="Allow a non-loopback health_host (the endpoints have no authentication)."
+    )
+    health_check_ttl_s: float = Field(5, ge=0, le=300, description="Seconds readiness checks are cached.")
+    backlog_poll_interval_s: float = Field(
+        5, ge=0, le=3600, description="Queue backlog poll for metrics (with health_server); 0 disables."
+    )
+    health_metric: bool = Field(
+        True,
+        description="Publish the CloudWatch ElasticBeanstalk/SQSD Health metric when environment_name is set",
+    )
+    cloudwatch_interval_s: float = Field(60, ge=5, le=3600, description="Health metric interval (stock key).")
+    fault_file: str | None = Field(
+        None, description="fault.json written while unhealthy (EB: /var/run/aws-sqsd)."
+    )
+    healthcheck: str | None = Field(
+        None, description="Worker health check, stock form TCP:<port> or HTTP:<port><path>; default TCP."
+    )
+    stock_log_file: str | None = Field(
+        None, description="Also write stock-format lines here (EB: /var/log/aws-sqsd/default.log)."
+    )
+    unwrap_sns: bool = Field(
+        False, description="POST the inner Message of SNS envelopes (stock key via_sns)."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON otherwise."
     )
@@ -215,6 +242,25 @@ class Settings(BaseSettings):
         if not value or any(ord(c) < 32 or ord(c) == 127 or ord(c) > 255 for c in value):
             raise ValueError("must be a non-empty header value without control characters")
         return value
+
+    @field_validator("healthcheck")
+    @classmethod
+    def _check_healthcheck(cls, value: str | None) -> str | None:
+        if value is not None:
+            from asqsd.health import WorkerHealthcheck
+
+            WorkerHealthcheck.parse(value)  # raises ValueError with the reason
+        return value
+
+    @model_validator(mode="after")
+    def _check_health_host(self) -> Settings:
+        from asqsd.health import is_loopback_host
+
+        if self.health_server and not self.health_allow_remote and not is_loopback_host(self.health_host):
+            raise ValueError(
+                f"health_host {self.health_host!r} is not loopback; set health_allow_remote to allow"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_queue_url(self) -> Settings:
@@ -346,7 +392,7 @@ def _file_layer(path: Path, warnings: list[str]) -> _Layer:
         raise ConfigError([f"config file {path}: expected a mapping of keys, got {type(data).__name__}"])
     for raw_key, value in data.items():
         key = str(raw_key)
-        target = EB_OPTION_NAMES.get(key, key)
+        target = EB_OPTION_NAMES.get(key) or STOCK_KEY_ALIASES.get(key, key)
         if target in Settings.model_fields:
             layer.put(target, value, f"file {path}: {key}")
         elif key in STOCK_KEYS_IGNORED:

@@ -36,14 +36,17 @@ import aiohttp
 from asqsd.batcher import BatchSender
 from asqsd.channel import Channel
 from asqsd.config import Settings
-from asqsd.dispatcher import DeliveryPolicy, Dispatcher
+from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.errors import SQSError, StartupError
 from asqsd.headers import StaticHeaders
+from asqsd.health import WorkerHealthcheck, probe_worker
 from asqsd.heartbeat import Heartbeat
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult, Message, VisibilityChange
 from asqsd.metrics import Counters
+from asqsd.observability import Observability
+from asqsd.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, DeliveryStats, max_receive_count_from
 from asqsd.receiver import ReceivePolicy, Receiver
 from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient, VisibilityEntry, queue_name, region_from_queue_url
 from asqsd.sqs_lean import create_lean_sqs
@@ -86,6 +89,10 @@ class Daemon:
         )
         self._sqs: SQSClient | None = None
         self._heartbeat: Heartbeat | None = None
+        self.delivery = DeliveryStats()
+        self.observability = Observability(settings)
+        self._cloudwatch: Any = None
+        self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, force: bool = False) -> None:
@@ -112,13 +119,18 @@ class Daemon:
         """Start, serve until stopped, shut down in order. Raises StartupError if SQS refuses us."""
         started = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
+            await self.observability.open(self, stack)
             self._sqs = await self._open_sqs(stack)
             if not await self._check_queue():
                 return
+            self.delivery.max_receive_count = max_receive_count_from(
+                self.queue_attributes.get("RedrivePolicy")
+            )
             session = await stack.enter_async_context(
                 create_session(self.settings.http_connections, self.settings.user_agent)
             )
             self._start_infra()
+            self.observability.start(self, self._queue_attributes, self._cloudwatch)
             self._start_pipeline(session)
             try:
                 await self._serve()
@@ -156,6 +168,7 @@ class Daemon:
             region=client.meta.region_name,
             client=settings.sqs_client,
         )
+        self._cloudwatch = await self.observability.open_cloudwatch(session, client.meta.region_name, stack)
         if settings.sqs_client == "botocore":
             return BotocoreSQS(client, self.queue_url)
         # Lean client: the botocore client's credentials, region and endpoint at a fraction of
@@ -215,19 +228,23 @@ class Daemon:
             settings.error_visibility_timeout,
             settings.retention_period,
             settings.retry_after_max_s,
+            settings.unwrap_sns,
+        )
+        shared = DispatchShared(
+            self.channel,
+            self.leases,
+            worker,
+            static,
+            policy,
+            self.deleter,
+            self.changer,
+            self.counters,
+            self.delivery,
+            self.observability.stock_log,
+            self._wall_clock,
         )
         for _ in range(settings.http_connections):
-            dispatcher = Dispatcher(
-                self.channel,
-                self.leases,
-                worker,
-                static,
-                policy,
-                self.deleter,
-                self.changer,
-                self.counters,
-                self._wall_clock,
-            )
+            dispatcher = Dispatcher(shared)
             self._dispatchers[dispatcher] = self._spawn(dispatcher.run())
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -267,6 +284,7 @@ class Daemon:
         await self._wait_receivers()
         await self._stop_heartbeat()
         await self._flush_settles()
+        await self.observability.stop()
 
     # --- shutdown phases -----------------------------------------------------------------------
     def _stop_intake(self) -> None:
@@ -333,6 +351,45 @@ class Daemon:
         given_up += await self.changer.close(self._infra[1], timeout)
         if given_up:
             log.warning("flush-incomplete", entries=given_up, detail="left to SQS for redelivery")
+
+    # --- health view (asqsd.health.DaemonView) ----------------------------------------------
+    def gauges(self) -> dict[str, float]:
+        """In-flight, buffered and held messages, plus the queue backlog when it is polled."""
+        values: dict[str, float] = {
+            IN_FLIGHT: sum(1 for d in self._dispatchers if d.current is not None),
+            CHANNEL_DEPTH: self.channel.stats().buffered,
+            HELD_MESSAGES: len(self.leases),
+        }
+        values.update(self.observability.gauges())
+        return values
+
+    async def check_sqs(self) -> bool:
+        """One cheap call on the queue."""
+        if self._sqs is None:
+            return False
+        try:
+            await self._queue_attributes(["QueueArn"])
+        except SQSError:
+            return False
+        return True
+
+    async def check_worker(self) -> bool:
+        """The worker port accepts a connection (or the stock HTTP health check answers 200)."""
+        return await probe_worker(self.settings.worker_url, self._healthcheck, self.settings.connect_timeout)
+
+    async def _queue_attributes(self, names: list[str]) -> dict[str, str]:
+        assert self._sqs is not None
+        try:
+            attributes = await self._sqs.get_queue_attributes(names)
+        except SQSError:
+            self.counters.count_call("GetQueueAttributes", error=True)
+            raise
+        self.counters.count_call("GetQueueAttributes")
+        return attributes
+
+    def reopen_logs(self) -> None:
+        """SIGHUP: reopen the stock log file (logrotate)."""
+        self.observability.reopen_logs()
 
     # --- settling -----------------------------------------------------------------------------
     def release(self, messages: list[Message]) -> None:

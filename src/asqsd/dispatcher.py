@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asqsd.batcher import BatchSender
 from asqsd.channel import Channel, ChannelClosed
@@ -18,6 +18,9 @@ from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message, Outcome, VisibilityChange
 from asqsd.metrics import Counters
+from asqsd.prometheus import DeliveryStats
+from asqsd.sns import unwrap_sns
+from asqsd.stocklog import StockLogWriter
 from asqsd.worker import DeliveryResult, WorkerClient
 
 log = get_logger("dispatcher")
@@ -31,6 +34,7 @@ class DeliveryPolicy:
     error_visibility_timeout_s: int | None
     retention_period_s: int
     retry_after_max_s: int
+    unwrap_sns: bool = False
 
 
 def decide(result: DeliveryResult, policy: DeliveryPolicy) -> tuple[Outcome, int | None]:
@@ -56,30 +60,37 @@ def is_expired(message: Message, retention_period_s: int, now_s: float) -> bool:
     return now_s * 1000 - first_ms > retention_period_s * 1000
 
 
+@dataclass(slots=True)
+class DispatchShared:
+    """What every dispatcher shares: the channel, the settlers, the worker client, the counters."""
+
+    channel: Channel
+    leases: LeaseTable
+    worker: WorkerClient
+    static: StaticHeaders
+    policy: DeliveryPolicy
+    deleter: BatchSender[Message]
+    changer: BatchSender[VisibilityChange]
+    counters: Counters
+    delivery: DeliveryStats = field(default_factory=DeliveryStats)
+    stock_log: StockLogWriter | None = None
+    wall_clock: Callable[[], float] = time.time
+
+
 class Dispatcher:
     """One delivery slot."""
 
-    def __init__(
-        self,
-        channel: Channel,
-        leases: LeaseTable,
-        worker: WorkerClient,
-        static: StaticHeaders,
-        policy: DeliveryPolicy,
-        deleter: BatchSender[Message],
-        changer: BatchSender[VisibilityChange],
-        counters: Counters,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._channel = channel
-        self._leases = leases
-        self._worker = worker
-        self._static = static
-        self._policy = policy
-        self._deleter = deleter
-        self._changer = changer
-        self._counters = counters
-        self._wall_clock = wall_clock
+    def __init__(self, shared: DispatchShared) -> None:
+        self._shared = shared
+        self._channel = shared.channel
+        self._leases = shared.leases
+        self._worker = shared.worker
+        self._static = shared.static
+        self._policy = shared.policy
+        self._deleter = shared.deleter
+        self._changer = shared.changer
+        self._counters = shared.counters
+        self._wall_clock = shared.wall_clock
         self.current: Message | None = None
 
     async def run(self) -> None:
@@ -106,12 +117,16 @@ class Dispatcher:
         if is_expired(message, self._policy.retention_period_s, self._wall_clock()):
             self._expire(message)
             return
+        if self._policy.unwrap_sns and (inner := unwrap_sns(message.body)) is not None:
+            message.body = inner
         request = build_request(message, self._static)
         if request.skipped:
             self._log_skipped(message, request)
         if request.error is not None:
             result = DeliveryResult(None, request.error, 0.0)
         else:
+            if self._shared.stock_log is not None:
+                self._shared.stock_log.message_sent(self._worker.base_url + request.path)
             result = await self._worker.post(request)
         self._settle(message, result)
 
@@ -123,6 +138,9 @@ class Dispatcher:
             first_received_ms=message.attributes.get("ApproximateFirstReceiveTimestamp"),
             retention_period_s=self._policy.retention_period_s,
         )
+        if self._shared.stock_log is not None:
+            first_ms = int(message.attributes["ApproximateFirstReceiveTimestamp"])
+            self._shared.stock_log.expired_msg(message.message_id, self._wall_clock() - first_ms / 1000)
         self._leases.remove(message)
         self._deleter.add(message)
 
@@ -134,11 +152,18 @@ class Dispatcher:
         counters.stale_resends += result.stale_resends
         counters.count_status(result.status)
         outcome, delay = decide(result, self._policy)
+        self._shared.delivery.record(
+            status=result.status,
+            elapsed_s=result.elapsed_s,
+            failed=outcome is not Outcome.DELETE,
+            receive_count=message.receive_count,
+        )
         if outcome is Outcome.DELETE:
             counters.succeeded += 1
             self._deleter.add(message)
             return
         counters.failed += 1
+        self._stock_log_failure(message, result)
         log.warning(
             "http-err" if result.status is not None else "socket-err",
             message_id=message.message_id,
@@ -150,6 +175,17 @@ class Dispatcher:
         )
         if outcome is Outcome.RETRY and delay is not None:
             self._changer.add(VisibilityChange(message, delay))
+
+    def _stock_log_failure(self, message: Message, result: DeliveryResult) -> None:
+        stock_log = self._shared.stock_log
+        if stock_log is None:
+            return
+        if result.status is not None:
+            stock_log.http_err(message.message_id, message.receive_count, result.status, result.elapsed_s)
+        else:
+            stock_log.socket_err(
+                message.message_id, message.receive_count, result.error or "error", result.elapsed_s
+            )
 
     def _log_skipped(self, message: Message, request: Request) -> None:
         self._counters.headers_skipped += len(request.skipped)

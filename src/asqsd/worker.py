@@ -61,7 +61,7 @@ class WorkerClient:
         inactivity_timeout_s: float,
     ) -> None:
         self._session = session
-        self._base_url = base_url
+        self.base_url = base_url
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout_s, sock_read=inactivity_timeout_s
         )
@@ -69,7 +69,7 @@ class WorkerClient:
     async def post(self, request: Request) -> DeliveryResult:
         """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
         started = time.monotonic()
-        url = self._base_url + request.path
+        url = self.base_url + request.path
         try:
             try:
                 status, retry_after = await self._post_once(url, request)

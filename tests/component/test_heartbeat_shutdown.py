@@ -60,9 +60,10 @@ async def test_without_heartbeat_a_long_job_is_delivered_twice(
 async def test_buffered_messages_are_released_at_shutdown(
     sqs: Any, queue_url: str, worker: RecordingWorker, make_settings: SettingsFactory, run_daemon: Any
 ) -> None:
-    """1. One connection busy on a held job, more messages buffered. 2. Stop. 3. The buffered ones
-    are visible again at once (visibility 0), the in-flight one finishes within the grace period
-    and is deleted. Nothing is lost: visible + deleted = sent."""
+    """1. One connection busy on a held job, two more messages buffered (the buffer of 3 is only
+    refilled once empty), one never received. 2. Stop. 3. The buffered ones are visible again at
+    once (visibility 0); the in-flight one finishes within the grace period and is deleted.
+    Nothing is lost: visible + deleted = sent."""
     gate = asyncio.Event()
     worker.handler = gated(gate)
     await sqs.send_message_batch(
@@ -71,7 +72,7 @@ async def test_buffered_messages_are_released_at_shutdown(
     settings = make_settings(http_connections=1, channel_capacity=3, visibility_timeout=60)
     async with run_daemon(settings) as daemon:
         await wait_until(lambda: worker.in_flight == 1, what="one in flight")
-        await wait_until(lambda: daemon.channel.stats().buffered == 3, what="3 buffered")
+        await wait_until(lambda: daemon.channel.stats().buffered == 2, what="2 buffered")
         daemon.request_stop()
 
         async def released() -> bool:
@@ -80,7 +81,7 @@ async def test_buffered_messages_are_released_at_shutdown(
         await wait_until_async(released, what="buffered messages visible again")
         assert len(worker.deliveries) == 1
         gate.set()
-    assert daemon.counters.released == 3
+    assert daemon.counters.released == 2
     assert daemon.counters.deleted == 1
     assert daemon.counters.abandoned == 0
     assert await queue_counts(sqs, queue_url) == (3, 0)
@@ -126,7 +127,8 @@ async def test_second_stop_request_forces_exit(
 async def test_drain_mode_delivers_buffered_messages_within_grace(
     sqs: Any, queue_url: str, worker: RecordingWorker, make_settings: SettingsFactory, run_daemon: Any
 ) -> None:
-    """release_buffered_on_shutdown=false: buffered messages are delivered before exit instead."""
+    """release_buffered_on_shutdown=false: the buffered message is delivered before exit instead of
+    being released; the one never received stays in the queue."""
     gate = asyncio.Event()
     worker.handler = gated(gate)
     await sqs.send_message_batch(
@@ -134,12 +136,13 @@ async def test_drain_mode_delivers_buffered_messages_within_grace(
     )
     settings = make_settings(http_connections=1, channel_capacity=2, release_buffered_on_shutdown=False)
     async with run_daemon(settings) as daemon:
-        await wait_until(lambda: daemon.channel.stats().buffered == 2, what="2 buffered")
+        await wait_until(lambda: worker.in_flight == 1, what="one in flight")
+        await wait_until(lambda: daemon.channel.stats().buffered == 1, what="1 buffered")
         daemon.request_stop()
         gate.set()
-    assert daemon.counters.deleted == 3
+    assert daemon.counters.deleted == 2
     assert daemon.counters.released == 0
-    assert await queue_counts(sqs, queue_url) == (0, 0)
+    assert await queue_counts(sqs, queue_url) == (1, 0)
 
 
 async def test_poll_outstanding_at_stop_is_released(

@@ -208,7 +208,8 @@ def test_stock_file_keys(tmp_path: Path) -> None:
     assert settings.registry_table == "awseb-e-x-stack-AWSEBWorkerCronLeaderRegistry-1"
     assert settings.environment_name == "my-env"
     assert settings.http_connections == 10
-    assert any("healthcheck" in w for w in loaded.warnings)
+    assert settings.healthcheck == "TCP:80"
+    assert loaded.warnings == []
 
 
 def test_http_url_with_port_wins() -> None:

@@ -1,0 +1,390 @@
+"""Health endpoints: liveness, readiness and Prometheus metrics on a small aiohttp server.
+
+* ``GET /healthz`` (liveness): 200 while the event loop answers and no component crashed; also
+  200 while draining after a stop request, so a supervisor does not kill a graceful shutdown.
+* ``GET /readyz`` (readiness): 200 only when the daemon is serving, SQS is reachable and the
+  worker port accepts connections; otherwise 503 with a JSON body naming the failed checks.
+  SQS counts as reachable when a ReceiveMessage succeeded recently (free: no extra call);
+  otherwise the daemon's cheap check runs. Check results are cached for a few seconds so a
+  tight probe loop cannot turn into load on SQS or the worker.
+* ``GET /metrics``: the Prometheus text format (:mod:`asqsd.prometheus`).
+
+The server only reads the daemon through :class:`DaemonView` (see docs/observability.md for
+what each member must return). It binds to loopback unless explicitly allowed otherwise: the
+endpoints are unauthenticated and reveal queue activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from asqsd.logs import get_logger
+from asqsd.metrics import Counters
+from asqsd.prometheus import CONTENT_TYPE, DeliveryStats, render_metrics
+
+log = get_logger("health")
+
+DEFAULT_PORT = 9325
+RECEIVE_OPERATION = "ReceiveMessage"
+_NO_CACHE = {"Cache-Control": "no-store"}
+
+
+class HealthSource(Protocol):
+    """What health reporting (readiness, the CloudWatch Health metric) reads from the daemon."""
+
+    @property
+    def counters(self) -> Counters:
+        """The daemon's live counters (successful receives are read from ``sqs_calls``)."""
+        ...
+
+    async def check_sqs(self) -> bool:
+        """A cheap SQS call on the daemon's queue (e.g. GetQueueAttributes QueueArn); True if it worked."""
+        ...
+
+    async def check_worker(self) -> bool:
+        """True if the worker accepts a TCP connection (or passes the configured health check)."""
+        ...
+
+
+class DaemonView(HealthSource, Protocol):
+    """Everything :class:`HealthServer` reads from the daemon."""
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once the daemon is serving (receivers and dispatchers started)."""
+        ...
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        ...
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The exception of a crashed component; None while healthy."""
+        ...
+
+    @property
+    def delivery(self) -> DeliveryStats:
+        """Latency histogram and dead-letter-bound count, updated by the dispatchers."""
+        ...
+
+    def gauges(self) -> Mapping[str, float]:
+        """Current gauges under the keys of :mod:`asqsd.prometheus` (``in_flight`` ...)."""
+        ...
+
+
+def successful_receives(counters: Counters) -> int:
+    """ReceiveMessage calls that returned (with or without messages), as the receivers count them."""
+    return counters.sqs_calls.get(RECEIVE_OPERATION, 0) - counters.sqs_errors.get(RECEIVE_OPERATION, 0)
+
+
+def completed_receives(counters: Counters) -> int:
+    """ReceiveMessage calls that finished, successfully or not (outstanding polls excluded)."""
+    return counters.sqs_calls.get(RECEIVE_OPERATION, 0)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost could resolve anywhere
+
+
+# --- worker probes -------------------------------------------------------------------------------
+@dataclass(slots=True, frozen=True)
+class WorkerHealthcheck:
+    """The stock ``healthcheck`` key: ``TCP:<port>`` or ``HTTP:<port><path>`` (200 = healthy)."""
+
+    kind: str  # "tcp" or "http"
+    port: int
+    path: str = "/"
+
+    @classmethod
+    def parse(cls, spec: str) -> WorkerHealthcheck:
+        """Parse ``TCP:80`` / ``HTTP:80/health``; raises ValueError on anything else."""
+        kind, sep, rest = spec.strip().partition(":")
+        kind = kind.lower()
+        if not sep or kind not in ("tcp", "http"):
+            raise ValueError(f"healthcheck {spec!r}: expected TCP:<port> or HTTP:<port>/<path>")
+        digits = rest.split("/", 1)[0]
+        path = rest[len(digits) :] or "/"
+        if not digits.isdigit() or not 1 <= int(digits) <= 65535:
+            raise ValueError(f"healthcheck {spec!r}: bad port")
+        if kind == "tcp" and path != "/":
+            raise ValueError(f"healthcheck {spec!r}: TCP checks take no path")
+        return cls(kind, int(digits), path)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+async def tcp_check(url: str, timeout_s: float = 2.0) -> bool:
+    """True if a TCP connection to the URL's host and port opens within ``timeout_s``."""
+    host, port = _host_port(url)
+    try:
+        async with asyncio.timeout(timeout_s):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):  # a reset on close still proves the port accepted us
+        await writer.wait_closed()
+    return True
+
+
+async def http_check(url: str, timeout_s: float = 2.0) -> bool:
+    """True if ``GET url`` answers 200 within ``timeout_s`` (stock ``HTTP:`` health checks)."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, allow_redirects=False) as response,
+        ):
+            return response.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
+async def probe_worker(
+    worker_url: str, healthcheck: WorkerHealthcheck | None, timeout_s: float = 2.0
+) -> bool:
+    """Probe the worker host of ``worker_url`` as ``healthcheck`` says (default: TCP on its port)."""
+    host, port = _host_port(worker_url)
+    if healthcheck is not None:
+        port = healthcheck.port
+    scheme = urlsplit(worker_url).scheme or "http"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if healthcheck is not None and healthcheck.kind == "http":
+        return await http_check(f"{scheme}://{netloc}{healthcheck.path}", timeout_s)
+    return await tcp_check(f"{scheme}://{netloc}", timeout_s)
+
+
+# --- cached checks -------------------------------------------------------------------------------
+class CachedCheck:
+    """Runs an async check at most once per ``ttl_s``; callers in between share the result.
+
+    A check that raises or exceeds ``timeout_s`` counts as failed. Concurrent callers wait for
+    the one check in progress instead of starting their own.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        check: Callable[[], Awaitable[bool]],
+        ttl_s: float = 5.0,
+        timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._check = check
+        self._ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._value = False
+        self._at: float | None = None
+        self.runs = 0
+
+    async def __call__(self) -> bool:
+        async with self._lock:
+            if self._at is not None and self._clock() - self._at < self._ttl_s:
+                return self._value
+            self._value = await self._run()
+            self._at = self._clock()
+            return self._value
+
+    async def _run(self) -> bool:
+        self.runs += 1
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return bool(await self._check())
+        except TimeoutError:
+            log.debug("check-timed-out", check=self.name, timeout_s=self._timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the check is the daemon's code; any error means "not ok"
+            log.debug("check-failed", check=self.name, error=repr(exc))
+        return False
+
+
+class SqsReachability:
+    """SQS is reachable if a receive succeeded within ``fresh_s``; else the (cached) cheap check.
+
+    The receive counter is sampled on each call, so "recent" is measured from when a new success
+    was first seen. With long polling a healthy idle receiver succeeds every ``wait_time_s``
+    (≤ 20 s); a saturated daemon stops receiving, which is why the fallback check exists.
+    """
+
+    def __init__(
+        self,
+        source: HealthSource,
+        *,
+        fresh_s: float = 30.0,
+        ttl_s: float = 5.0,
+        timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._fresh_s = fresh_s
+        self._clock = clock
+        self._seen = successful_receives(source.counters)
+        self._last_success: float | None = None
+        self.fallback = CachedCheck("sqs", source.check_sqs, ttl_s, timeout_s, clock)
+
+    async def __call__(self) -> bool:
+        now = self._clock()
+        seen = successful_receives(self._source.counters)
+        if seen != self._seen:
+            self._seen = seen
+            self._last_success = now
+        if self._last_success is not None and now - self._last_success < self._fresh_s:
+            return True
+        return await self.fallback()
+
+
+# --- the server ----------------------------------------------------------------------------------
+@dataclass(slots=True, frozen=True)
+class Readiness:
+    """The outcome of a readiness evaluation: overall flag and one status string per check."""
+
+    ready: bool
+    checks: dict[str, str]
+
+    def body(self) -> dict[str, object]:
+        """The JSON body of /readyz."""
+        failed = [name for name, status in self.checks.items() if status != "ok"]
+        return {"status": "ready" if self.ready else "not ready", "failed": failed, "checks": self.checks}
+
+
+class HealthServer:
+    """``/healthz``, ``/readyz`` and ``/metrics`` for one daemon; ``await start()`` / ``stop()``.
+
+    ``port=0`` binds an ephemeral port; :attr:`port` holds the bound port after :meth:`start`
+    (use an IP literal then: ``localhost`` may bind 127.0.0.1 and ::1 on two different ports).
+    A non-loopback ``host`` raises ValueError unless ``allow_remote`` is true.
+    """
+
+    def __init__(
+        self,
+        view: DaemonView,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        allow_remote: bool = False,
+        check_ttl_s: float = 5.0,
+        check_timeout_s: float = 2.0,
+        sqs_fresh_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not allow_remote and not is_loopback_host(host):
+            raise ValueError(
+                f"health server host {host!r} is not a loopback address; the endpoints have no "
+                "authentication, so binding it needs allow_remote (health_allow_remote)"
+            )
+        if not 0 <= port <= 65535:
+            raise ValueError(f"health server port {port} out of range")
+        self._view = view
+        self._host = host.strip("[]")  # "[::1]" is URL syntax; the socket wants "::1"
+        self.port = port
+        self._sqs = SqsReachability(
+            view, fresh_s=sqs_fresh_s, ttl_s=check_ttl_s, timeout_s=check_timeout_s, clock=clock
+        )
+        self._worker = CachedCheck("worker", view.check_worker, check_ttl_s, check_timeout_s, clock)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the bound server (meaningful after :meth:`start`)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve; raises OSError if the address is taken."""
+        if self._runner is not None:
+            raise RuntimeError("health server already started")
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        # No access log: a scraper every few seconds would drown the daemon's own log lines.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("health-server-started", url=self.url)
+
+    async def stop(self) -> None:
+        """Stop serving (safe to call twice, or without start)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def readiness(self) -> Readiness:
+        """Evaluate readiness (also usable without HTTP, e.g. by a ``--check`` command)."""
+        view = self._view
+        if view.failure is not None:
+            state = "crashed"
+        elif view.stopping:
+            state = "stopping"
+        elif not view.ready.is_set():
+            state = "starting"
+        else:
+            state = "ok"
+        if state != "ok":
+            # SQS and worker checks mean nothing before the daemon serves (its client may not
+            # exist yet) or after it stopped.
+            return Readiness(False, {"daemon": state, "sqs": "skipped", "worker": "skipped"})
+        sqs_ok, worker_ok = await asyncio.gather(self._sqs(), self._worker())
+        checks = {
+            "daemon": "ok",
+            "sqs": "ok" if sqs_ok else "unreachable",
+            "worker": "ok" if worker_ok else "unreachable",
+        }
+        return Readiness(sqs_ok and worker_ok, checks)
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        failure = self._view.failure
+        if failure is not None:
+            body: dict[str, object] = {"status": "crashed", "error": type(failure).__name__}
+            return _json(503, body)
+        return _json(200, {"status": "stopping" if self._view.stopping else "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        result = await self.readiness()
+        return _json(200 if result.ready else 503, result.body())
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        view = self._view
+        text = render_metrics(view.counters, view.delivery, view.gauges())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, **_NO_CACHE})
+
+
+def _json(status: int, body: Mapping[str, object]) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **_NO_CACHE},
+    )

@@ -1,0 +1,695 @@
+"""A lean HTTP/1.1 keep-alive client for one job: POST a message to the worker, read the status.
+
+:class:`LeanWorkerClient` is a drop-in for :class:`asqsd.worker.WorkerClient` (same ``post`` and
+:class:`~asqsd.worker.DeliveryResult`, same timeout and stale-connection semantics) built directly on
+asyncio Protocols. aiohttp's per-request machinery (request/response objects, multidict headers,
+payload registry, per-request timers, tracing hooks) was ~90 µs of CPU per delivery; here a request
+is one pre-built ``bytes`` written with one ``transport.write``, and the response is parsed by
+:class:`ResponseParser`, which only looks at the status and the four headers that matter and
+discards the body as it arrives.
+
+What it deliberately does not do (see docs/http-client.md): proxies, redirects, cookies,
+decompression (bodies are discarded unread), request pipelining, HTTP/2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import re
+import ssl
+import time
+from typing import Final, cast
+
+from yarl import URL
+
+from asqsd.headers import Request
+from asqsd.worker import DeliveryResult, parse_retry_after
+
+MAX_HEAD_BYTES: Final = 64 * 1024
+"""Largest response header section (status line + headers, or chunk line / trailers) accepted."""
+
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+# Re-arming the idle timer for less than this would only spin: fire instead (timers can run a
+# clock tick early, and uvloop's clock has millisecond resolution).
+_TIMER_SLOP_S: Final = 0.005
+
+# The whole header section, validated by one C-speed regex instead of per-line checks: a status
+# line, then ``token ":" value`` lines. Values may hold anything but CR and LF; obs-fold
+# continuation lines, spaces before the colon and bare LFs all fail to match (strict parsing).
+# Possessive quantifiers: nothing here ever needs to backtrack, and not recording it is faster.
+_HEAD_RE: Final = re.compile(
+    rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*+)?+(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[^\r\n]*+)*+"
+)
+_FIELDS_RE: Final = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|retry-after):([^\r\n]*)", re.IGNORECASE
+)
+_HEX_RE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+# Parser states.
+_HEAD: Final = 0
+_LENGTH: Final = 1
+_UNTIL_CLOSE: Final = 2
+_CHUNK_SIZE: Final = 3
+_CHUNK_DATA: Final = 4
+_CHUNK_END: Final = 5
+_TRAILERS: Final = 6
+_DONE: Final = 7
+
+
+class ProtocolError(Exception):
+    """The worker's response is not valid HTTP/1.x (as far as this client cares to check)."""
+
+
+class ResponseParser:
+    """Incremental, strict HTTP/1.x response parser that keeps the status and discards the body.
+
+    Feed it bytes in any chunking with :meth:`feed` until it returns True, then read ``status``,
+    ``keep_alive`` and ``retry_after``. Memory is bounded: at most ``limit`` + 4 bytes are held,
+    whatever the server sends; anything larger raises :class:`ProtocolError`.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_limit",
+        "_remaining",
+        "_state",
+        "_trailer_bytes",
+        "extra",
+        "keep_alive",
+        "retry_after",
+        "started",
+        "status",
+    )
+
+    def __init__(self, limit: int = MAX_HEAD_BYTES) -> None:
+        self._limit = limit
+        self._buf = bytearray()
+        self.reset()
+
+    def reset(self) -> None:
+        """Prepare for the next response on the same connection."""
+        self._state = _HEAD
+        self._buf.clear()
+        self._remaining = 0
+        self._trailer_bytes = 0
+        self.status = 0
+        self.keep_alive = False
+        self.retry_after: str | None = None
+        self.started = False  # any byte of this response seen (then a disconnect is not "stale")
+        self.extra = 0  # bytes received after the end of the response (unsolicited)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held right now (never more than ``limit`` + 4)."""
+        return len(self._buf)
+
+    @property
+    def done(self) -> bool:
+        """Whether a complete final response has been parsed."""
+        return self._state == _DONE
+
+    def feed(self, data: bytes) -> bool:
+        """Consume ``data``; True once the response is complete (later bytes count in ``extra``)."""
+        if data:
+            self.started = True
+        pos, end = 0, len(data)
+        while pos < end:
+            state = self._state
+            if state == _HEAD:
+                pos = self._feed_head(data, pos)
+            elif state in (_LENGTH, _CHUNK_DATA):
+                take = min(self._remaining, end - pos)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _DONE if state == _LENGTH else _CHUNK_END
+            elif state == _UNTIL_CLOSE:
+                return False  # the body runs to EOF; nothing to keep
+            elif state == _DONE:
+                self.extra += end - pos
+                return True
+            else:
+                pos = self._feed_chunk_framing(data, pos)
+        return self._state == _DONE
+
+    def feed_eof(self) -> bool:
+        """The peer closed: True if that completes the response (a body delimited by close)."""
+        if self._state == _UNTIL_CLOSE:
+            self._state = _DONE
+        return self._state == _DONE
+
+    # --- header section ----------------------------------------------------------------------
+    def _feed_head(self, data: bytes, pos: int) -> int:
+        buf, limit = self._buf, self._limit
+        if not buf:
+            # Fast path: the whole header section usually arrives in one piece.
+            found = data.find(b"\r\n\r\n", pos, pos + limit + 4)
+            if found >= 0:
+                self._parse_head(data[pos:found])
+                return found + 4
+            taken = min(len(data), pos + limit + 4) - pos
+            buf += data[pos : pos + taken]
+            self._check_buffer()
+            return pos + taken
+        # The terminator may straddle the boundary: search from the last 3 buffered bytes. Never
+        # copy more than the limit allows, however big ``data`` is.
+        start = max(0, len(buf) - 3)
+        before = len(buf)
+        buf += data[pos : pos + limit + 4 - before]
+        found = buf.find(b"\r\n\r\n", start)
+        if found < 0:
+            self._check_buffer()
+            return pos + len(buf) - before
+        head = bytes(buf[:found])
+        buf.clear()
+        self._parse_head(head)
+        return pos + found + 4 - before
+
+    def _check_buffer(self) -> None:
+        # Up to 3 bytes of an unfinished terminator may sit beyond the limit; _parse_head
+        # checks the exact size once the terminator is complete.
+        if len(self._buf) > self._limit + 3:
+            raise ProtocolError(f"response header section larger than {self._limit} bytes")
+
+    def _parse_head(self, head: bytes) -> None:
+        if len(head) > self._limit:
+            raise ProtocolError(f"response header section larger than {self._limit} bytes")
+        parsed = _HEAD_CACHE.get(head)
+        if parsed is None:
+            parsed = _analyse_head(head)
+            if len(head) <= _CACHEABLE_HEAD_BYTES:
+                if len(_HEAD_CACHE) >= _HEAD_CACHE_ENTRIES:
+                    _HEAD_CACHE.clear()
+                _HEAD_CACHE[head] = parsed
+        if parsed[0] < 200:
+            return  # interim response (100 Continue, 103 Early Hints): the final one follows
+        self.status, self.keep_alive, self._state, self._remaining, self.retry_after = parsed
+
+    # --- chunked framing -----------------------------------------------------------------------
+    def _feed_chunk_framing(self, data: bytes, pos: int) -> int:
+        line, pos = self._take_line(data, pos)
+        if line is None:
+            return pos
+        state = self._state
+        if state == _CHUNK_SIZE:
+            size = _chunk_size(line)
+            self._remaining = size
+            self._state = _CHUNK_DATA if size else _TRAILERS
+        elif state == _CHUNK_END:
+            if line:
+                raise ProtocolError("chunk data longer than its size")
+            self._state = _CHUNK_SIZE
+        elif not line:  # _TRAILERS: the empty line ends the message
+            self._state = _DONE
+        else:
+            self._trailer_bytes += len(line) + 2
+            if self._trailer_bytes > self._limit:
+                raise ProtocolError(f"trailer section larger than {self._limit} bytes")
+        return pos
+
+    def _take_line(self, data: bytes, pos: int) -> tuple[bytes | None, int]:
+        """One CRLF-terminated line (without the CRLF), or (None, end) after buffering a part."""
+        buf = self._buf
+        if buf and buf[-1] == 13 and data[pos : pos + 1] == b"\n":  # CRLF split across reads
+            line = bytes(buf[:-1])
+            buf.clear()
+            return line, pos + 1
+        # Search only as far as a line within the limit could reach: a longer one is an error,
+        # and it is never copied.
+        room = self._limit - len(buf)
+        found = data.find(b"\r\n", pos, pos + room + 2)
+        if found < 0:
+            end = min(len(data), pos + room + 1)
+            buf += data[pos:end]
+            if len(buf) > self._limit:
+                raise ProtocolError(f"chunk or trailer line longer than {self._limit} bytes")
+            return None, end
+        if buf:
+            line = bytes(buf) + data[pos:found]
+            buf.clear()
+        else:
+            line = data[pos:found]
+        return line, found + 2
+
+
+# status, keep_alive, parser state for the body, bytes remaining (Content-Length), Retry-After
+_Head = tuple[int, bool, int, int, str | None]
+# A worker answers with the same head again and again (only Date changes, once a second), so a
+# small cache of validated heads skips the regexes for nearly every response. Bounded: at most
+# _HEAD_CACHE_ENTRIES heads of at most _CACHEABLE_HEAD_BYTES each (256 KiB).
+_HEAD_CACHE: dict[bytes, _Head] = {}
+_HEAD_CACHE_ENTRIES: Final = 256
+_CACHEABLE_HEAD_BYTES: Final = 1024
+
+
+def _analyse_head(head: bytes) -> _Head:
+    """Validate a complete response head (without the final CRLFCRLF) and read what matters."""
+    match = _HEAD_RE.fullmatch(head)
+    if match is None:
+        raise ProtocolError(f"malformed response head: {head[:80]!r}")
+    status = int(match[2])
+    if status < 200:
+        if status == 101:  # we never ask to upgrade
+            raise ProtocolError("unexpected 101 Switching Protocols")
+        return status, False, _HEAD, 0, None
+    length: int | None = None
+    chunked = has_te = False
+    connection = b""
+    retry_after = None
+    # Only four fields matter; one C-speed findall picks them out of the validated head.
+    for raw_name, value in _FIELDS_RE.findall(head):
+        name = raw_name.lower()
+        if name == b"content-length":
+            length = _content_length(value, length)
+        elif name == b"transfer-encoding":
+            has_te = True
+            # Only the final coding says how the body ends; an earlier "chunked" is wrong.
+            chunked = value.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
+        elif name == b"connection":
+            connection += b"," + value.lower()
+        else:
+            retry_after = value.strip(b" \t").decode("latin-1")
+    # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless asked not to.
+    if match[1] == b"1":
+        keep_alive = not connection or not _has_token(connection, b"close")
+    else:
+        keep_alive = bool(connection) and _has_token(connection, b"keep-alive")
+    state, remaining, keep_alive = _framing(status, length, chunked, has_te, keep_alive)
+    return status, keep_alive, state, remaining, retry_after
+
+
+def _framing(
+    status: int, length: int | None, chunked: bool, has_te: bool, keep_alive: bool
+) -> tuple[int, int, bool]:
+    """How the body ends: (parser state, Content-Length, whether the connection can be reused)."""
+    if status in _NO_BODY_STATUSES:
+        return _DONE, 0, keep_alive
+    if has_te:
+        if length is not None:  # a request-smuggling shape; aiohttp rejects it too
+            raise ProtocolError("both Transfer-Encoding and Content-Length")
+        # Not chunked last: the body runs until the server closes.
+        return (_CHUNK_SIZE, 0, keep_alive) if chunked else (_UNTIL_CLOSE, 0, False)
+    if length is not None:
+        return (_LENGTH if length else _DONE), length, keep_alive
+    return _UNTIL_CLOSE, 0, False
+
+
+def _has_token(value: bytes, token: bytes) -> bool:
+    return token in [part.strip(b" \t") for part in value.split(b",")]
+
+
+def _content_length(value: bytes, previous: int | None) -> int:
+    digits = value.strip(b" \t")
+    if not digits.isdigit():
+        raise ProtocolError(f"invalid Content-Length: {value[:40]!r}")
+    length = int(digits)
+    if previous is not None and previous != length:
+        raise ProtocolError("conflicting Content-Length headers")
+    return length
+
+
+def _chunk_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
+    if _HEX_RE.fullmatch(size) is None:
+        raise ProtocolError(f"invalid chunk size line: {line[:40]!r}")
+    return int(size, 16)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    # asyncio's strerror is "Connect call failed (address)", which hides *why*; the errno says it.
+    # SSL errors carry OpenSSL codes in errno, so their own text is the useful part.
+    if isinstance(exc, ssl.SSLError) or not exc.errno:
+        return str(exc.strerror or exc)
+    return os.strerror(exc.errno)
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    """A delivery attempt failed with a reason for DeliveryResult.error."""
+
+
+class _Disconnected(_Failure):
+    """The peer closed or reset the connection before the response was complete."""
+
+    def __init__(self, reason: str, before_response: bool) -> None:
+        super().__init__(reason)
+        self.before_response = before_response
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; at most one request at a time (no pipelining)."""
+
+    __slots__ = (
+        "_idle_timeout",
+        "_last_activity",
+        "_loop",
+        "_pool",
+        "_timer",
+        "_waiter",
+        "closed",
+        "parser",
+        "transport",
+    )
+
+    def __init__(self, pool: LeanWorkerClient, loop: asyncio.AbstractEventLoop, idle_timeout: float) -> None:
+        self._pool = pool
+        self._loop = loop
+        self._idle_timeout = idle_timeout
+        self._last_activity = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser(pool.max_head_bytes)
+        self.closed = False
+
+    # --- asyncio.Protocol callbacks --------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
+        self._pool._opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            # Bytes on an idle connection: nothing asked for them, so the stream can no longer be
+            # trusted to line up with our next request.
+            self.close()
+            return
+        self._last_activity = self._loop.time()
+        try:
+            complete = self.parser.feed(data)
+        except ProtocolError as exc:
+            self._fail(_Failure(f"protocol error: {exc}"))
+            return
+        if complete:
+            self._waiter = None
+            if not waiter.done():  # the posting task may have been cancelled this iteration
+                waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        # Mark at once so the pool never hands out a connection the peer has half-closed;
+        # returning False lets the transport close, and connection_lost settles any request.
+        self.closed = True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self._pool._lost(self)
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        parser = self.parser
+        if parser.feed_eof():
+            waiter.set_result(None)  # a body delimited by the close
+            return
+        reason = "server disconnected" if exc is None else f"connection lost: {exc}"
+        when = "mid-response" if parser.started else "before responding"
+        waiter.set_exception(_Disconnected(f"{reason} {when}", not parser.started))
+
+    # --- request / response ------------------------------------------------------------------
+    def send(self, data: bytes) -> asyncio.Future[None]:
+        """Write one request; the future completes with the response (body discarded) or fails.
+
+        A plain function returning the future rather than a coroutine: one coroutine frame less
+        on the hot path. Whoever awaits it must :meth:`close` the connection if the await fails.
+        """
+        transport = self.transport
+        assert transport is not None and self._waiter is None
+        loop = self._loop
+        waiter = self._waiter = loop.create_future()
+        self.parser.reset()
+        self._last_activity = now = loop.time()
+        if self._timer is None and self._idle_timeout > 0:
+            self._timer = loop.call_at(now + self._idle_timeout, self._on_timer)
+        transport.write(data)
+        return waiter
+
+    def reusable(self) -> bool:
+        """Whether the last exchange left the connection clean for another request."""
+        transport = self.transport
+        return (
+            not self.closed
+            and self.parser.keep_alive
+            and not self.parser.extra
+            and transport is not None
+            and not transport.is_closing()
+            # The worker answered before reading our whole body: what it has not read yet
+            # would be parsed as the next request.
+            and not transport.get_write_buffer_size()
+        )
+
+    def _on_timer(self) -> None:
+        # One timer per connection, re-armed only when it fires early: data_received merely
+        # records the time, so a trickling response costs no timer churn per chunk.
+        self._timer = None
+        if self._waiter is None or self.closed:
+            return  # idle: the next exchange arms a fresh timer
+        deadline = self._last_activity + self._idle_timeout
+        if deadline - self._loop.time() > _TIMER_SLOP_S:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        self._fail(_Failure("inactivity timeout"))
+
+    def _fail(self, failure: _Failure) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(failure)
+        self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        """Drop the connection at once (unsent data is discarded)."""
+        self._waiter = None
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+# --- the client -----------------------------------------------------------------------------------
+
+
+class LeanWorkerClient:
+    """POSTs requests to the worker at ``base_url`` over a pool of keep-alive connections.
+
+    Same interface and semantics as :class:`asqsd.worker.WorkerClient`: ``post`` never raises for
+    a delivery problem, it returns a :class:`~asqsd.worker.DeliveryResult` with the status, or an
+    error string (``connect timeout``, ``inactivity timeout``, ``connection failed: ...``,
+    ``server disconnected ...``, ``protocol error: ...``). At most ``connections`` connections
+    exist; more concurrent posts than that wait for a free one. ``request.headers`` must not
+    contain ``Host``, ``Content-Length`` or ``Transfer-Encoding``: those are the client's.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        connect_timeout_s: float,
+        inactivity_timeout_s: float,
+        connections: int,
+        *,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        url = URL(base_url)
+        if url.scheme not in ("http", "https") or not url.raw_host or url.port is None:
+            raise ValueError(f"worker URL must be http(s)://host[:port]: {base_url!r}")
+        self._base_url = base_url.rstrip("/")
+        self._host = url.raw_host
+        self._port = url.port
+        self._ssl: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
+        self._host_line = f"Host: {url.host_port_subcomponent}\r\n"
+        self._connect_timeout_s = connect_timeout_s
+        self._inactivity_timeout_s = inactivity_timeout_s
+        self._limit = connections
+        self.max_head_bytes = max_head_bytes
+        self._idle: list[_Connection] = []  # LIFO: the most recently used is the warmest
+        self._all: set[_Connection] = set()
+        self._slots_used = 0
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._request_lines: dict[str, str] = {}
+        self._closing = False
+        self._all_lost: asyncio.Future[None] | None = None
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open (idle or busy), not counting ones already being torn down."""
+        return sum(1 for conn in self._all if not conn.closed)
+
+    @property
+    def idle_connections(self) -> int:
+        """Open connections waiting in the pool."""
+        return len(self._idle)
+
+    async def post(self, request: Request) -> DeliveryResult:
+        """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
+        if self._closing:
+            raise RuntimeError("LeanWorkerClient is closed")
+        started = time.monotonic()
+        data = self._serialize(request)
+        if self._slots_used < self._limit and not self._slot_waiters:
+            self._slots_used += 1  # the usual case, without a coroutine call
+        else:
+            await self._wait_for_slot()
+        try:
+            return await self._deliver(data, started)
+        finally:
+            self._release_slot()
+
+    async def close(self) -> None:
+        """Close every connection (idle and busy) and wait briefly until they are gone."""
+        self._closing = True
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+        if self._all:
+            self._all_lost = asyncio.get_running_loop().create_future()
+            # Transports report connection_lost on a later loop iteration; waiting keeps tests and
+            # shutdown free of "unclosed transport" warnings. Bounded: never hang on close.
+            await asyncio.wait({self._all_lost}, timeout=1.0)
+
+    async def __aenter__(self) -> LeanWorkerClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # --- request bytes --------------------------------------------------------------------------
+    def _serialize(self, request: Request) -> bytes:
+        headers = request.headers
+        body = request.body
+        lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if headers else ""
+        head = f"{self._request_line(request.path)}{lines}Content-Length: {len(body)}\r\n\r\n"
+        # Header values were validated upstream; this one C-speed count still guarantees that no
+        # CR or LF smuggled into a name or value can split the request (aiohttp refuses those too).
+        expected = len(headers) + 4
+        if head.count("\n") != expected or head.count("\r") != expected:
+            raise ValueError("CR or LF in a request header name or value")
+        # UTF-8, like aiohttp: Latin-1 values outside ASCII go out as UTF-8 bytes (stock parity).
+        return head.encode("utf-8") + body
+
+    def _request_line(self, path: str) -> str:
+        line = self._request_lines.get(path)
+        if line is None:
+            # yarl normalises and percent-encodes the path exactly as aiohttp's request does.
+            # Few distinct paths exist (http_path and the cron task paths): cache them.
+            if len(self._request_lines) >= 256:
+                self._request_lines.clear()
+            target = URL(self._base_url + path).raw_path_qs
+            line = self._request_lines[path] = f"POST {target} HTTP/1.1\r\n{self._host_line}"
+        return line
+
+    # --- delivery -------------------------------------------------------------------------------
+    async def _deliver(self, data: bytes, started: float) -> DeliveryResult:
+        resends = 0
+        try:
+            conn = self._take_idle()
+            try:
+                status, retry_after = await self._exchange(conn, data)
+            except _Disconnected as exc:
+                if conn is None or not exc.before_response:
+                    raise
+                # The worker closed a keep-alive connection we reused: re-post at once on a new
+                # one, like the stock daemon, but only once so a worker that always closes
+                # cannot make us loop.
+                resends = 1
+                status, retry_after = await self._exchange(None, data)
+        except _Failure as exc:
+            return DeliveryResult(None, str(exc), time.monotonic() - started, None, resends)
+        if status in _RETRY_AFTER_STATUSES:
+            return DeliveryResult(
+                status, None, time.monotonic() - started, parse_retry_after(retry_after), resends
+            )
+        return DeliveryResult(status, None, time.monotonic() - started, None, resends)
+
+    async def _exchange(self, conn: _Connection | None, data: bytes) -> tuple[int, str | None]:
+        """One request on ``conn`` (a new connection if None); the connection goes back after."""
+        if conn is None:
+            conn = await self._connect()
+        try:
+            await conn.send(data)
+        except BaseException:
+            # Failed, timed out or cancelled (daemon shutdown): the stream is in an unknown
+            # state, so the connection is never reused.
+            conn.close()
+            raise
+        parser = conn.parser
+        status, retry_after = parser.status, parser.retry_after
+        if conn.reusable() and not self._closing:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return status, retry_after
+
+    def _take_idle(self) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                _transport, conn = await loop.create_connection(
+                    lambda: _Connection(self, loop, self._inactivity_timeout_s),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise _Failure("connect timeout") from None
+        except OSError as exc:
+            raise _Failure(f"connection failed: {_describe_os_error(exc)}") from None
+        return conn
+
+    # --- pool bookkeeping (called by connections) -------------------------------------------
+    def _opened(self, conn: _Connection) -> None:
+        self._all.add(conn)
+
+    def _lost(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+        if conn in self._idle:  # the peer closed an idle connection: forget it now
+            self._idle.remove(conn)
+        if not self._all and self._all_lost is not None and not self._all_lost.done():
+            self._all_lost.set_result(None)
+
+    # --- the connection limit ---------------------------------------------------------------------
+    async def _wait_for_slot(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter  # _release_slot hands its slot over without decrementing
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # granted and cancelled in the same iteration: pass it on
+            else:
+                self._slot_waiters.remove(waiter)
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._slots_used -= 1

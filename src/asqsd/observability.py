@@ -1,0 +1,114 @@
+"""Optional observers around the daemon: health/metrics server, backlog poller, CloudWatch Health
+metric, stock log file. Each is off unless its setting asks for it; none is on the hot path
+except the stock log's one line per failure (and per POST when enabled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from asqsd.cloudwatch import HealthMetricPublisher
+from asqsd.config import Settings
+from asqsd.errors import StartupError
+from asqsd.health import HealthServer
+from asqsd.logs import get_logger
+from asqsd.prometheus import QueueBacklogPoller
+from asqsd.stocklog import StockLogWriter
+
+if TYPE_CHECKING:
+    from asqsd.daemon import Daemon
+
+log = get_logger("observability")
+_STOP_WAIT_S = 5.0
+
+
+class Observability:
+    """Owns the optional observers of one daemon and their lifecycles."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.stock_log = StockLogWriter(settings.stock_log_file) if settings.stock_log_file else None
+        self.backlog: QueueBacklogPoller | None = None
+        self.health: HealthServer | None = None
+        self._publisher: HealthMetricPublisher | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, daemon: Daemon, stack: contextlib.AsyncExitStack) -> None:
+        """Start the health server first, so liveness answers during start-up."""
+        settings = self._settings
+        if not settings.health_server:
+            return
+        self.health = HealthServer(
+            daemon,
+            settings.health_host,
+            settings.health_port,
+            allow_remote=settings.health_allow_remote,
+            check_ttl_s=settings.health_check_ttl_s,
+        )
+        try:
+            await self.health.start()
+        except OSError as exc:
+            raise StartupError(f"health server {settings.health_host}:{settings.health_port}: {exc}") from exc
+        stack.push_async_callback(self.health.stop)
+        log.info("health-server", url=self.health.url)
+
+    async def open_cloudwatch(
+        self, session: Any, region: str | None, stack: contextlib.AsyncExitStack
+    ) -> Any:
+        """The CloudWatch client for the Health metric, when the stock metric is wanted."""
+        settings = self._settings
+        if not (settings.health_metric and settings.environment_name):
+            return None
+        from aiobotocore.config import AioConfig
+
+        config = AioConfig(retries={"total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
+        # No endpoint_url: that setting is SQS's; botocore honours AWS_ENDPOINT_URL_CLOUDWATCH.
+        return await stack.enter_async_context(
+            session.create_client("cloudwatch", region_name=region, config=config)
+        )
+
+    def start(
+        self,
+        daemon: Daemon,
+        queue_attributes: Callable[[list[str]], Awaitable[dict[str, str]]],
+        cloudwatch: Any,
+    ) -> None:
+        """Start the background observers (after the queue check succeeded)."""
+        settings = self._settings
+        if settings.health_server and settings.backlog_poll_interval_s > 0:
+            self.backlog = QueueBacklogPoller(queue_attributes, settings.backlog_poll_interval_s)
+            self._tasks.append(asyncio.create_task(self.backlog.run()))
+        if cloudwatch is not None and settings.environment_name:
+            self._publisher = HealthMetricPublisher(
+                cloudwatch,
+                settings.environment_name,
+                daemon,
+                settings.cloudwatch_interval_s,
+                fault_file=settings.fault_file,
+            )
+            self._tasks.append(asyncio.create_task(self._publisher.run()))
+
+    async def stop(self) -> None:
+        """Stop the observers (the health server closes with the exit stack)."""
+        if self.backlog is not None:
+            self.backlog.stop()
+        if self._publisher is not None:
+            self._publisher.stop()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
+            for task in pending:
+                task.cancel()
+        if self.stock_log is not None:
+            self.stock_log.close()
+
+    def gauges(self) -> dict[str, float]:
+        """The backlog gauges, when polled."""
+        return self.backlog.gauges() if self.backlog is not None else {}
+
+    def reopen_logs(self) -> None:
+        """SIGHUP: reopen the stock log file (logrotate)."""
+        if self.stock_log is not None:
+            self.stock_log.reopen()

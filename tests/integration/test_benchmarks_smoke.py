@@ -1,0 +1,82 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick --scenarios null`` as a subprocess.
+
+It checks that the suite runs end to end (emulator, worker and daemon in their own processes) and writes a
+JSON result with the expected shape, every message delivered.  It never asserts on speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from benchmarks.scenarios import catalogue
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
+    out_dir = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--scenarios",
+            "null",
+            "--output-dir",
+            str(out_dir),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=75,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    result = json.loads((out_dir / "latest.json").read_text())
+    assert {"meta", "scenarios", "targets"} <= set(result)
+    assert result["meta"]["quick"] is True
+    assert list(result["scenarios"]) == ["null"]
+
+    expected = catalogue(quick=True)["null"].messages
+    null = result["scenarios"]["null"]
+    assert null["failed_runs"] == 0
+    median = null["median"]
+    for key in (
+        "delivered",
+        "msgs_per_s",
+        "latency_ms",
+        "daemon_cpu_us_per_msg",
+        "daemon_peak_rss_mb",
+        "sqs_calls",
+        "sqs_calls_per_msg",
+        "duplicates",
+        "sqs_errors",
+        "limit_msgs_per_s",
+        "pct_of_limit",
+        "daemon_exit",
+    ):
+        assert key in median, key
+    assert median["delivered"] == expected
+    assert median["complete"] is True
+    assert median["latency_ms"]["count"] == expected
+    assert median["sqs_calls"]["ReceiveMessage"] > 0
+    assert median["daemon_exit"]["status"] == 0
+    assert median["daemon_exit"]["summary"] is not None
+
+    assert {row["status"] for row in result["targets"]} <= {"met", "missed", "n/a"}
+    assert "| null (null worker) |" in (out_dir / "latest.md").read_text()
+    assert "| null (null worker) |" in proc.stdout
