@@ -8,6 +8,7 @@ dispatch soon. Python 3.11 has no ``Queue.shutdown()``, hence the explicit close
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 
 from asqsd.message import Message
@@ -105,6 +106,11 @@ class Channel:
         self._space_changed()
         return item
 
+    def done(self, message: Message, failed: bool) -> list[Message]:
+        """A dispatcher finished ``message``; returns messages that must now be released (none
+        for a standard queue, see :class:`GroupedChannel`)."""
+        return []
+
     def close(self) -> list[Message]:
         """Close and take out the buffered, unstarted messages (to release them)."""
         drained: list[Message] = []
@@ -135,3 +141,90 @@ class Channel:
         # cost a round of coroutine switches per message at saturation.
         if self._worth_receiving():
             self._space.set()
+
+
+class GroupedChannel(Channel):
+    """FIFO-queue channel: one message per MessageGroupId at a time, groups in parallel.
+
+    SQS hands out a group's next messages only once the earlier ones are settled, so every
+    message of a group held here came in order from one receive. A dispatcher gets the oldest
+    message of a group that is not being delivered; :meth:`done` frees the group again. When a
+    delivery fails, the group's later messages must not overtake it: they are taken out and
+    returned, for the caller to release (visibility 0); SQS keeps the group blocked until the
+    failed message is visible again and delivers it first.
+    """
+
+    def __init__(self, capacity: int, batch: int = 10) -> None:
+        super().__init__(capacity, batch)
+        self._groups: dict[str, deque[Message]] = {}
+        self._busy: set[str] = set()
+        self._queued: set[str] = set()
+        # The base class's queue carries group keys here, not messages (None still ends it).
+        self._keys: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def fill(self, messages: list[Message], reserved: int) -> None:
+        """Append each message to its group; groups that can go are offered to dispatchers."""
+        if len(messages) > reserved:
+            raise ValueError("more messages than reserved slots")
+        self._reserved -= reserved
+        if self._closed:
+            self._space.set()
+            raise ChannelClosed
+        for message in messages:
+            key = message.group_id or ""
+            self._groups.setdefault(key, deque()).append(message)
+            self._offer(key)
+        self._buffered += len(messages)
+        self._space_changed()
+
+    async def get(self) -> Message:
+        """The oldest message of an idle group; the group stays busy until :meth:`done`."""
+        self._getters += 1
+        try:
+            key = await self._keys.get()
+        finally:
+            self._getters -= 1
+        if key is None:
+            self._keys.put_nowait(None)
+            raise ChannelClosed
+        self._queued.discard(key)
+        group = self._groups[key]
+        message = group.popleft()
+        if not group:
+            del self._groups[key]
+        self._busy.add(key)
+        self._buffered -= 1
+        self._space_changed()
+        return message
+
+    def done(self, message: Message, failed: bool) -> list[Message]:
+        """The group is free again; after a failure its buffered messages are returned to release."""
+        key = message.group_id or ""
+        self._busy.discard(key)
+        if failed:
+            held = list(self._groups.pop(key, ()))
+            self._buffered -= len(held)
+            self._space_changed()
+            return held
+        self._offer(key)
+        return []
+
+    def close(self) -> list[Message]:
+        """Close and take out every buffered message (to release)."""
+        drained = [m for group in self._groups.values() for m in group]
+        self._groups.clear()
+        self._queued.clear()
+        self._buffered = 0
+        self._mark_closed()
+        return drained
+
+    def _offer(self, key: str) -> None:
+        if key in self._groups and key not in self._busy and key not in self._queued:
+            self._queued.add(key)
+            self._keys.put_nowait(key)
+
+    def _mark_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._keys.put_nowait(None)
+        self._space.set()

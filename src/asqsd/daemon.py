@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from asqsd.batcher import BatchSender
-from asqsd.channel import Channel
+from asqsd.channel import Channel, GroupedChannel
 from asqsd.config import Settings
 from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.errors import SQSError, StartupError
@@ -110,6 +110,13 @@ class Daemon:
         return self._stopping.is_set()
 
     @property
+    def fifo(self) -> bool:
+        """A FIFO queue (by its attributes once read, else by its name)."""
+        if "FifoQueue" in self.queue_attributes:
+            return self.queue_attributes["FifoQueue"].lower() == "true"
+        return self.queue_url.endswith(".fifo")
+
+    @property
     def receivers_polling(self) -> int:
         """How many ReceiveMessage calls are outstanding right now."""
         return sum(1 for receiver in self._receivers if receiver.polling)
@@ -126,6 +133,8 @@ class Daemon:
             self.delivery.max_receive_count = max_receive_count_from(
                 self.queue_attributes.get("RedrivePolicy")
             )
+            if self.fifo:
+                self.channel = GroupedChannel(self.settings.buffer_capacity)
             session = await stack.enter_async_context(
                 create_session(self.settings.http_connections, self.settings.user_agent)
             )
@@ -231,17 +240,18 @@ class Daemon:
             settings.unwrap_sns,
         )
         shared = DispatchShared(
-            self.channel,
-            self.leases,
-            worker,
-            static,
-            policy,
-            self.deleter,
-            self.changer,
-            self.counters,
-            self.delivery,
-            self.observability.stock_log,
-            self._wall_clock,
+            channel=self.channel,
+            leases=self.leases,
+            worker=worker,
+            static=static,
+            policy=policy,
+            deleter=self.deleter,
+            changer=self.changer,
+            counters=self.counters,
+            release=self.release,
+            delivery=self.delivery,
+            stock_log=self.observability.stock_log,
+            wall_clock=self._wall_clock,
         )
         for _ in range(settings.http_connections):
             dispatcher = Dispatcher(shared)
@@ -319,6 +329,9 @@ class Daemon:
             force.cancel()
 
     async def _cancel_stragglers(self) -> None:
+        # Whatever is still buffered (drain mode ran out of time, or FIFO groups freed after
+        # the dispatchers left) goes back to SQS now rather than after its lease.
+        self.release(self.channel.close())
         stragglers = [t for t in self._dispatchers.values() if not t.done()]
         if not stragglers:
             return

@@ -72,6 +72,7 @@ class DispatchShared:
     deleter: BatchSender[Message]
     changer: BatchSender[VisibilityChange]
     counters: Counters
+    release: Callable[[list[Message]], None] = lambda _messages: None
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
@@ -142,6 +143,7 @@ class Dispatcher:
             first_ms = int(message.attributes["ApproximateFirstReceiveTimestamp"])
             self._shared.stock_log.expired_msg(message.message_id, self._wall_clock() - first_ms / 1000)
         self._leases.remove(message)
+        self._group_done(message, failed=False)
         self._deleter.add(message)
 
     def _settle(self, message: Message, result: DeliveryResult) -> None:
@@ -158,6 +160,7 @@ class Dispatcher:
             failed=outcome is not Outcome.DELETE,
             receive_count=message.receive_count,
         )
+        self._group_done(message, failed=outcome is not Outcome.DELETE)
         if outcome is Outcome.DELETE:
             counters.succeeded += 1
             self._deleter.add(message)
@@ -175,6 +178,14 @@ class Dispatcher:
         )
         if outcome is Outcome.RETRY and delay is not None:
             self._changer.add(VisibilityChange(message, delay))
+
+    def _group_done(self, message: Message, failed: bool) -> None:
+        # FIFO queues: the group may go on; after a failure its later messages are released so
+        # they cannot overtake the failed one.
+        held_back = self._channel.done(message, failed)
+        if held_back:
+            log.info("fifo-group-released", group=message.group_id, messages=len(held_back))
+            self._shared.release(held_back)
 
     def _stock_log_failure(self, message: Message, result: DeliveryResult) -> None:
         stock_log = self._shared.stock_log

@@ -9,7 +9,7 @@ import pytest
 
 from asqsd.backoff import Backoff
 from asqsd.batcher import BatchSender
-from asqsd.channel import Channel, ChannelClosed
+from asqsd.channel import Channel, ChannelClosed, GroupedChannel
 from asqsd.dispatcher import DeliveryPolicy, decide, is_expired
 from asqsd.errors import SQSError
 from asqsd.heartbeat import timing
@@ -260,3 +260,43 @@ def test_heartbeat_timing_leaves_several_ticks_before_expiry(visibility: int) ->
     tick, margin = timing(visibility)
     assert margin >= 2 * tick
     assert tick <= 5.0
+
+
+def gmsg(group: str, n: int) -> Message:
+    return Message(f"{group}{n}", f"rh-{group}{n}", "b", group_id=group)
+
+
+class TestGroupedChannel:
+    """FIFO groups: one message per group at a time, release on failure."""
+
+    async def test_one_per_group_in_order(self) -> None:
+        """Two groups: gets alternate between idle groups; a busy group waits for done()."""
+        channel = GroupedChannel(10)
+        channel.fill([gmsg("a", 0), gmsg("a", 1), gmsg("b", 0)], await channel.reserve(10))
+        first, second = await channel.get(), await channel.get()
+        assert {first.message_id, second.message_id} == {"a0", "b0"}
+        waiter = asyncio.create_task(channel.get())
+        await asyncio.sleep(0)
+        assert not waiter.done()  # a1 waits for a0
+        assert channel.done(first if first.group_id == "a" else second, failed=False) == []
+        assert (await asyncio.wait_for(waiter, 1)).message_id == "a1"
+
+    async def test_failure_hands_back_the_rest_of_the_group(self) -> None:
+        """After a failure the group's buffered messages come back for release; others stay."""
+        channel = GroupedChannel(10)
+        channel.fill([gmsg("a", 0), gmsg("a", 1), gmsg("a", 2), gmsg("b", 0)], await channel.reserve(10))
+        a0 = await channel.get()
+        assert a0.message_id == "a0"
+        released = channel.done(a0, failed=True)
+        assert [m.message_id for m in released] == ["a1", "a2"]
+        assert (await channel.get()).message_id == "b0"
+        assert channel.stats().buffered == 0
+
+    async def test_close_returns_everything_buffered(self) -> None:
+        """close() drains every group and ends the getters."""
+        channel = GroupedChannel(10)
+        channel.fill([gmsg("a", 0), gmsg("a", 1), gmsg("b", 0)], await channel.reserve(10))
+        await channel.get()
+        assert sorted(m.message_id for m in channel.close()) in (["a1", "b0"], ["a0", "b0"], ["a0", "a1"])
+        with pytest.raises(ChannelClosed):
+            await channel.get()
