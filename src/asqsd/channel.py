@@ -214,6 +214,8 @@ class GroupedChannel(Channel):
         drained = [m for group in self._groups.values() for m in group]
         self._groups.clear()
         self._queued.clear()
+        while not self._keys.empty():  # offers of groups that no longer exist
+            self._keys.get_nowait()
         self._buffered = 0
         self._mark_closed()
         return drained

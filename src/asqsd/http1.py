@@ -468,8 +468,10 @@ class _Connection(asyncio.Protocol):
             self._timer = None
 
     def close(self) -> None:
-        """Drop the connection at once (unsent data is discarded)."""
-        self._waiter = None
+        """Drop the connection at once (unsent data is discarded); a pending request fails."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(_Failure("client closed"))
         self.closed = True
         self._cancel_timer()
         if self.transport is not None:

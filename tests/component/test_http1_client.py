@@ -596,6 +596,23 @@ async def test_post_after_close_is_a_usage_error() -> None:
             await client.post(request())
 
 
+async def test_close_fails_posts_in_flight_promptly() -> None:
+    release = asyncio.Event()
+
+    async def hangs(_exchange: Exchange) -> bool:
+        await release.wait()
+        return False
+
+    async with RawServer(hangs) as server:
+        client = lean(server.port)
+        task = asyncio.create_task(client.post(request()))
+        await wait_until(lambda: len(server.requests) == 1, what="the request at the server")
+        await client.close()
+        result = await task
+        release.set()
+    assert (result.status, result.error) == (None, "client closed")
+
+
 # --- what the worker receives ------------------------------------------------------------------------
 
 
@@ -788,6 +805,7 @@ UVLOOP_SCENARIOS: list[Callable[[], Coroutine[Any, Any, None]]] = [
     test_cancelled_while_waiting_for_a_slot,
     test_idle_connection_closed_by_the_worker_leaves_the_pool,
     test_post_after_close_is_a_usage_error,
+    test_close_fails_posts_in_flight_promptly,
     test_worker_receives_exact_body_and_headers_in_order,
     test_periodic_task_post_has_empty_body_and_content_length_zero,
     test_header_injection_is_refused,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from asqsd.http1 import MAX_HEAD_BYTES, ProtocolError, ResponseParser
+from asqsd.http1 import _HEAD_CACHE, MAX_HEAD_BYTES, ProtocolError, ResponseParser
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
@@ -210,6 +210,35 @@ def test_endless_trailers_are_bounded() -> None:
     with pytest.raises(ProtocolError, match="trailer section"):
         for _ in range(100):
             parser.feed(b"X-T: " + b"v" * 50 + b"\r\n")
+
+
+def test_validated_heads_are_cached_and_the_cache_is_bounded() -> None:
+    """Repeated heads skip the regexes; the cache never grows past its bound, never holds a bad
+    head or a big one, and a cached head still gets the per-parser size limit."""
+    _HEAD_CACHE.clear()
+    head = b"HTTP/1.1 503 Busy\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 1"
+    first, second = parse(head + b"\r\n\r\nx"), parse(head + b"\r\n\r\nx")
+    assert head in _HEAD_CACHE
+    assert (
+        (first.status, first.retry_after, first.keep_alive)
+        == (second.status, "5", False)
+        == (503, "5", False)
+    )
+    with pytest.raises(ProtocolError):
+        ResponseParser(40).feed(head + b"\r\n\r\nx")
+    for n in range(1000):
+        parse(b"HTTP/1.1 200 OK\r\nX-Request-Id: %d\r\nContent-Length: 0\r\n\r\n" % n)
+        assert len(_HEAD_CACHE) <= 256
+    with pytest.raises(ProtocolError):
+        ResponseParser().feed(b"HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n")
+    big = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 2000 + b"\r\nContent-Length: 0"
+    parse(big + b"\r\n\r\n")
+    assert not any(b"Bad Name" in key or key == big for key in _HEAD_CACHE)
+
+
+def test_interim_head_from_the_cache_is_still_skipped() -> None:
+    for _ in range(2):
+        assert parse(b"HTTP/1.1 100 Continue\r\n\r\n", OK).status == 200
 
 
 # --- properties --------------------------------------------------------------------------------
