@@ -26,3 +26,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     """.ci/run contains the README's test command verbatim."""
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert quick_start_commands()[1] in ci_lines
+
+
+def test_config_reference_is_generated_from_the_model() -> None:
+    """The README's configuration table is exactly what `python -m asqsd.reference` prints."""
+    from asqsd.reference import BEGIN, END, readme_block
+
+    text = (ROOT / "README.md").read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    assert text[start:end] == readme_block()
