@@ -19,8 +19,10 @@ from typing import Any
 from asqsd import __version__
 from asqsd._compat import run as run_loop
 from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
+from asqsd.cron import CronTask
 from asqsd.errors import ConfigError, StartupError
 from asqsd.logs import configure_logging, get_logger
+from asqsd.periodic import load_tasks
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -159,12 +161,18 @@ def run_command(loaded: LoadedSettings) -> int:
     if settings.queue_url is None:
         hint = "set --queue-url, ASQSD_QUEUE_URL, WorkerQueueURL or queue_url in --config"
         return _config_error([f"queue_url is required: {hint}"])
+    try:
+        cron_path, tasks = load_tasks(settings, loaded.warnings)
+    except ConfigError as exc:
+        return _config_error(exc.problems)
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("cli")
     for warning in loaded.warnings:
         log.warning("config-warning", detail=warning)
+    if cron_path is not None:
+        log.info("cron-loaded", file=str(cron_path), tasks=len(tasks))
     try:
-        return run_loop(serve(settings), settings.loop)
+        return run_loop(serve(settings, tasks=tasks), settings.loop)
     except StartupError as exc:
         log.error("startup-failed", error=str(exc))
         return EXIT_STARTUP
@@ -172,14 +180,20 @@ def run_command(loaded: LoadedSettings) -> int:
         return _config_error([f"loop={settings.loop}: {exc}"])
 
 
-async def serve(settings: Settings, until: Coroutine[Any, Any, bool] | None = None) -> int:
+async def serve(
+    settings: Settings,
+    until: Coroutine[Any, Any, bool] | None = None,
+    *,
+    tasks: Sequence[CronTask] = (),
+    create_registry_table: bool = False,
+) -> int:
     """Run a daemon with SIGTERM/SIGINT wired to a graceful, then forced, stop.
 
     ``until``: an optional coroutine (the demo) whose end stops the daemon; a False result is exit 1.
     """
     from asqsd.daemon import Daemon
 
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, tasks=tasks, create_registry_table=create_registry_table)
     watcher = asyncio.create_task(_stop_when_done(daemon, until)) if until is not None else None
     received: list[int] = []
     loop = asyncio.get_running_loop()
@@ -199,6 +213,9 @@ async def serve(settings: Settings, until: Coroutine[Any, Any, bool] | None = No
             loop.remove_signal_handler(signum)
         if watcher is not None and not watcher.done():
             watcher.cancel()
+    if isinstance(daemon.failure, StartupError):
+        get_logger("cli").error("startup-failed", error=str(daemon.failure))
+        return EXIT_STARTUP
     if daemon.failure is not None:
         return EXIT_FAILURE
     if watcher is not None and watcher.done() and not watcher.cancelled() and watcher.result() is False:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -36,21 +36,24 @@ import aiohttp
 from asqsd.batcher import BatchSender
 from asqsd.channel import Channel, GroupedChannel
 from asqsd.config import Settings
+from asqsd.cron import CronTask
 from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.errors import SQSError, StartupError
 from asqsd.headers import StaticHeaders
 from asqsd.health import WorkerHealthcheck, probe_worker
 from asqsd.heartbeat import Heartbeat
+from asqsd.http1 import LeanWorkerClient
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult, Message, VisibilityChange
 from asqsd.metrics import Counters
 from asqsd.observability import Observability
+from asqsd.periodic import PeriodicTasks
 from asqsd.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, DeliveryStats, max_receive_count_from
 from asqsd.receiver import ReceivePolicy, Receiver
 from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient, VisibilityEntry, queue_name, region_from_queue_url
 from asqsd.sqs_lean import create_lean_sqs
-from asqsd.worker import WorkerClient, create_session
+from asqsd.worker import WorkerClient, WorkerPoster, create_session
 
 log = get_logger("daemon")
 
@@ -63,7 +66,14 @@ _STARTUP_ATTRIBUTES = ("QueueArn", "VisibilityTimeout", "FifoQueue", "RedrivePol
 class Daemon:
     """One asqsd instance. Create, ``await run()``, stop with :meth:`request_stop`."""
 
-    def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tasks: Sequence[CronTask] = (),
+        create_registry_table: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         if settings.queue_url is None:
             raise StartupError("queue_url is required")
         self.settings = settings
@@ -92,6 +102,10 @@ class Daemon:
         self.delivery = DeliveryStats()
         self.observability = Observability(settings)
         self._cloudwatch: Any = None
+        self._region: str | None = None
+        self.periodic = (
+            PeriodicTasks(settings, list(tasks), create_table=create_registry_table) if tasks else None
+        )
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
 
     # --- control -----------------------------------------------------------------------------
@@ -135,12 +149,11 @@ class Daemon:
             )
             if self.fifo:
                 self.channel = GroupedChannel(self.settings.buffer_capacity)
-            session = await stack.enter_async_context(
-                create_session(self.settings.http_connections, self.settings.user_agent)
-            )
+            worker = await self._open_worker(stack)
             self._start_infra()
             self.observability.start(self, self._queue_attributes, self._cloudwatch)
-            self._start_pipeline(session)
+            await self._start_periodic(stack)
+            self._start_pipeline(worker)
             try:
                 await self._serve()
             finally:
@@ -177,6 +190,7 @@ class Daemon:
             region=client.meta.region_name,
             client=settings.sqs_client,
         )
+        self._region = client.meta.region_name
         self._cloudwatch = await self.observability.open_cloudwatch(session, client.meta.region_name, stack)
         if settings.sqs_client == "botocore":
             return BotocoreSQS(client, self.queue_url)
@@ -217,7 +231,37 @@ class Daemon:
         for task in self._infra:
             task.add_done_callback(self._task_done)
 
-    def _start_pipeline(self, session: aiohttp.ClientSession) -> None:
+    async def _start_periodic(self, stack: contextlib.AsyncExitStack) -> None:
+        if self.periodic is None:
+            return  # no cron.yaml: no DynamoDB client, no call
+        assert self._sqs is not None
+        from aiobotocore.session import get_session
+
+        region = self.settings.region or region_from_queue_url(self.queue_url) or self._region
+        await self.periodic.open(get_session(), region, stack, self._sqs)
+        for task in self.periodic.start():
+            task.add_done_callback(self._task_done)
+
+    async def _open_worker(self, stack: contextlib.AsyncExitStack) -> WorkerPoster:
+        settings = self.settings
+        if settings.http_client == "lean":
+            # A third of aiohttp's CPU per POST (docs/http-client.md), same semantics.
+            return await stack.enter_async_context(
+                LeanWorkerClient(
+                    settings.worker_url,
+                    settings.connect_timeout,
+                    settings.inactivity_timeout,
+                    settings.http_connections,
+                )
+            )
+        session = await stack.enter_async_context(
+            create_session(settings.http_connections, settings.user_agent)
+        )
+        return WorkerClient(
+            session, settings.worker_url, settings.connect_timeout, settings.inactivity_timeout
+        )
+
+    def _start_pipeline(self, worker: WorkerPoster) -> None:
         assert self._sqs is not None
         settings = self.settings
         receive_policy = ReceivePolicy(settings.wait_time_s, settings.visibility_timeout)
@@ -226,9 +270,6 @@ class Daemon:
                 index, self._sqs, self.channel, self.leases, receive_policy, self.counters, self.release
             )
             self._receivers[receiver] = self._spawn(receiver.run())
-        worker = WorkerClient(
-            session, settings.worker_url, settings.connect_timeout, settings.inactivity_timeout
-        )
         static = StaticHeaders(
             settings.mime_type, settings.user_agent, queue_name(self.queue_url), settings.http_path
         )
@@ -294,6 +335,8 @@ class Daemon:
         await self._wait_receivers()
         await self._stop_heartbeat()
         await self._flush_settles()
+        if self.periodic is not None:
+            await self.periodic.stop()
         await self.observability.stop()
 
     # --- shutdown phases -----------------------------------------------------------------------

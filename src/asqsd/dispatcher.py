@@ -21,7 +21,7 @@ from asqsd.metrics import Counters
 from asqsd.prometheus import DeliveryStats
 from asqsd.sns import unwrap_sns
 from asqsd.stocklog import StockLogWriter
-from asqsd.worker import DeliveryResult, WorkerClient
+from asqsd.worker import DeliveryResult, WorkerPoster
 
 log = get_logger("dispatcher")
 
@@ -66,7 +66,7 @@ class DispatchShared:
 
     channel: Channel
     leases: LeaseTable
-    worker: WorkerClient
+    worker: WorkerPoster
     static: StaticHeaders
     policy: DeliveryPolicy
     deleter: BatchSender[Message]

@@ -536,6 +536,11 @@ class LeanWorkerClient:
         """Open connections waiting in the pool."""
         return len(self._idle)
 
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port`` of the worker."""
+        return self._base_url
+
     async def post(self, request: Request) -> DeliveryResult:
         """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
         if self._closing:
@@ -661,6 +666,9 @@ class LeanWorkerClient:
             raise _Failure("connect timeout") from None
         except OSError as exc:
             raise _Failure(f"connection failed: {_describe_os_error(exc)}") from None
+        if self._closing:  # close() ran while we were connecting: do not leak this one
+            conn.close()
+            raise _Failure("client closed")
         return conn
 
     # --- pool bookkeeping (called by connections) -------------------------------------------

@@ -13,6 +13,7 @@ import email.utils
 import errno
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -50,6 +51,19 @@ def parse_retry_after(value: str | None, now: float | None = None) -> int | None
     return max(0, int(delta + 0.999))
 
 
+class WorkerPoster(Protocol):
+    """What a dispatcher needs of a worker client (aiohttp :class:`WorkerClient` or the lean one)."""
+
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port`` of the worker."""
+        ...
+
+    async def post(self, request: Request) -> DeliveryResult:
+        """Deliver one request."""
+        ...
+
+
 class WorkerClient:
     """POSTs requests to ``base_url`` over a pooled keep-alive session owned by the caller."""
 
@@ -61,15 +75,20 @@ class WorkerClient:
         inactivity_timeout_s: float,
     ) -> None:
         self._session = session
-        self.base_url = base_url
+        self._base_url = base_url
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout_s, sock_read=inactivity_timeout_s
         )
 
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port`` of the worker."""
+        return self._base_url
+
     async def post(self, request: Request) -> DeliveryResult:
         """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
         started = time.monotonic()
-        url = self.base_url + request.path
+        url = self._base_url + request.path
         try:
             try:
                 status, retry_after = await self._post_once(url, request)
@@ -127,6 +146,7 @@ def create_session(connections: int, user_agent: str) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, enable_cleanup_closed=False)
     return aiohttp.ClientSession(
         connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # the stock daemon never sends cookies back
         auto_decompress=False,  # the body is discarded; never spend CPU inflating it
         skip_auto_headers=("Accept",),  # the stock daemon sends no Accept header
         headers={"User-Agent": user_agent},

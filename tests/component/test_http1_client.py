@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import inspect
 import ipaddress
 import select
 import socket
@@ -30,6 +31,7 @@ from asqsd.headers import Request, StaticHeaders, build_request
 from asqsd.http1 import LeanWorkerClient
 from asqsd.message import Message, MessageAttribute
 from asqsd.worker import WorkerClient, create_session
+from tests.component import test_delivery, test_outcomes
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker
 
@@ -718,6 +720,57 @@ async def test_header_injection_is_refused() -> None:
         with pytest.raises(ValueError, match="CR or LF"):
             await client.post(request(headers={"X-Evil": "a\r\nX-Injected: 1"}))
     assert server.requests == []
+
+
+# --- the daemon's own delivery and outcome checks, with the lean client swapped in -----------------
+
+
+DAEMON_CHECKS: list[Callable[..., Coroutine[Any, Any, None]]] = [
+    test_delivery.test_post_carries_stock_headers_and_exact_body,
+    test_delivery.test_empty_body_still_has_content_length,
+    test_delivery.test_unsafe_attribute_value_is_skipped_not_fatal,
+    test_delivery.test_periodic_task_message_posts_empty_body_to_task_path,
+    test_delivery.test_receive_count_increments_on_redelivery,
+    test_delivery.test_many_messages_all_delivered_and_deleted,
+    test_outcomes.test_success_statuses_can_accept_any_2xx,
+    test_outcomes.test_retry_after_sets_the_delay,
+    test_outcomes.test_connection_refused_counts_as_failure,
+    test_outcomes.test_inactivity_timeout_fails_a_silent_worker,
+    test_outcomes.test_inactivity_timer_resets_while_bytes_arrive,
+    test_outcomes.test_connect_timeout_bounds_connecting,
+    test_outcomes.test_stale_keepalive_connection_is_resent_once,
+    test_outcomes.test_no_more_than_http_connections_in_flight,
+    test_outcomes.test_failed_delivery_logs_one_structured_event,
+]
+
+
+@pytest.mark.parametrize("check", DAEMON_CHECKS, ids=lambda check: check.__name__[5:])
+async def test_daemon_checks_pass_with_the_aiohttp_client(
+    check: Callable[..., Coroutine[Any, Any, None]],
+    sqs: Any,
+    queue_url: str,
+    worker: RecordingWorker,
+    make_settings: Any,
+    run_daemon: Any,
+) -> None:
+    """The daemon-level checks (tests/component/test_delivery.py, test_outcomes.py) run with the
+    lean client by default; here they run unchanged with ``http_client=aiohttp``."""
+    used: list[str] = []
+
+    def aiohttp_settings(**overrides: Any) -> Any:
+        settings = make_settings(**{"http_client": "aiohttp", **overrides})
+        used.append(settings.http_client)
+        return settings
+
+    available = {
+        "sqs": sqs,
+        "queue_url": queue_url,
+        "worker": worker,
+        "make_settings": aiohttp_settings,
+        "run_daemon": run_daemon,
+    }
+    await check(**{name: available[name] for name in inspect.signature(check).parameters})
+    assert used and set(used) == {"aiohttp"}
 
 
 # --- HTTPS ------------------------------------------------------------------------------------------

@@ -1,0 +1,358 @@
+"""Client CPU per POST to the worker: aiohttp ``WorkerClient`` vs ``LeanWorkerClient`` (asqsd.http1).
+
+The null worker (aiohttp on uvloop, reads the body, answers ``200 ok``) runs in a *separate* process
+(``--serve``), so ``time.process_time()`` read here is the client's CPU alone. Both clients post the
+same stock request (a ~210-byte JSON body and the headers ``build_request`` makes for a message with
+the four system attributes and two custom attributes) from 50 concurrent tasks over 50 keep-alive
+connections, on uvloop, as the daemon does at saturation.
+
+    .venv/bin/python benchmarks/http_client_cost.py            # table + benchmarks/results/*.json
+    .venv/bin/py-spy record -r 500 --gil -f raw -o /tmp/http.txt -- \\
+        .venv/bin/python benchmarks/http_client_cost.py --variants lean --requests 40000 --rounds 1 \\
+        --no-breakdown --output /tmp/http.json
+    .venv/bin/python benchmarks/http_client_cost.py --spy-summary /tmp/http.txt
+
+Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import uvloop
+from aiohttp import web
+
+from asqsd.headers import Request, StaticHeaders, build_request
+from asqsd.http1 import LeanWorkerClient, ResponseParser
+from asqsd.message import Message, MessageAttribute
+from asqsd.worker import DeliveryResult, WorkerClient, create_session
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = ("aiohttp", "lean")
+USER_AGENT = "aws-sqsd/3.0.4"
+
+
+class Poster(Protocol):
+    async def post(self, request: Request) -> DeliveryResult: ...
+
+
+# --- the null worker (child process) --------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """Read each body and answer 200 ``ok``: the cheapest honest worker."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def null_worker() -> Iterator[str]:
+    """Run the worker in a child process; yields its base URL and stops it by PID."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("null worker did not start")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- the request and the clients -------------------------------------------------------------------
+
+
+def stock_request() -> Request:
+    """What the dispatcher builds for a typical message (contract §1.3 headers, ~210-byte body)."""
+    body = json.dumps({"job": "resize", "id": 42, "pad": "x" * 150, "note": "héllo ✓"})
+    message = Message(
+        message_id="5fea7756-0ea4-451a-a703-a558b933e274",
+        receipt_handle="r",
+        body=body,
+        attributes={
+            "ApproximateReceiveCount": "1",
+            "ApproximateFirstReceiveTimestamp": "1700000000123",
+            "SentTimestamp": "1700000000000",
+            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
+        },
+        message_attributes={
+            "trace": MessageAttribute("String", "trace-42"),
+            "tenant": MessageAttribute("Number", "7"),
+        },
+    )
+    return build_request(message, StaticHeaders("application/json", USER_AGENT, "bench", "/"))
+
+
+@asynccontextmanager
+async def make_client(variant: str, base_url: str, connections: int) -> AsyncIterator[Poster]:
+    # The daemon's settings: connect_timeout 5 s, inactivity_timeout 299 s.
+    if variant == "aiohttp":
+        async with create_session(connections, USER_AGENT) as session:
+            yield WorkerClient(session, base_url, 5, 299)
+    else:
+        async with LeanWorkerClient(base_url, 5, 299, connections) as client:
+            yield client
+
+
+async def measure(
+    client: Poster, request: Request, posts: int, concurrency: int, cap_s: float
+) -> dict[str, float]:
+    """``posts`` POSTs from ``concurrency`` tasks (or until ``cap_s``); CPU per POST in µs."""
+    done = failed = 0
+    deadline = time.monotonic() + cap_s
+
+    async def worker() -> None:
+        nonlocal done, failed
+        while done < posts and time.monotonic() < deadline:
+            done += 1
+            result = await client.post(request)
+            if result.status != 200:
+                failed += 1
+
+    times0, cpu0, wall0 = os.times(), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu, wall, times = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
+    if failed:
+        raise RuntimeError(f"{failed} of {done} posts did not get a 200")
+    return {
+        "posts": done,
+        "cpu_us_per_post": cpu / done * 1e6,
+        # Kernel time (loopback send/receive) is client CPU too, but no client can avoid it.
+        "user_us_per_post": (times.user - times0.user) / done * 1e6,
+        "system_us_per_post": (times.system - times0.system) / done * 1e6,
+        "posts_per_s": done / wall,
+        "wall_s": wall,
+    }
+
+
+async def run_all(args: argparse.Namespace, base_url: str) -> list[dict[str, Any]]:
+    request = stock_request()
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _round in range(args.rounds):
+        for variant in args.variants:  # interleaved, so drift in the shared cores hits both
+            async with make_client(variant, base_url, args.concurrency) as client:
+                await measure(client, request, args.warmup, args.concurrency, args.time_cap)
+                result = await measure(client, request, args.requests, args.concurrency, args.time_cap)
+            runs.setdefault(variant, []).append(result)
+            print(f"  {variant:8} {result['cpu_us_per_post']:6.1f} µs/POST", file=sys.stderr)
+    return [
+        {
+            "variant": variant,
+            "cpu_us_per_post_min": min(r["cpu_us_per_post"] for r in results),
+            "cpu_us_per_post_median": statistics.median(r["cpu_us_per_post"] for r in results),
+            "user_us_per_post_median": statistics.median(r["user_us_per_post"] for r in results),
+            "system_us_per_post_median": statistics.median(r["system_us_per_post"] for r in results),
+            "posts_per_s_median": statistics.median(r["posts_per_s"] for r in results),
+            "runs": results,
+        }
+        for variant, results in runs.items()
+    ]
+
+
+def breakdown(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
+    """CPU µs of the lean client's pure steps, timed in-process without I/O (best of ``repeats``)."""
+    from asqsd.http1 import _HEAD_CACHE  # the step being timed: the validated-head cache
+
+    client = LeanWorkerClient("http://127.0.0.1:9", 5, 299, 1)
+    request = stock_request()
+    # What the null worker (aiohttp) answers.
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n"
+        b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nServer: Python/3.11 aiohttp/3.14.5\r\n\r\nok"
+    )
+    parser = ResponseParser()
+
+    def parse() -> None:
+        parser.reset()
+        parser.feed(response)
+
+    def parse_uncached() -> None:
+        _HEAD_CACHE.clear()
+        parse()
+
+    steps = {
+        "serialise the request (one bytes buffer)": lambda: client._serialize(request),
+        "parse a 200 response, head seen before (the usual case)": parse,
+        "parse a 200 response, new head (full validation)": parse_uncached,
+    }
+    out = {}
+    for name, step in steps.items():
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            for _ in range(n):
+                step()
+            best = min(best, time.process_time() - start)
+        out[name] = best / n * 1e6
+    return out
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    lines = [
+        "| Client | CPU µs/POST min | median | user µs (median) | system µs (median) | POSTs/s (median) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['variant']} | {s['cpu_us_per_post_min']:.1f} | {s['cpu_us_per_post_median']:.1f} | "
+            f"{s['user_us_per_post_median']:.1f} | {s['system_us_per_post_median']:.1f} | "
+            f"{s['posts_per_s_median']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=20_000, help="measured POSTs per variant and round")
+    parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--concurrency", type=int, default=50, help="concurrent tasks = pool connections")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; the table shows min/median")
+    parser.add_argument("--time-cap", type=float, default=30.0, help="seconds per measurement at most")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--spy-summary", type=Path, help="bucket a py-spy raw profile of this script and exit"
+    )
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process step timings")
+    parser.add_argument("--output", type=Path, default=RESULTS / "http_client_cost.json")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.spy_summary:
+        spy_summary(args.spy_summary)
+        return
+    with null_worker() as base_url:
+        summary = uvloop.run(run_all(args, base_url))
+    steps = {} if args.no_breakdown else breakdown()
+    print(table(summary))
+    print("\n| LeanWorkerClient step (in-process, no I/O) | µs per POST |\n|---|---:|")
+    for step, us in steps.items():
+        print(f"| {step} | {us:.2f} |")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "environment": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "aiohttp": aiohttp.__version__,
+                    "uvloop": importlib.metadata.version("uvloop"),
+                    "event_loop": "uvloop",
+                },
+                "settings": {
+                    k: v
+                    for k, v in vars(args).items()
+                    if k not in ("serve", "output", "spy_summary", "no_breakdown")
+                },
+                "request_bytes": len(
+                    LeanWorkerClient("http://127.0.0.1:80", 5, 299, 1)._serialize(stock_request())
+                ),
+                "results": summary,
+                "lean_steps_us": steps,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {args.output}", file=sys.stderr)
+
+
+# py-spy frames -> where the lean client's CPU goes; the first rule matching from the leaf up wins.
+def _write_frame() -> str:
+    """The py-spy frame name of the ``transport.write`` line (the send syscall runs under it)."""
+    import asqsd.http1
+
+    source = Path(asqsd.http1.__file__).read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if text.strip() == "transport.write(data)")
+    return f"_Connection.send (asqsd/http1.py:{line})"
+
+
+SPY_BUCKETS = (
+    ("socket send: transport.write, incl. the send syscall", "<write>"),
+    ("response parsing (ResponseParser)", "ResponseParser."),
+    ("response parsing (ResponseParser)", "_content_length"),
+    ("request serialisation (_serialize)", "LeanWorkerClient._serialize"),
+    ("request serialisation (_serialize)", "_request_line"),
+    ("DeliveryResult construction (frozen dataclass __init__)", "__create_fn__"),
+    ("connection protocol: data_received, send, timer", "_Connection."),
+    ("client: post / _deliver / _exchange / pool / slots", "LeanWorkerClient."),
+    ("benchmark harness (tasks posting in a loop)", "http_client_cost"),
+)
+
+
+def spy_summary(path: Path) -> None:
+    """Bucket a ``py-spy record -f raw`` file (collapsed stacks) with SPY_BUCKETS; print a table.
+
+    Start-up (imports, module bodies) is left out: it is not per-POST cost.
+    """
+    write_frame = _write_frame()
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any("_find_and_load" in frame or frame.startswith("<module>") for frame in frames[1:]):
+            continue
+        samples = int(count)
+        total += samples
+        bucket = "event loop: uvloop run_forever, task steps, future callbacks"
+        for frame in reversed(frames):
+            frame = "<write>" if frame.strip() == write_frame else frame
+            match = next((name for name, needle in SPY_BUCKETS if needle in frame), None)
+            if match:
+                bucket = match
+                break
+        counts[bucket] = counts.get(bucket, 0) + samples
+    print(f"| Where the lean client's CPU goes ({total} samples, start-up excluded) | share |\n|---|---:|")
+    for bucket, samples in sorted(counts.items(), key=lambda item: -item[1]):
+        print(f"| {bucket} | {100 * samples / total:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()

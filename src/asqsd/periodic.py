@@ -1,0 +1,108 @@
+"""Periodic tasks (cron.yaml): find and load the file, then run leader election + scheduler.
+
+Without a cron.yaml nothing here touches DynamoDB: :func:`load_tasks` returns no tasks and the
+daemon builds no :class:`PeriodicTasks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from asqsd.config import Settings
+from asqsd.cron import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
+from asqsd.errors import ConfigError
+from asqsd.leader import LeaderElection, RegistryTable
+from asqsd.logs import get_logger
+from asqsd.scheduler import PeriodicScheduler
+from asqsd.sqs import SQSClient
+
+log = get_logger("periodic")
+_GET_CONFIG = "/opt/elasticbeanstalk/bin/get-config"
+_STOP_WAIT_S = 15.0
+
+
+def app_deploy_dir() -> Path | None:
+    """Elastic Beanstalk's application directory, asked of the platform as the stock daemon does."""
+    if shutil.which(_GET_CONFIG) is None:
+        return None
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed argv of the platform tool, no shell
+            [_GET_CONFIG, "container", "-k", "app_deploy_dir"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = result.stdout.strip()
+    return Path(value) if result.returncode == 0 and value else None
+
+
+def load_tasks(settings: Settings, warnings: list[str]) -> tuple[Path | None, list[CronTask]]:
+    """The cron.yaml in use and its tasks. Raises ConfigError (a CronError) for an invalid file."""
+    explicit = Path(settings.cron_file) if settings.cron_file else None
+    search = list(DEFAULT_SEARCH_DIRS)
+    deploy_dir = None if explicit else app_deploy_dir()
+    if deploy_dir is not None:
+        search.insert(0, deploy_dir)
+    path = find_cron_file(explicit, search)
+    if path is None:
+        return None, []
+    tasks = load_cron_file(path, warnings)
+    if tasks and not settings.registry_table:
+        raise ConfigError([f"{path}: {len(tasks)} periodic task(s) need registry_table (the DynamoDB table)"])
+    return path, tasks
+
+
+class PeriodicTasks:
+    """Owns the DynamoDB client, the election and the scheduler of one daemon."""
+
+    def __init__(self, settings: Settings, tasks: list[CronTask], *, create_table: bool = False) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._create_table = create_table
+        self.election: LeaderElection | None = None
+        self.scheduler: PeriodicScheduler | None = None
+        self._running: list[asyncio.Task[None]] = []
+
+    async def open(
+        self, session: Any, region: str | None, stack: contextlib.AsyncExitStack, sqs: SQSClient
+    ) -> None:
+        """Create the DynamoDB client (closed with the stack) and the two components."""
+        from aiobotocore.config import AioConfig
+
+        assert self._settings.registry_table is not None
+        config = AioConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5)
+        # No endpoint_url: botocore reads AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL.
+        dynamodb = await stack.enter_async_context(
+            session.create_client("dynamodb", region_name=region, config=config)
+        )
+        registry = RegistryTable(dynamodb, self._settings.registry_table)
+        self.election = LeaderElection(registry, create_table_if_missing=self._create_table)
+        self.scheduler = PeriodicScheduler(self._tasks, sqs, self.election, registry)
+        log.info("periodic-tasks", tasks=[t.name for t in self._tasks], table=self._settings.registry_table)
+
+    def start(self) -> list[asyncio.Task[None]]:
+        """Start election and scheduler; the caller watches the tasks for fatal errors."""
+        assert self.election is not None and self.scheduler is not None
+        self._running = [asyncio.create_task(self.election.run()), asyncio.create_task(self.scheduler.run())]
+        return self._running
+
+    async def stop(self) -> None:
+        """Scheduler first (it finishes the occurrence in hand), then release the lease."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.election is not None:
+            if self._running:
+                await asyncio.wait(self._running[1:], timeout=_STOP_WAIT_S)
+            self.election.stop()
+        if self._running:
+            _done, pending = await asyncio.wait(self._running, timeout=_STOP_WAIT_S)
+            for task in pending:
+                task.cancel()
