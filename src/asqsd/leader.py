@@ -409,7 +409,11 @@ class LeaderElection:
         await self._leading.wait()
 
     async def wait_for_loss(self) -> None:
-        """Return once this instance does not lead (at once if it does not)."""
+        """Return once this instance does not lead (at once if it does not).
+
+        Follows the rounds: a lease that runs out between rounds is reported by the next one
+        (within ``expiry_margin_s``), while :attr:`is_leader` turns false at once.
+        """
         await self._not_leading.wait()
 
     # --- lifecycle ---------------------------------------------------------------------------

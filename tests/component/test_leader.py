@@ -26,7 +26,12 @@ from tests.support.polling import wait_until
 
 # Short leases keep the suite quick; the proportions match stock's 10 s / 5 s / 1 s.
 LEASE_S = 2.0
-FAST = {"lease_s": LEASE_S, "check_interval_s": 0.1, "renew_timeout_s": 0.5}
+
+
+def fast(registry: RegistryTable, **overrides: Any) -> LeaderElection:
+    """An election with a 2 s lease (renewed every 1 s within 0.7 s) checking every 0.1 s."""
+    options: dict[str, Any] = {"lease_s": LEASE_S, "check_interval_s": 0.1, "renew_timeout_s": 0.7}
+    return LeaderElection(registry, **(options | overrides))
 
 
 @pytest.fixture
@@ -76,11 +81,11 @@ async def test_three_contenders_elect_exactly_one_leader_at_a_time(
 ) -> None:
     """1. Three elections contend for one table. 2. Sampled every few ms while they renew, at
     most one ever leads, and one does. 3. The record names it, with a future expiry."""
-    elections = [LeaderElection(registry, **FAST) for _ in range(3)]
+    elections = [fast(registry) for _ in range(3)]
     for election in elections:
         running(election)
     leader = await first_leader(elections)
-    deadline = time.monotonic() + 1.5 * LEASE_S  # spans at least two renewals
+    deadline = time.monotonic() + 1.2 * LEASE_S  # spans at least two renewals
     while time.monotonic() < deadline:
         assert leaders(elections) == [leader]
         await asyncio.sleep(0.005)
@@ -99,7 +104,7 @@ async def test_crashed_leader_is_replaced_within_the_lease(
     """1. Elect a leader. 2. Cancel its task -- no release, like a crash. 3. It stops leading at
     once; another takes over after the lease expires but within one lease plus a check, and
     never while the old lease is still valid."""
-    elections = [LeaderElection(registry, **FAST) for _ in range(3)]
+    elections = [fast(registry) for _ in range(3)]
     tasks = {election: running(election) for election in elections}
     old = await first_leader(elections)
     tasks[old].cancel()
@@ -125,14 +130,26 @@ async def test_released_lease_is_taken_over_quickly(
     elections = [LeaderElection(registry, lease_s=10.0, check_interval_s=0.1) for _ in range(2)]
     tasks = {election: running(election) for election in elections}
     old = await first_leader(elections)
+    started = time.monotonic()
     old.stop()
     await tasks[old]
-    record = await registry.get(LEADER_RECORD_ID)
-    assert record is not None and record["leader_timestamp"] == -1
-    started = time.monotonic()
     new = await first_leader(elections, timeout_s=3)
     assert new is not old
     assert time.monotonic() - started < 1.0
+
+
+async def test_stop_writes_the_released_marker(
+    registry: RegistryTable, running: Callable[[LeaderElection], asyncio.Task[None]]
+) -> None:
+    """A stopped leader leaves the stock "released" record: its id and ``leader_timestamp = -1``."""
+    election = fast(registry)
+    task = running(election)
+    await first_leader([election])
+    election.stop()
+    await task
+    assert not election.is_leader
+    record = await registry.get(LEADER_RECORD_ID)
+    assert record == {"id": LEADER_RECORD_ID, "leader_id": election.identity, "leader_timestamp": -1}
 
 
 async def test_leader_that_loses_the_record_steps_down_at_the_next_renewal(
@@ -140,7 +157,7 @@ async def test_leader_that_loses_the_record_steps_down_at_the_next_renewal(
 ) -> None:
     """1. Elect a leader. 2. Another writer takes the record (leader_id changes). 3. The
     conditional renewal is refused and the leader stops leading within a renew interval."""
-    election = LeaderElection(registry, **FAST)
+    election = fast(registry)
     running(election)
     await first_leader([election])
     await registry.update(
@@ -159,7 +176,7 @@ async def test_missing_table_is_a_clear_startup_error(dynamodb: Any) -> None:
     """1. Point an election at a table that does not exist. 2. run() raises at once (no
     retrying), with an error that names the table and the setting to check."""
     name = unique_table_name()
-    election = LeaderElection(RegistryTable(dynamodb, name), **FAST)
+    election = fast(RegistryTable(dynamodb, name))
     async with asyncio.timeout(5):
         with pytest.raises(RegistryUnavailableError) as caught:
             await election.run()
@@ -172,7 +189,7 @@ async def test_missing_table_is_a_clear_startup_error(dynamodb: Any) -> None:
 async def test_table_is_created_only_when_asked(dynamodb: Any) -> None:
     """With ``create_table_if_missing`` the first round creates the table and then leads."""
     name = unique_table_name()
-    election = LeaderElection(RegistryTable(dynamodb, name), create_table_if_missing=True, **FAST)
+    election = fast(RegistryTable(dynamodb, name), create_table_if_missing=True)
     await election.step()
     assert election.is_leader
     described = await dynamodb.describe_table(TableName=name)

@@ -201,7 +201,7 @@ async def test_constructors_do_no_io() -> None:
     before = asyncio.all_tasks()
     registry = RegistryTable(NoIO(), "table")
     election = LeaderElection(registry)
-    scheduler = PeriodicScheduler(EVERY_MINUTE, NoIO(), election, registry)  # type: ignore[arg-type]
+    scheduler = PeriodicScheduler(EVERY_MINUTE, NoIO(), election, registry)
     assert asyncio.all_tasks() == before
     assert not election.is_leader and not scheduler.fifo
 
@@ -209,7 +209,7 @@ async def test_constructors_do_no_io() -> None:
 async def test_scheduler_without_tasks_returns_at_once() -> None:
     """An empty ``cron:`` list: run() returns without touching anything."""
     registry = RegistryTable(NoIO(), "table")
-    scheduler = PeriodicScheduler([], NoIO(), StubElection("a"), registry)  # type: ignore[arg-type]
+    scheduler = PeriodicScheduler([], NoIO(), StubElection("a"), registry)
     async with asyncio.timeout(1):
         await scheduler.run()
 
@@ -306,11 +306,11 @@ async def test_overlapping_leaders_never_enqueue_an_occurrence_twice(
     """Two schedulers that both believe they lead (split brain) both try every occurrence: the
     conditional claim lets exactly one of them send each.
 
-    Their clocks differ by 3 s (0.1 s of real time), like two hosts' clocks: moto_server checks
+    Their clocks differ by 6 s (0.1 s of real time), like two hosts' clocks: moto_server checks
     a condition and writes without a lock, so two *simultaneous* conditional writes can both
     succeed there (about 1 in 300 races, measured) -- DynamoDB makes them atomic.
     """
-    clocks = [AcceleratedClock(start=MINUTE - 5 - skew, speed=30) for skew in (0, 3)]
+    clocks = [AcceleratedClock(start=MINUTE - 5 - skew, speed=60) for skew in (0, 6)]
     schedulers = [
         PeriodicScheduler(EVERY_MINUTE, queue, StubElection(name), registry, clock)
         for name, clock in zip(("a", "b"), clocks, strict=True)
