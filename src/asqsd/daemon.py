@@ -43,6 +43,7 @@ from asqsd.headers import StaticHeaders
 from asqsd.health import WorkerHealthcheck, probe_worker
 from asqsd.heartbeat import Heartbeat
 from asqsd.http1 import LeanWorkerClient
+from asqsd.leader import Clock
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult, Message, VisibilityChange
@@ -73,6 +74,7 @@ class Daemon:
         tasks: Sequence[CronTask] = (),
         create_registry_table: bool = False,
         wall_clock: Callable[[], float] = time.time,
+        periodic_clock: Clock | None = None,
     ) -> None:
         if settings.queue_url is None:
             raise StartupError("queue_url is required")
@@ -104,7 +106,9 @@ class Daemon:
         self._cloudwatch: Any = None
         self._region: str | None = None
         self.periodic = (
-            PeriodicTasks(settings, list(tasks), create_table=create_registry_table) if tasks else None
+            PeriodicTasks(settings, list(tasks), create_table=create_registry_table, clock=periodic_clock)
+            if tasks
+            else None
         )
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
 

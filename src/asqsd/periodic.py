@@ -16,7 +16,7 @@ from typing import Any
 from asqsd.config import Settings
 from asqsd.cron import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
 from asqsd.errors import ConfigError
-from asqsd.leader import LeaderElection, RegistryTable
+from asqsd.leader import Clock, LeaderElection, RegistryTable
 from asqsd.logs import get_logger
 from asqsd.scheduler import PeriodicScheduler
 from asqsd.sqs import SQSClient
@@ -63,10 +63,18 @@ def load_tasks(settings: Settings, warnings: list[str]) -> tuple[Path | None, li
 class PeriodicTasks:
     """Owns the DynamoDB client, the election and the scheduler of one daemon."""
 
-    def __init__(self, settings: Settings, tasks: list[CronTask], *, create_table: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tasks: list[CronTask],
+        *,
+        create_table: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
         self._settings = settings
         self._tasks = tasks
         self._create_table = create_table
+        self._clock = clock  # tests run cron minutes faster than real time
         self.election: LeaderElection | None = None
         self.scheduler: PeriodicScheduler | None = None
         self._running: list[asyncio.Task[None]] = []
@@ -84,8 +92,10 @@ class PeriodicTasks:
             session.create_client("dynamodb", region_name=region, config=config)
         )
         registry = RegistryTable(dynamodb, self._settings.registry_table)
-        self.election = LeaderElection(registry, create_table_if_missing=self._create_table)
-        self.scheduler = PeriodicScheduler(self._tasks, sqs, self.election, registry)
+        self.election = LeaderElection(
+            registry, create_table_if_missing=self._create_table, clock=self._clock
+        )
+        self.scheduler = PeriodicScheduler(self._tasks, sqs, self.election, registry, self._clock)
         log.info("periodic-tasks", tasks=[t.name for t in self._tasks], table=self._settings.registry_table)
 
     def start(self) -> list[asyncio.Task[None]]:
