@@ -5,12 +5,12 @@ A canned-response aiohttp stub runs in a *separate* process (``--serve``), so th
 :class:`~asqsd.sqs.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
 stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
 
-    .venv/bin/python benchmarks/sqs_client_cost.py                # table + benchmarks/results/*.json
-    .venv/bin/python benchmarks/sqs_client_cost.py --profile      # cProfile of LeanSQS only
+    .venv/bin/python -P benchmarks/sqs_client_cost.py                # table + benchmarks/results/*.json
+    .venv/bin/python -P benchmarks/sqs_client_cost.py --profile      # cProfile of LeanSQS only
     .venv/bin/py-spy record -r 500 --gil -f raw -o /tmp/lean.txt -- \
-        .venv/bin/python benchmarks/sqs_client_cost.py --variants lean --calls 20000 --rounds 1 \
+        .venv/bin/python -P benchmarks/sqs_client_cost.py --variants lean --calls 20000 --rounds 1 \
         --no-breakdown --output /tmp/lean.json
-    .venv/bin/python benchmarks/sqs_client_cost.py --spy-summary /tmp/lean.txt
+    .venv/bin/python -P benchmarks/sqs_client_cost.py --spy-summary /tmp/lean.txt
 
 Nothing leaves 127.0.0.1; the credentials are dummies set for this process only.
 """
@@ -51,7 +51,16 @@ from asqsd.sqs_lean import create_lean_sqs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bench"
-VARIANTS = ("botocore-default", "botocore-tuned", "lean-botocore-signer", "lean", "aiohttp-floor")
+# "lean" is LeanSQS's default (its own asyncio-Protocol transport); "lean-aiohttp" and
+# "lean-botocore-signer" send through an aiohttp session (transport="aiohttp").
+VARIANTS = (
+    "botocore-default",
+    "botocore-tuned",
+    "lean-botocore-signer",
+    "lean-aiohttp",
+    "lean",
+    "aiohttp-floor",
+)
 OPS = ("ReceiveMessage(10)", "DeleteMessageBatch(10)")
 TUNED_CONFIG = AioConfig(
     parameter_validation=False,
@@ -128,7 +137,9 @@ def stub_server() -> Iterator[str]:
     """Run the stub in a child process; yields its endpoint URL and stops it by PID."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-P", __file__, "--serve", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 15
@@ -191,9 +202,15 @@ async def make_client(variant: str, endpoint: str) -> AsyncIterator[SQSClient | 
         if variant.startswith("botocore"):
             yield BotocoreSQS(client, QUEUE_URL)
         elif variant == "lean":
-            yield await create_lean_sqs(session, client, http, QUEUE_URL)
+            lean = await create_lean_sqs(session, client, http, QUEUE_URL, transport="lean", connections=64)
+            stack.push_async_callback(lean.aclose)
+            yield lean
+        elif variant == "lean-aiohttp":
+            yield await create_lean_sqs(session, client, http, QUEUE_URL, transport="aiohttp")
         elif variant == "lean-botocore-signer":
-            yield await create_lean_sqs(session, client, http, QUEUE_URL, signer="botocore")
+            yield await create_lean_sqs(
+                session, client, http, QUEUE_URL, signer="botocore", transport="aiohttp"
+            )
         else:
             yield RawFloor(http, endpoint)
 
@@ -429,6 +446,10 @@ SPY_BUCKETS = (
     ("JSON decode", "json/decoder"),
     ("request bodies (json.dumps / format)", "json/"),
     ("request bodies (json.dumps / format)", "_receive_body"),
+    ("lean transport: parse the response (http1.ResponseParser)", "ResponseParser."),
+    ("lean transport: parse the response (http1.ResponseParser)", "asqsd/http1.py"),
+    ("lean transport: connection + pool", "_SQSConnection."),
+    ("lean transport: connection + pool", "LeanHTTPTransport."),
     ("aiohttp: read + parse the response", "data_received"),
     ("aiohttp: read + parse the response", "ClientResponse."),
     ("aiohttp: read + parse the response", "StreamReader."),

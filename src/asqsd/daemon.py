@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
-
 from asqsd.batcher import BatchSender
 from asqsd.channel import Channel, GroupedChannel
 from asqsd.config import Settings
@@ -200,9 +198,17 @@ class Daemon:
             return BotocoreSQS(client, self.queue_url)
         # Lean client: the botocore client's credentials, region and endpoint at a fraction of
         # its CPU per call (docs/sqs-client.md). Its pool covers every long poll plus batch calls.
-        connector = aiohttp.TCPConnector(limit=settings.receiver_count + 20, limit_per_host=0)
-        http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
-        return await create_lean_sqs(session, client, http, self.queue_url, receive_slack_s=_POLL_SLACK_S)
+        # Its own HTTP/1.1 keep-alive pool covers every long poll plus the batch calls.
+        sqs = await create_lean_sqs(
+            session,
+            client,
+            None,
+            self.queue_url,
+            receive_slack_s=_POLL_SLACK_S,
+            connections=settings.receiver_count + 20,
+        )
+        stack.push_async_callback(sqs.aclose)
+        return sqs
 
     async def _check_queue(self) -> bool:
         """Read the queue's attributes; retry transient errors, fail fast on permanent ones."""

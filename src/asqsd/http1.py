@@ -69,24 +69,34 @@ class ResponseParser:
     Feed it bytes in any chunking with :meth:`feed` until it returns True, then read ``status``,
     ``keep_alive`` and ``retry_after``. Memory is bounded: at most ``limit`` + 4 bytes are held,
     whatever the server sends; anything larger raises :class:`ProtocolError`.
+
+    With ``capture_limit`` set (body-capturing mode, used by the SQS client) the parser also keeps
+    the final response's header section in ``head`` (without the final CRLFCRLF) and its decoded
+    body (chunk framing removed) in ``body``; a body larger than ``capture_limit`` bytes raises
+    :class:`ProtocolError`. Without it (the default) the body is discarded as before.
     """
 
     __slots__ = (
         "_buf",
+        "_capture_limit",
         "_limit",
         "_remaining",
         "_state",
         "_trailer_bytes",
+        "body",
         "extra",
+        "head",
         "keep_alive",
         "retry_after",
         "started",
         "status",
     )
 
-    def __init__(self, limit: int = MAX_HEAD_BYTES) -> None:
+    def __init__(self, limit: int = MAX_HEAD_BYTES, *, capture_limit: int | None = None) -> None:
         self._limit = limit
+        self._capture_limit = capture_limit
         self._buf = bytearray()
+        self.body = bytearray()
         self.reset()
 
     def reset(self) -> None:
@@ -100,6 +110,9 @@ class ResponseParser:
         self.retry_after: str | None = None
         self.started = False  # any byte of this response seen (then a disconnect is not "stale")
         self.extra = 0  # bytes received after the end of the response (unsolicited)
+        self.head = b""  # capturing mode only: the final response's header section
+        if self._capture_limit is not None:
+            self.body = bytearray()  # a fresh one: the previous response's may still be in use
 
     @property
     def buffered(self) -> int:
@@ -122,18 +135,29 @@ class ResponseParser:
                 pos = self._feed_head(data, pos)
             elif state in (_LENGTH, _CHUNK_DATA):
                 take = min(self._remaining, end - pos)
+                if self._capture_limit is not None:
+                    self._capture(data, pos, take)
                 pos += take
                 self._remaining -= take
                 if not self._remaining:
                     self._state = _DONE if state == _LENGTH else _CHUNK_END
             elif state == _UNTIL_CLOSE:
-                return False  # the body runs to EOF; nothing to keep
+                if self._capture_limit is not None:
+                    self._capture(data, pos, end - pos)
+                return False  # the body runs to EOF
             elif state == _DONE:
                 self.extra += end - pos
                 return True
             else:
                 pos = self._feed_chunk_framing(data, pos)
         return self._state == _DONE
+
+    def _capture(self, data: bytes, pos: int, take: int) -> None:
+        limit = self._capture_limit
+        assert limit is not None
+        if len(self.body) + take > limit:
+            raise ProtocolError(f"response body larger than {limit} bytes")
+        self.body += data[pos : pos + take]
 
     def feed_eof(self) -> bool:
         """The peer closed: True if that completes the response (a body delimited by close)."""
@@ -186,6 +210,10 @@ class ResponseParser:
                 _HEAD_CACHE[head] = parsed
         if parsed[0] < 200:
             return  # interim response (100 Continue, 103 Early Hints): the final one follows
+        if self._capture_limit is not None:
+            self.head = head
+            if parsed[2] == _LENGTH and parsed[3] > self._capture_limit:
+                raise ProtocolError(f"response body larger than {self._capture_limit} bytes")
         self.status, self.keep_alive, self._state, self._remaining, self.retry_after = parsed
 
     # --- chunked framing -----------------------------------------------------------------------

@@ -19,18 +19,31 @@ only the mechanical part itself:
   same :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult` and
   :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.sqs.BotocoreSQS`.
 
+Two transports carry the signed POSTs (``transport=``):
+
+* ``"lean"`` (:class:`LeanHTTPTransport`, the default of :func:`create_lean_sqs`): the asyncio-Protocol
+  HTTP/1.1 keep-alive machinery of :mod:`asqsd.http1`, with its parser in body-capturing mode. One
+  ``transport.write`` per request, a bounded pool of keep-alive connections, a total deadline per
+  call, TLS verified with ``ssl.create_default_context()`` for https endpoints. LeanSQS owns it:
+  call :meth:`LeanSQS.aclose` at shutdown.
+* ``"aiohttp"``: the caller's aiohttp session (owned and closed by the caller).
+
 What it does not do (by design; the daemon retries on ``SQSError.retryable``): SDK-side retries,
 clock-skew correction, proxies from botocore's config, custom CA bundles/client certificates from
-botocore's config (TLS uses the aiohttp session's settings), and anonymous (unsigned) requests.
+botocore's config (the lean transport uses the system trust store; the aiohttp one the session's
+settings), and anonymous (unsigned) requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
+import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
@@ -46,6 +59,7 @@ from yarl import URL
 
 from asqsd import __version__
 from asqsd.errors import SQSError
+from asqsd.http1 import MAX_HEAD_BYTES, ProtocolError, ResponseParser
 from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
 from asqsd.sqs import (
     DeleteEntry,
@@ -61,6 +75,7 @@ __all__ = [
     "BotocoreSigV4",
     "CachedKeySigV4",
     "FrozenCredentials",
+    "LeanHTTPTransport",
     "LeanSQS",
     "RequestSigner",
     "create_lean_sqs",
@@ -262,18 +277,302 @@ def _dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-class LeanSQS:
-    """:class:`~asqsd.sqs.SQSClient` that POSTs SQS JSON requests over a shared aiohttp session.
+# --- the lean transport ---------------------------------------------------------------------------
 
-    Safe to share between any number of concurrent tasks on one event loop. It owns nothing: the
-    aiohttp session and the credential source are created and closed by the caller and must outlive
-    it. No SDK-level retries: every failure becomes an :class:`SQSError` whose ``retryable`` flag
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""Largest SQS response body the lean transport accepts (a full ReceiveMessage is ~2.6 MiB)."""
+
+_QUERY_ERROR_RE = re.compile(rb"\r\nx-amzn-query-error:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+class TransportError(Exception):
+    """A lean-transport exchange failed (connect, disconnect, timeout, protocol, size limit).
+
+    ``name`` plays the role of the aiohttp exception class name in the resulting
+    :class:`SQSError`'s code.
+    """
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class _StaleConnection(TransportError):
+    """A reused keep-alive connection was closed by the server before any response byte."""
+
+
+class _SQSConnection(asyncio.Protocol):
+    """One keep-alive connection of :class:`LeanHTTPTransport`; one request at a time."""
+
+    __slots__ = ("_loop", "_pool", "_timer", "_waiter", "closed", "parser", "transport")
+
+    def __init__(self, pool: LeanHTTPTransport, loop: asyncio.AbstractEventLoop) -> None:
+        self._pool = pool
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser(MAX_HEAD_BYTES, capture_limit=pool.max_body_bytes)
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        self._pool._all.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            self.close()  # unsolicited bytes on an idle connection: the stream is out of step
+            return
+        try:
+            complete = self.parser.feed(data)
+        except ProtocolError as exc:
+            self._fail(TransportError("ProtocolError", str(exc)))
+            return
+        if complete:
+            self._settle()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        self.closed = True  # never hand out a half-closed connection; connection_lost settles
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        pool = self._pool
+        pool._all.discard(self)
+        if self in pool._idle:
+            pool._idle.remove(self)
+        if not pool._all and pool._all_lost is not None and not pool._all_lost.done():
+            pool._all_lost.set_result(None)
+        waiter = self._waiter
+        self._settle()
+        if waiter is None or waiter.done():
+            return
+        if self.parser.feed_eof():
+            waiter.set_result(None)  # a body delimited by the close
+            return
+        reason = "Server disconnected" if exc is None else f"Connection lost: {exc}"
+        if self.parser.started:
+            waiter.set_exception(TransportError("ServerDisconnectedError", f"{reason} mid-response"))
+        else:
+            waiter.set_exception(_StaleConnection("ServerDisconnectedError", reason))
+
+    def send(self, data: bytes, deadline: float) -> asyncio.Future[None]:
+        """Write one request; the future completes with the whole response or fails by ``deadline``."""
+        transport = self.transport
+        assert transport is not None and self._waiter is None
+        waiter = self._waiter = self._loop.create_future()
+        self.parser.reset()
+        self._timer = self._loop.call_at(deadline, self._on_deadline)
+        transport.write(data)
+        return waiter
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._fail(TransportError("TimeoutError", "request deadline exceeded"))
+
+    def _settle(self) -> None:
+        self._waiter = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fail(self, error: TransportError) -> None:
+        waiter = self._waiter
+        self._settle()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.close()
+
+    def reusable(self) -> bool:
+        transport = self.transport
+        return (
+            not self.closed
+            and self.parser.keep_alive
+            and not self.parser.extra
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        )
+
+    def close(self) -> None:
+        """Drop the connection at once; a pending request fails."""
+        waiter = self._waiter
+        self._settle()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TransportError("ClientConnectionError", "client closed"))
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class LeanHTTPTransport:
+    """HTTP/1.1 keep-alive POSTs to one SQS endpoint, built on :mod:`asqsd.http1`'s machinery.
+
+    At most ``connections`` connections exist (a ReceiveMessage long poll holds one for up to its
+    ``WaitTimeSeconds``); more concurrent calls wait for a free one, within their deadline. Every
+    :meth:`post` has a *total* deadline covering the wait for a connection, connecting, TLS, sending
+    and reading the whole response. A reused connection the server had closed while idle is retried
+    once at once on a new connection. https endpoints are verified against the system trust store
+    (``ssl.create_default_context()``, or ``ssl_context``) with the endpoint host as SNI/hostname.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connections: int = 32,
+        max_body_bytes: int = MAX_RESPONSE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"SQS endpoint must be http(s)://host[:port][/path]: {url!r}")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
+        target = parts.path or "/"
+        if parts.query:
+            target = f"{target}?{parts.query}"
+        self._request_line = f"POST {target} HTTP/1.1\r\n"
+        self.max_body_bytes = max_body_bytes
+        self.limit = connections
+        """At most this many connections exist at once."""
+        self._slots = asyncio.Semaphore(connections)
+        self._idle: list[_SQSConnection] = []
+        self._all: set[_SQSConnection] = set()
+        self._closing = False
+        self._all_lost: asyncio.Future[None] | None = None
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open (idle or busy)."""
+        return sum(1 for conn in self._all if not conn.closed)
+
+    @property
+    def idle_connections(self) -> int:
+        """Open connections waiting in the pool."""
+        return len(self._idle)
+
+    def serialize(self, headers: Mapping[str, str], body: bytes) -> bytes:
+        """The request bytes: the signer's headers (Host included), Content-Length, the body."""
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        head = f"{self._request_line}{lines}Content-Length: {len(body)}\r\n\r\n"
+        # Signed values come from botocore's config and credentials; still refuse header splitting.
+        expected = len(headers) + 3
+        if head.count("\n") != expected or head.count("\r") != expected:
+            raise ValueError("CR or LF in a request header name or value")
+        return head.encode("utf-8") + body
+
+    async def post(self, data: bytes, timeout_s: float) -> tuple[int, bytes, str | None]:
+        """Send one serialized request; (status, body, x-amzn-query-error) or TransportError."""
+        if self._closing:
+            raise TransportError("ClientConnectionError", "transport is closed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await slots.acquire()
+            except TimeoutError:
+                raise TransportError("TimeoutError", "no free connection before the deadline") from None
+        else:
+            await slots.acquire()  # does not suspend
+        try:
+            conn = self._take_idle()
+            if conn is not None:
+                try:
+                    return await self._exchange(conn, data, deadline)
+                except _StaleConnection:
+                    pass  # closed by the server while idle: once more, on a new connection
+            return await self._exchange(await self._connect(loop, deadline), data, deadline)
+        finally:
+            slots.release()
+
+    async def _exchange(
+        self, conn: _SQSConnection, data: bytes, deadline: float
+    ) -> tuple[int, bytes, str | None]:
+        try:
+            await conn.send(data, deadline)
+        except BaseException:
+            conn.close()  # failed, timed out or cancelled: the stream is in an unknown state
+            raise
+        parser = conn.parser
+        status, body = parser.status, bytes(parser.body)
+        query_error = None
+        if status >= 300:
+            match = _QUERY_ERROR_RE.search(parser.head)
+            if match is not None:
+                query_error = match[1].strip(b" \t").decode("latin-1")
+        if conn.reusable() and not self._closing:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return status, body, query_error
+
+    def _take_idle(self) -> _SQSConnection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _SQSConnection:
+        try:
+            async with asyncio.timeout_at(deadline):
+                _transport, conn = await loop.create_connection(
+                    lambda: _SQSConnection(self, loop),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise TransportError("TimeoutError", "connect deadline exceeded") from None
+        except OSError as exc:
+            raise TransportError(
+                "ClientConnectorError", f"Cannot connect to host {self._host}:{self._port}: {exc}"
+            ) from None
+        if self._closing:
+            conn.close()
+            raise TransportError("ClientConnectionError", "transport is closed")
+        return conn
+
+    async def aclose(self) -> None:
+        """Close every connection (idle and busy) and wait briefly until they are gone."""
+        self._closing = True
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+        if self._all:
+            self._all_lost = asyncio.get_running_loop().create_future()
+            await asyncio.wait({self._all_lost}, timeout=1.0)
+
+
+class LeanSQS:
+    """:class:`~asqsd.sqs.SQSClient` that POSTs SQS JSON requests over a lean or an aiohttp transport.
+
+    Safe to share between any number of concurrent tasks on one event loop. With
+    ``transport="aiohttp"`` it owns nothing: the aiohttp session and the credential source are
+    created and closed by the caller and must outlive it. With ``transport="lean"`` it owns a
+    :class:`LeanHTTPTransport` (``http`` is then unused and may be None): call :meth:`aclose` when
+    done. No SDK-level retries: every failure becomes an :class:`SQSError` whose ``retryable`` flag
     tells the caller whether to try again.
     """
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: aiohttp.ClientSession | None,
         queue_url: str,
         *,
         endpoint_url: str,
@@ -282,15 +581,30 @@ class LeanSQS:
         signer: Literal["cached", "botocore"] = "cached",
         request_timeout_s: float = 10.0,
         receive_slack_s: float = 10.0,
+        transport: Literal["lean", "aiohttp"] = "aiohttp",
+        connections: int = 32,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """``credentials`` is called until it returns a source (e.g. ``AioSession.get_credentials``).
 
         ``request_timeout_s`` bounds every call but ReceiveMessage, which gets its
-        ``WaitTimeSeconds`` plus ``receive_slack_s``.
+        ``WaitTimeSeconds`` plus ``receive_slack_s`` (total deadlines per call). ``connections``,
+        ``max_response_bytes`` and ``ssl_context`` configure the lean transport only (with aiohttp,
+        the session's connector limits the connections).
         """
         self.queue_url = queue_url
+        if transport == "aiohttp" and http is None:
+            raise ValueError("transport='aiohttp' needs an aiohttp session")
         self._http = http
         url = request_url(endpoint_url)
+        self._lean: LeanHTTPTransport | None = None
+        if transport == "lean":
+            self._lean = LeanHTTPTransport(
+                url, connections=connections, max_body_bytes=max_response_bytes, ssl_context=ssl_context
+            )
+        elif transport != "aiohttp":
+            raise ValueError(f"unknown transport {transport!r}")
         # A pre-parsed, already-encoded URL spares aiohttp a parse per request.
         self._url = URL(url, encoded=True)
         self._signer: RequestSigner = (
@@ -298,10 +612,31 @@ class LeanSQS:
         )
         self._load_credentials = credentials
         self._credentials: _CredentialSource | None = None
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._timeout = float(request_timeout_s)
         self._receive_slack_s = receive_slack_s
-        self._receive_timeouts: dict[int, aiohttp.ClientTimeout] = {}
+        self._aiohttp_timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._queue_url_json = json.dumps(queue_url)
+
+    @property
+    def transport(self) -> Literal["lean", "aiohttp"]:
+        """Which transport carries the requests."""
+        return "aiohttp" if self._lean is None else "lean"
+
+    @property
+    def lean_transport(self) -> LeanHTTPTransport | None:
+        """The owned lean transport (None with ``transport="aiohttp"``)."""
+        return self._lean
+
+    async def aclose(self) -> None:
+        """Close the owned lean transport's connections (a no-op for the aiohttp transport)."""
+        if self._lean is not None:
+            await self._lean.aclose()
+
+    async def __aenter__(self) -> LeanSQS:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
 
     @property
     def url(self) -> str:
@@ -315,11 +650,7 @@ class LeanSQS:
         body = self._receive_body(
             max_messages=max_messages, wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s
         )
-        timeout = self._receive_timeouts.get(wait_time_s)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=wait_time_s + self._receive_slack_s)
-            self._receive_timeouts[wait_time_s] = timeout
-        response = await self._call("ReceiveMessage", body, timeout)
+        response = await self._call("ReceiveMessage", body, wait_time_s + self._receive_slack_s)
         messages: list[Message] = []
         for raw in response.get("Messages") or ():
             try:
@@ -407,18 +738,19 @@ class LeanSQS:
         except BotoCoreError as exc:
             raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc
 
-    async def _call(self, operation: str, body: bytes, limits: aiohttp.ClientTimeout) -> dict[str, Any]:
+    async def _call(self, operation: str, body: bytes, timeout_s: float) -> dict[str, Any]:
         """POST one operation; the decoded JSON response, or :class:`SQSError`."""
         credentials = await self._frozen_credentials(operation)
         headers = self._signer.sign(_TARGET_PREFIX + operation, body, credentials)
-        try:
-            async with self._http.post(self._url, data=body, headers=headers, timeout=limits) as response:
-                raw = await response.read()
-                status = response.status
-                query_error = response.headers.get("x-amzn-query-error")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            # Transport problems (endpoint down, connection reset, timeout): always retryable.
-            raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc
+        lean = self._lean
+        if lean is not None:
+            try:
+                status, raw, query_error = await lean.post(lean.serialize(headers, body), timeout_s)
+            except TransportError as exc:
+                # Transport problems (endpoint down, connection reset, timeout): always retryable.
+                raise SQSError(operation, exc.name, str(exc), retryable=True) from exc
+        else:
+            status, raw, query_error = await self._aiohttp_post(operation, headers, body, timeout_s)
         if status >= 300:
             raise _error_from_response(operation, status, raw, query_error)
         if not raw:
@@ -430,6 +762,23 @@ class LeanSQS:
         if not isinstance(decoded, dict):
             raise SQSError(operation, "InvalidResponse", f"HTTP {status}: not an object", retryable=True)
         return decoded
+
+    async def _aiohttp_post(
+        self, operation: str, headers: dict[str, str], body: bytes, timeout_s: float
+    ) -> tuple[int, bytes, str | None]:
+        assert self._http is not None
+        limits = self._aiohttp_timeouts.get(timeout_s)
+        if limits is None:
+            if len(self._aiohttp_timeouts) >= 64:
+                self._aiohttp_timeouts.clear()
+            limits = self._aiohttp_timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        try:
+            async with self._http.post(self._url, data=body, headers=headers, timeout=limits) as response:
+                raw = await response.read()
+                return response.status, raw, response.headers.get("x-amzn-query-error")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Transport problems (endpoint down, connection reset, timeout): always retryable.
+            raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc
 
 
 def _error_from_response(operation: str, status: int, raw: bytes, query_error: str | None) -> SQSError:
@@ -456,15 +805,24 @@ def _error_from_response(operation: str, status: int, raw: bytes, query_error: s
     return SQSError(operation, code, message, retryable=is_retryable(code, status))
 
 
+def _connections_of(http: aiohttp.ClientSession | None) -> int:
+    limit = http.connector.limit if http is not None and http.connector is not None else 0
+    return limit if limit > 0 else 32
+
+
 async def create_lean_sqs(
     aio_session: Any,
     sqs_client: Any,
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession | None,
     queue_url: str,
     *,
     signer: Literal["cached", "botocore"] = "cached",
     request_timeout_s: float = 10.0,
     receive_slack_s: float = 10.0,
+    transport: Literal["lean", "aiohttp"] = "lean",
+    connections: int | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> LeanSQS:
     """A :class:`LeanSQS` that signs and routes like ``sqs_client`` would.
 
@@ -474,8 +832,15 @@ async def create_lean_sqs(
     * ``sqs_client``: an aiobotocore SQS client, read once for ``meta.endpoint_url`` and
       ``meta.region_name`` (so endpoint env vars, ``endpoint_url=``, FIPS and region resolution are
       botocore's). LeanSQS keeps no reference to it; it may be closed afterwards.
-    * ``http``: the aiohttp session every request goes through; owned and closed by the caller. Give
-      its connector enough connections for the concurrent long polls plus batch calls.
+    * ``transport``: ``"lean"`` (default) sends through an owned :class:`LeanHTTPTransport` of at
+      most ``connections`` keep-alive connections (give it the concurrent long polls plus batch
+      calls, e.g. ``receiver_count + 20``); the caller must ``await lean.aclose()`` at shutdown.
+      ``http`` is not used for requests then (may be None); when ``connections`` is None it is
+      taken from ``http``'s connector limit if there is one (the daemon sizes that for its polls),
+      else 32.
+    * ``http``: with ``transport="aiohttp"``, the aiohttp session every request goes through; owned
+      and closed by the caller. Give its connector enough connections for the concurrent long polls
+      plus batch calls.
     """
     if sqs_client.meta.config.signature_version is UNSIGNED:
         raise ValueError("LeanSQS signs every request; the client is configured for UNSIGNED requests")
@@ -493,6 +858,10 @@ async def create_lean_sqs(
         signer=signer,
         request_timeout_s=request_timeout_s,
         receive_slack_s=receive_slack_s,
+        transport=transport,
+        connections=connections or _connections_of(http),
+        max_response_bytes=max_response_bytes,
+        ssl_context=ssl_context,
     )
     # Resolve now so the first call does not pay for the chain; a miss is retried per call.
     await lean.resolve_credentials()

@@ -1,4 +1,4 @@
-"""One behaviour suite for both SQSClient implementations: BotocoreSQS and LeanSQS.
+"""One behaviour suite for the SQSClient implementations: BotocoreSQS and LeanSQS (both transports).
 
 Most tests talk HTTP to moto_server; the error-mapping and timeout tests use a tiny canned-response
 aiohttp stub on 127.0.0.1 so both clients see byte-identical responses. The signing tests are pure:
@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from unittest import mock
 
 import aiohttp
@@ -35,7 +35,9 @@ from asqsd.sqs_lean import BotocoreSigV4, CachedKeySigV4, LeanSQS, create_lean_s
 from tests.support.polling import wait_until_async
 from tests.support.servers import free_loopback_port
 
-IMPLEMENTATIONS = ["botocore", "lean"]
+# "lean" is LeanSQS over its own asyncio-Protocol transport (the factory default), "lean-aiohttp"
+# LeanSQS over the caller's aiohttp session.
+IMPLEMENTATIONS = ["botocore", "lean-aiohttp", "lean"]
 # Body with BMP, astral-plane (surrogate pairs in JSON) and line-separator characters.
 UNICODE_BODY = 'Grüße ✓ \u2028 «ß» 🎉𝄞\U0001f600\U0010fffd "quoted" \\ end'
 BINARY = bytes(range(256))
@@ -69,6 +71,7 @@ class Aws:
     http: aiohttp.ClientSession
     endpoint: str
     clients: list[Any] = field(default_factory=list)
+    leans: list[LeanSQS] = field(default_factory=list)
 
     async def sqs(
         self, impl: str, queue_url: str, *, raw: Any | None = None, **lean_options: Any
@@ -77,7 +80,18 @@ class Aws:
         client = raw if raw is not None else self.raw
         if impl == "botocore":
             return BotocoreSQS(client, queue_url)
-        return await create_lean_sqs(self.session, client, self.http, queue_url, **lean_options)
+        transport: Literal["lean", "aiohttp"] = "aiohttp" if impl == "lean-aiohttp" else "lean"
+        lean = await create_lean_sqs(
+            self.session, client, self.http, queue_url, transport=transport, **lean_options
+        )
+        self.leans.append(lean)
+        return lean
+
+    def lean(self, queue_url: str, **options: Any) -> LeanSQS:
+        """A LeanSQS built directly (closed at teardown)."""
+        lean = LeanSQS(self.http, queue_url, **options)
+        self.leans.append(lean)
+        return lean
 
     async def raw_client(self, endpoint_url: str) -> Any:
         """Another aiobotocore client (closed at teardown), e.g. for a different endpoint."""
@@ -105,8 +119,16 @@ async def aws(moto_url: str) -> AsyncIterator[Aws]:
         try:
             yield aws
         finally:
+            for lean in aws.leans:
+                await lean.aclose()
             for client in aws.clients:
                 await client.__aexit__(None, None, None)
+
+
+@pytest.fixture(params=["lean", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which transport a directly built LeanSQS uses."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -428,25 +450,27 @@ async def test_slow_response_times_out_retryable(aws: Aws, impl: str, stub: Stub
     assert time.monotonic() - started < 2.8
 
 
-async def test_lean_receive_timeout_covers_the_long_poll(aws: Aws, stub: Stub) -> None:
+async def test_lean_receive_timeout_covers_the_long_poll(aws: Aws, stub: Stub, transport: str) -> None:
     stub.reply = StubReply(body=b'{"Messages":[]}', delay_s=1.2)
     sqs = await aws.sqs("lean", f"{stub.url}/123456789012/q", raw=await aws.raw_client(stub.url))
     assert isinstance(sqs, LeanSQS)
-    fast = LeanSQS(
-        aws.http,
+    fast = aws.lean(
         sqs.queue_url,
         endpoint_url=stub.url,
         region="us-east-1",
         credentials=aws.session.get_credentials,
         request_timeout_s=0.3,
         receive_slack_s=1.0,
+        transport=transport,
     )
 
     # WaitTimeSeconds=1 + 1 s slack > 1.2 s, although the plain request timeout is 0.3 s.
     assert await fast.receive(max_messages=10, wait_time_s=1, visibility_timeout_s=30) == []
 
 
-async def test_lean_uses_refreshed_credentials_and_signs_like_botocore(aws: Aws, stub: Stub) -> None:
+async def test_lean_uses_refreshed_credentials_and_signs_like_botocore(
+    aws: Aws, stub: Stub, transport: str
+) -> None:
     refreshes = 0
 
     def metadata(n: int) -> dict[str, str]:
@@ -470,8 +494,12 @@ async def test_lean_uses_refreshed_credentials_and_signs_like_botocore(aws: Aws,
         return credentials
 
     stub.reply = StubReply(body=b'{"Attributes":{"VisibilityTimeout":"30"}}')
-    lean = LeanSQS(
-        aws.http, f"{stub.url}/123456789012/q", endpoint_url=stub.url, region="eu-west-1", credentials=source
+    lean = aws.lean(
+        f"{stub.url}/123456789012/q",
+        endpoint_url=stub.url,
+        region="eu-west-1",
+        credentials=source,
+        transport=transport,
     )
 
     for _ in range(2):
@@ -639,3 +667,243 @@ async def test_factory_refuses_what_lean_cannot_honour(aws: Aws) -> None:
         async with aws.session.create_client("sqs", endpoint_url=aws.endpoint, config=config) as client:
             with pytest.raises(ValueError, match="LeanSQS"):
                 await create_lean_sqs(aws.session, client, aws.http, f"{aws.endpoint}/1/q")
+
+
+# --- the lean transport: keep-alive, stale connections, limits, deadlines, TLS ----------------------
+
+
+async def _static_credentials() -> AioCredentials:
+    return AioCredentials("AKIDEXAMPLE", "secret-key")
+
+
+@dataclass
+class RawServer:
+    """A bare asyncio HTTP/1.1 server on loopback; ``behaviour`` decides per request what happens."""
+
+    url: str = ""
+    connections: int = 0
+    requests: int = 0
+    # (connection number, request number on it) -> "answer" | "close" | "hang"
+    behaviour: Callable[[int, int], str] = lambda _conn, _n: "answer"
+    body: bytes = b'{"Attributes":{"VisibilityTimeout":"30"}}'
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn_no, n = self.connections, 0
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                n += 1
+                self.requests += 1
+                action = self.behaviour(conn_no, n)
+                if action == "close":
+                    break
+                if action == "hang":
+                    await asyncio.sleep(3600)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.body), self.body)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[RawServer]:
+    state = RawServer()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield state
+    finally:
+        for writer in state.writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def lean_for(url: str, **options: Any) -> LeanSQS:
+    return LeanSQS(
+        None,
+        f"{url}/123456789012/q",
+        endpoint_url=url,
+        region="us-east-1",
+        credentials=_static_credentials,
+        transport="lean",
+        **options,
+    )
+
+
+async def test_lean_transport_reuses_keep_alive_connections(raw_server: RawServer) -> None:
+    async with lean_for(raw_server.url, connections=2) as lean:
+        for _ in range(5):
+            assert await lean.get_queue_attributes(["All"]) == {"VisibilityTimeout": "30"}
+        assert (raw_server.connections, raw_server.requests) == (1, 5)
+        # Concurrency beyond the pool size waits for a connection instead of opening more.
+        results = await asyncio.gather(*(lean.get_queue_attributes(["All"]) for _ in range(6)))
+        assert all(r == {"VisibilityTimeout": "30"} for r in results)
+        assert raw_server.connections <= 2
+        transport = lean.lean_transport
+        assert transport is not None and transport.open_connections <= 2
+
+
+async def test_lean_transport_skips_a_connection_closed_while_idle(raw_server: RawServer) -> None:
+    async with lean_for(raw_server.url) as lean:
+        await lean.get_queue_attributes(["All"])
+        # The server closes the idle keep-alive connection; the client notices the EOF and
+        # opens a new connection for the next call.
+        raw_server.writers[0].close()
+        await asyncio.sleep(0.1)
+        assert await lean.get_queue_attributes(["All"]) == {"VisibilityTimeout": "30"}
+        assert raw_server.connections == 2
+
+
+async def test_lean_transport_retries_once_on_a_stale_connection(raw_server: RawServer) -> None:
+    # Every connection answers its first request and drops the next one unanswered: the close
+    # races our reuse, so the client sees "disconnected before any response byte".
+    raw_server.behaviour = lambda _conn, n: "answer" if n == 1 else "close"
+    async with lean_for(raw_server.url) as lean:
+        for _ in range(3):
+            assert await lean.get_queue_attributes(["All"]) == {"VisibilityTimeout": "30"}
+        # Calls 2 and 3 each hit a stale connection and were re-sent once on a new one.
+        assert (raw_server.connections, raw_server.requests) == (3, 5)
+
+
+async def test_lean_transport_does_not_retry_a_fresh_connection(raw_server: RawServer) -> None:
+    raw_server.behaviour = lambda _conn, _n: "close"
+    async with lean_for(raw_server.url) as lean:
+        with pytest.raises(SQSError) as caught:
+            await lean.get_queue_attributes(["All"])
+    assert (caught.value.code, caught.value.retryable) == ("ServerDisconnectedError", True)
+    assert raw_server.requests == 1
+
+
+async def test_lean_transport_refuses_an_oversized_body(raw_server: RawServer) -> None:
+    raw_server.body = b'{"Attributes":{"X":"' + b"x" * 5000 + b'"}}'
+    async with lean_for(raw_server.url, max_response_bytes=4096) as lean:
+        with pytest.raises(SQSError) as caught:
+            await lean.get_queue_attributes(["All"])
+        assert (caught.value.code, caught.value.retryable) == ("ProtocolError", True)
+        assert "larger than 4096" in str(caught.value)
+        raw_server.body = b'{"Attributes":{"X":"' + b"x" * 4000 + b'"}}'
+        assert len((await lean.get_queue_attributes(["All"]))["X"]) == 4000
+
+
+async def test_lean_transport_deadline_is_total(raw_server: RawServer) -> None:
+    raw_server.behaviour = lambda _conn, _n: "hang"
+    async with lean_for(raw_server.url, request_timeout_s=0.3, receive_slack_s=0.4) as lean:
+        started = time.monotonic()
+        with pytest.raises(SQSError) as caught:
+            await lean.delete_batch([DeleteEntry("a", "handle")])
+        elapsed = time.monotonic() - started
+        assert (caught.value.code, caught.value.retryable) == ("TimeoutError", True)
+        assert 0.25 < elapsed < 1.0
+        started = time.monotonic()
+        with pytest.raises(SQSError) as caught:
+            await lean.receive(max_messages=10, wait_time_s=1, visibility_timeout_s=30)
+        elapsed = time.monotonic() - started
+        assert caught.value.retryable is True
+        assert 1.3 < elapsed < 2.0  # WaitTimeSeconds + slack
+
+
+async def test_lean_transport_closed_port_and_aclose(raw_server: RawServer) -> None:
+    lean = lean_for(f"http://127.0.0.1:{free_loopback_port()}")
+    with pytest.raises(SQSError) as caught:
+        await lean.get_queue_attributes(["All"])
+    assert (caught.value.code, caught.value.retryable) == ("ClientConnectorError", True)
+    await lean.aclose()
+
+    lean = lean_for(raw_server.url)
+    await lean.get_queue_attributes(["All"])
+    transport = lean.lean_transport
+    assert transport is not None and transport.open_connections == 1
+    await lean.aclose()
+    assert transport.open_connections == 0
+    with pytest.raises(SQSError):
+        await lean.get_queue_attributes(["All"])
+
+
+def _self_signed(tmp_path: Any) -> tuple[str, str]:
+    crypto = pytest.importorskip("cryptography")
+    del crypto
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_lean_transport_verifies_tls(tmp_path: Any) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    state = RawServer()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}"
+    try:
+        # Default: the system trust store, which does not know this self-signed certificate.
+        async with lean_for(url) as lean:
+            with pytest.raises(SQSError) as caught:
+                await lean.get_queue_attributes(["All"])
+            assert caught.value.retryable is True
+            assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+        # Trusting it explicitly proves the TLS path itself works (hostname checked: localhost).
+        trusting = ssl.create_default_context(cafile=cert)
+        async with lean_for(url, ssl_context=trusting) as lean:
+            for _ in range(2):
+                assert await lean.get_queue_attributes(["All"]) == {"VisibilityTimeout": "30"}
+            assert state.connections == 1
+    finally:
+        for writer in state.writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_factory_sizes_the_lean_pool_from_the_session(aws: Aws) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=7)) as http:
+        lean = await create_lean_sqs(aws.session, aws.raw, http, f"{aws.endpoint}/1/q")
+        explicit = await create_lean_sqs(aws.session, aws.raw, None, f"{aws.endpoint}/1/q", connections=3)
+    transport, other = lean.lean_transport, explicit.lean_transport
+    assert transport is not None and other is not None
+    assert (transport.limit, other.limit) == (7, 3)
+    await lean.aclose()
+    await explicit.aclose()

@@ -1,6 +1,6 @@
 """Summarise a ``py-spy record -f raw`` profile: where the daemon's samples go.
 
-    python -m benchmarks.profile benchmarks/results/profiles/null_1of1.txt [--top 15] [--markdown]
+    python -m benchmarks.pyspy_summary benchmarks/results/profiles/null_1of1.txt [--top 15] [--markdown]
 
 Each raw line is ``frame;frame;...;leaf COUNT``.  Samples whose leaf is an idle thread-pool worker are
 dropped.  A leaf of ``Runner.run`` means the event loop's own C code (uvloop: epoll wait and native
@@ -133,7 +133,7 @@ def render(profile: Profile, top: int = 15, markdown: bool = False) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pyspy_summary", description=__doc__)
     parser.add_argument("raw", type=Path, nargs="+", help="py-spy raw output file(s)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--markdown", action="store_true")
