@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from asqsd import __version__
 from asqsd.errors import ConfigError
 
 ENV_PREFIX = "ASQSD_"
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
 DEFAULT_CONFIG_FILE = Path("/etc/aws-sqsd.d/default.yaml")
 
 # Option names of the aws:elasticbeanstalk:sqsd namespace → our keys.
@@ -250,6 +252,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a non-empty header value without control characters")
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        # botocore's own rule; anything else would only fail later, at start-up, with a traceback.
+        if value is not None and not _REGION.fullmatch(value):
+            raise ValueError("must look like an AWS region name, e.g. us-east-1")
+        return value
+
     @field_validator("healthcheck")
     @classmethod
     def _check_healthcheck(cls, value: str | None) -> str | None:
@@ -305,8 +315,11 @@ def parse_status_spec(spec: str) -> frozenset[int]:
             base = int(part[0]) * 100
             statuses.update(range(base, base + 100))
         elif "-" in part:
-            low, _, high = part.partition("-")
-            statuses.update(range(int(low), int(high) + 1))
+            low, _, high = (int(x) for x in part.partition("-"))
+            # Check the bounds before building the range: "100-99999999999" must not allocate.
+            if not 100 <= low <= high <= 599:
+                raise ValueError(f"status range {part!r} must lie within 100-599")
+            statuses.update(range(low, high + 1))
         else:
             statuses.add(int(part))
     return frozenset(statuses)
@@ -377,7 +390,7 @@ def _apply_inactivity_fallback(merged: dict[str, Any], labels: dict[str, str]) -
         return
     try:
         visibility = int(merged["visibility_timeout"])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return
     merged["inactivity_timeout"] = min(max(visibility, 1), 36000)
     labels["inactivity_timeout"] = f"{labels['visibility_timeout']} (fallback from visibility_timeout)"
@@ -393,6 +406,9 @@ def _file_layer(path: Path, warnings: list[str]) -> _Layer:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"config file {path}: invalid YAML: {_one_line(str(exc))}"]) from None
+    except (ValueError, RecursionError) as exc:
+        # PyYAML raises these for a date like 2001-13-01, a huge integer, or absurd nesting.
+        raise ConfigError([f"config file {path}: invalid YAML value: {_one_line(str(exc))[:200]}"]) from None
     if data is None:
         return layer
     if not isinstance(data, dict):

@@ -120,7 +120,12 @@ class Dispatcher:
             return
         if self._policy.unwrap_sns and (inner := unwrap_sns(message.body)) is not None:
             message.body = inner
-        request = build_request(message, self._static)
+        try:
+            request = build_request(message, self._static)
+        except Exception as exc:  # noqa: BLE001 - one poison message must never stop the daemon
+            log.error("request-build-failed", message_id=message.message_id, error=repr(exc))
+            self._settle(message, DeliveryResult(None, f"cannot build the request: {exc!r}", 0.0))
+            return
         if request.skipped:
             self._log_skipped(message, request)
         if request.error is not None:

@@ -33,4 +33,8 @@ def unwrap_sns(body: str) -> str | None:
     if not all(isinstance(envelope.get(key), str) for key in _REQUIRED_STRINGS):
         return None
     message: str = envelope["Message"]
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate (JSON "\ud800"): not deliverable as bytes; keep the envelope
     return message

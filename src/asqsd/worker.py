@@ -13,7 +13,7 @@ import email.utils
 import errno
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -86,30 +86,37 @@ class WorkerClient:
         return self._base_url
 
     async def post(self, request: Request) -> DeliveryResult:
-        """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
+        """Deliver once; re-send once at once if a *reused* pooled connection turned out closed."""
         started = time.monotonic()
         url = self._base_url + request.path
+        resends = 0
         try:
             try:
-                status, retry_after = await self._post_once(url, request)
-                resends = 0
+                status, retry_after = await self._post_once(url, request, trace := _ReuseTrace())
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if not _is_stale_connection(exc):
+                if not (trace.reused and _is_stale_connection(exc)):
                     raise
                 # The worker closed a keep-alive connection we reused: the stock daemon re-posts at
-                # once without touching visibility. Bounded to one re-send so a worker that always
-                # closes cannot make us loop.
-                status, retry_after = await self._post_once(url, request)
+                # once without touching visibility. Only for a reused connection (a fresh one that
+                # fails may have reached the worker), and only once, so it can never loop.
                 resends = 1
+                status, retry_after = await self._post_once(url, request, _ReuseTrace())
         except TimeoutError as exc:
-            return DeliveryResult(None, _timeout_reason(exc), time.monotonic() - started)
+            return DeliveryResult(
+                None, _timeout_reason(exc), time.monotonic() - started, stale_resends=resends
+            )
         except aiohttp.ClientError as exc:
-            return DeliveryResult(None, _describe(exc), time.monotonic() - started)
+            return DeliveryResult(None, _describe(exc), time.monotonic() - started, stale_resends=resends)
         return DeliveryResult(status, None, time.monotonic() - started, retry_after, resends)
 
-    async def _post_once(self, url: str, request: Request) -> tuple[int, int | None]:
+    async def _post_once(self, url: str, request: Request, trace: _ReuseTrace) -> tuple[int, int | None]:
         async with self._session.post(
-            url, data=request.body, headers=request.headers, timeout=self._timeout, allow_redirects=False
+            url,
+            data=request.body,
+            headers=request.headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+            trace_request_ctx=trace,
         ) as response:
             # Drain without keeping anything: the idle timer restarts on every chunk.
             while await response.content.readany():
@@ -118,6 +125,21 @@ class WorkerClient:
             if response.status in _RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return response.status, retry_after
+
+
+class _ReuseTrace:
+    """Per-request flag set by the session's trace hook when a pooled connection is reused."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+async def _on_reuse(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
+    trace = getattr(context, "trace_request_ctx", None)
+    if isinstance(trace, _ReuseTrace):
+        trace.reused = True
 
 
 def _is_stale_connection(exc: aiohttp.ClientError) -> bool:
@@ -144,8 +166,11 @@ def _describe(exc: aiohttp.ClientError) -> str:
 def create_session(connections: int, user_agent: str) -> aiohttp.ClientSession:
     """The worker session: a pool of ``connections`` keep-alive connections, no decompression."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, enable_cleanup_closed=False)
+    reuse = aiohttp.TraceConfig()
+    reuse.on_connection_reuseconn.append(_on_reuse)
     return aiohttp.ClientSession(
         connector=connector,
+        trace_configs=[reuse],
         cookie_jar=aiohttp.DummyCookieJar(),  # the stock daemon never sends cookies back
         auto_decompress=False,  # the body is discarded; never spend CPU inflating it
         skip_auto_headers=("Accept",),  # the stock daemon sends no Accept header

@@ -1,0 +1,1 @@
+"""Reliability and security suite: ledger runs under SQS, worker and process faults."""

@@ -1,0 +1,276 @@
+"""Worker faults (daemon and emulator in-process, a scriptable ledger worker): nothing is lost,
+retries are paced by the settings, and a huge response never sits in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from asqsd.emulator import Emulator
+from tests.reliability.conftest import Record, Rig, daemon_running
+from tests.support.ledger import OK, Action, LedgerWorker, always, at_rate, attempt_gaps, sequence
+from tests.support.polling import wait_until
+
+CLIENTS = pytest.mark.parametrize("client", ["lean", "aiohttp"])
+
+
+def vm_rss_kb() -> int:
+    """This process's resident set size in KiB (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS line")
+
+
+async def test_worker_down_then_up(rig: Rig, record: Record) -> None:
+    """Connections refused (worker not listening yet) until every message failed twice, then it
+    starts: every message is retried every ~error_visibility_timeout, then delivered; 0 lost,
+    0 duplicates."""
+    await rig.worker.stop()
+    rig.load(30)
+    async with daemon_running(rig.settings(error_visibility_timeout=1)) as daemon:
+        await wait_until(lambda: daemon.counters.failed >= 60, timeout_s=10, what="refused deliveries")
+        refused = daemon.counters.failed
+        await rig.worker.start()
+        started = time.monotonic()
+        await rig.wait_done(timeout_s=20)
+        first_ok = rig.worker.first_ok_after(started)
+    report = rig.report()
+    assert first_ok is not None
+    record(report=report, refused_attempts=refused, recovery_s=round(first_ok - started, 2))
+    report.assert_all_done()
+    assert report.duplicated == 0
+    # error_visibility_timeout=1 paces the refused attempts: no message was tried more than
+    # once a second while the worker was down.
+    assert refused <= 30 * 3, refused
+
+
+async def test_worker_down_with_a_redrive_policy(emu: Emulator, worker: LedgerWorker, record: Record) -> None:
+    """A redrive policy counts every refused delivery: with maxReceiveCount 2 and the worker down,
+    the backlog moves to the dead-letter queue within seconds. Not lost (the ledger finds every
+    message in the DLQ), but no longer delivered: size maxReceiveCount for worker outages."""
+    emu.create_queue("dead")
+    policy = json.dumps({"deadLetterTargetArn": emu.store.arn("dead"), "maxReceiveCount": 2})
+    emu.create_queue("jobs", {"VisibilityTimeout": "10", "RedrivePolicy": policy})
+    rig = Rig(emu, "jobs", worker, dlq="dead")
+    await worker.stop()
+    rig.load(30)
+    async with daemon_running(rig.settings(error_visibility_timeout=0)):
+        await wait_until(lambda: emu.counters("dead")["depth"] == 30, timeout_s=15, what="all in the DLQ")
+    report = rig.report()
+    record(report=report)
+    report.assert_nothing_lost()
+    assert report.in_dlq == 30 and report.done == 0
+
+
+@CLIENTS
+async def test_resets_mid_request(rig: Rig, record: Record, client: str) -> None:
+    """30 % of deliveries end in a connection reset (RST) after the worker read the request: the
+    daemon treats it as a failure (or re-sends once at once on a pooled connection); 0 lost."""
+    rig.load(60)
+    rig.worker.script = at_rate(0.3, Action(kind="reset", delay_s=0.05), seed=1)
+    async with daemon_running(rig.settings(http_client=client)) as daemon:
+        await rig.wait_done(timeout_s=20)
+    report = rig.report()
+    resets = sum(1 for r in rig.worker.records if r.action == "reset")
+    record(
+        report=report,
+        client=client,
+        resets=resets,
+        failed=daemon.counters.failed,
+        stale_resends=daemon.counters.stale_resends,
+        posts_not_counted_as_deliveries=len(rig.worker.records) - daemon.counters.delivered,
+    )
+    report.assert_all_done()
+    assert report.duplicated == 0 and resets > 0
+
+
+@CLIENTS
+async def test_slow_headers(rig: Rig, record: Record, client: str) -> None:
+    """Headers trickling in (a piece every 0.4 s, 1.2 s in all, inactivity timeout 1 s) succeed:
+    the idle timer restarts on every byte. Headers stalled for 1.3 s fail, and the retry succeeds."""
+    rig.load(6)
+    trickle = Action(
+        kind="raw",
+        pieces=((0.4, b"HTTP/1.1 200 OK\r\n"), (0.4, b"Content-Length: 2\r\n"), (0.4, b"\r\nok")),
+    )
+    stalled = Action(
+        kind="raw", pieces=((0.1, b"HTTP/1.1 200 OK\r\n"), (1.3, b"Content-Length: 2\r\n\r\nok"))
+    )
+    rig.worker.script = lambda n, attempt: trickle if n % 2 == 0 else (stalled if attempt == 1 else OK)
+    async with daemon_running(rig.settings(inactivity_timeout=1, http_client=client)) as daemon:
+        await rig.wait_done(timeout_s=20)
+    report = rig.report()
+    record(report=report, client=client, failed=daemon.counters.failed)
+    assert all(len(rig.worker.of(n)) == 1 for n in (0, 2, 4)), "trickled headers should succeed first time"
+    assert daemon.counters.failed == 3
+    report.assert_all_done()
+
+
+GARBAGE = (
+    b"\x00\xff\xfeNOT HTTP\r\n\r\n",
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nBad Header Line\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ntruncated",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+)
+
+
+@CLIENTS
+async def test_garbage_responses(rig: Rig, record: Record, client: str) -> None:
+    """Malformed responses (binary junk, a 4-digit status, a header line without a colon, a body
+    cut short, a bad chunk size, conflicting Content-Length, a 100 kB header) are failures, never
+    a delete; the retry is delivered; 0 lost."""
+    rig.load(len(GARBAGE) * 2)
+    rig.worker.script = lambda n, attempt: (
+        Action(kind="garbage", raw=GARBAGE[n % len(GARBAGE)]) if attempt == 1 else OK
+    )
+    async with daemon_running(rig.settings(http_client=client)) as daemon:
+        await rig.wait_done(timeout_s=20)
+    report = rig.report()
+    record(report=report, client=client, failed=daemon.counters.failed)
+    report.assert_all_done()
+    assert daemon.counters.deleted == len(rig.numbers)
+    assert all(len(rig.worker.of(n)) >= 2 for n in rig.numbers), "a malformed answer was taken as success"
+
+
+@CLIENTS
+async def test_oversized_response_is_streamed(rig: Rig, record: Record, client: str) -> None:
+    """A 50 MB response body is read and discarded chunk by chunk: the delivery succeeds and the
+    process's memory does not grow by anything near 50 MB."""
+    size = 50 * 1024 * 1024
+    rig.load(1)
+    rig.worker.script = always(Action(kind="big", body_bytes=size))
+    baseline = vm_rss_kb()
+    peak = baseline
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, vm_rss_kb())
+            await asyncio.sleep(0.01)
+
+    sampler = asyncio.create_task(sample())
+    started = time.monotonic()
+    try:
+        async with daemon_running(rig.settings(http_client=client)):
+            await rig.wait_done(timeout_s=30)
+            elapsed = time.monotonic() - started
+    finally:
+        done.set()
+        await sampler
+    report = rig.report()
+    growth_mb = (peak - baseline) / 1024
+    record(
+        report=report,
+        client=client,
+        body_mb=50,
+        rss_growth_mb=round(growth_mb, 1),
+        elapsed_s=round(elapsed, 2),
+    )
+    report.assert_all_done()
+    assert growth_mb < 25, f"RSS grew by {growth_mb:.1f} MB while streaming a 50 MB response"
+
+
+async def test_retries_are_paced(rig: Rig, record: Record) -> None:
+    """Retries follow the settings and the worker, never faster (error_visibility_timeout=1):
+
+    * 500 then 502 then 200: attempts >= 1 s apart;
+    * a worker that never answers: the inactivity timeout (1 s) fails the POST, then 1 s of error
+      visibility: attempts >= 2 s apart;
+    * 429 with ``Retry-After: 2`` and 503 with ``Retry-After`` as an HTTP date ~3 s ahead: the
+      header wins over error_visibility_timeout.
+    """
+    rig.load(12)
+    statuses = sequence(500, 502, 200)
+    hang = sequence(Action(kind="hang", hang_s=20), OK)
+
+    def retry_after(_n: int, attempt: int) -> Action:
+        if attempt == 1:
+            return Action(status=429, retry_after="2")
+        if attempt == 2:  # the date is computed when answering: ~3 s ahead, whole seconds
+            return Action(status=503, retry_after=email.utils.formatdate(time.time() + 3, usegmt=True))
+        return OK
+
+    scripts = (statuses, hang, retry_after)
+    rig.worker.script = lambda n, attempt: scripts[n % 3](n, attempt)
+    async with daemon_running(rig.settings(error_visibility_timeout=1, inactivity_timeout=1)):
+        await rig.wait_done(timeout_s=20)
+    report = rig.report()
+    gaps: dict[str, list[float]] = {
+        kind: [] for kind in ("status", "hang", "retry_after_2", "retry_after_date")
+    }
+    for n in sorted(rig.numbers):
+        times = [r.started for r in rig.worker.of(n)]
+        steps = [b - a for a, b in itertools.pairwise(times)]
+        if n % 3 == 0:
+            gaps["status"] += steps
+        elif n % 3 == 1:
+            gaps["hang"] += steps
+        else:
+            gaps["retry_after_2"].append(steps[0])
+            gaps["retry_after_date"].append(steps[1])
+    record(report=report, **{f"min_gap_{k}_s": round(min(v), 2) for k, v in gaps.items()})
+    report.assert_all_done()
+    assert min(gaps["status"]) >= 0.9, gaps
+    assert min(gaps["hang"]) >= 1.8, gaps
+    assert all(1.9 <= g < 5 for g in gaps["retry_after_2"]), gaps
+    assert all(1.9 <= g < 6 for g in gaps["retry_after_date"]), gaps
+
+
+async def test_worker_restart_mid_run(rig: Rig, record: Record) -> None:
+    """The worker stops (in-flight requests cut) for 0.5 s mid-run and comes back on the same port:
+    every message is delivered; 0 lost."""
+    rig.load(200)
+    rig.worker.script = always(Action(delay_s=0.05))
+    async with daemon_running(rig.settings(error_visibility_timeout=1)) as daemon:
+        await wait_until(lambda: rig.worker.ok_count() >= 40, timeout_s=20, what="40 delivered")
+        await rig.worker.stop()
+        await asyncio.sleep(0.5)  # the down window itself
+        await rig.worker.start()
+        restarted = time.monotonic()
+        await rig.wait_done(timeout_s=30)
+        first_ok = rig.worker.first_ok_after(restarted)
+    report = rig.report()
+    assert first_ok is not None
+    record(report=report, failed=daemon.counters.failed, recovery_s=round(first_ok - restarted, 2))
+    report.assert_all_done()
+
+
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+async def test_reset_on_a_new_connection_is_not_resent_at_once(rig: Rig, client: str) -> None:
+    """A worker that takes the request, works 0.3 s, then resets the connection (a crash) may have
+    done the work: that is an ordinary failure, paced by error_visibility_timeout (1 s), not an
+    immediate re-send. Every response says Connection: close, so no connection is ever reused."""
+    rig.load(3)
+    rig.worker.script = sequence(Action(kind="reset", delay_s=0.3), Action(close=True))
+    async with daemon_running(rig.settings(error_visibility_timeout=1, http_client=client)) as daemon:
+        await rig.wait_done(timeout_s=20)
+    gaps = attempt_gaps(rig.worker)
+    assert daemon.counters.stale_resends == 0
+    assert min(gaps) >= 0.9, gaps
+
+
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+async def test_every_post_is_counted(rig: Rig, client: str) -> None:
+    """Each POST the worker receives is a counted delivery or a counted stale re-send. One
+    connection; even messages are answered 200 (the connection stays open), odd ones are reset
+    0.1 s after the worker read them: on the reused connection that is a stale keep-alive, re-sent
+    at once; the re-send gets garbage; the third attempt succeeds."""
+    rig.load(10)
+    odd = sequence(Action(kind="reset", delay_s=0.1), Action(kind="garbage"), OK)
+    rig.worker.script = lambda n, attempt: odd(n, attempt) if n % 2 else OK
+    async with daemon_running(rig.settings(http_client=client, http_connections=1)) as daemon:
+        await rig.wait_done(timeout_s=20)
+    counters = daemon.counters
+    assert counters.stale_resends > 0 or client == "aiohttp"
+    assert len(rig.worker.records) == counters.delivered + counters.stale_resends
