@@ -315,7 +315,8 @@ def parse_status_spec(spec: str) -> frozenset[int]:
             base = int(part[0]) * 100
             statuses.update(range(base, base + 100))
         elif "-" in part:
-            low, _, high = (int(x) for x in part.partition("-"))
+            low_text, _, high_text = part.partition("-")
+            low, high = int(low_text), int(high_text)
             # Check the bounds before building the range: "100-99999999999" must not allocate.
             if not 100 <= low <= high <= 599:
                 raise ValueError(f"status range {part!r} must lie within 100-599")
