@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -154,6 +154,25 @@ def attributes_to_wire(attributes: Mapping[str, MessageAttribute]) -> dict[str, 
     return wire
 
 
+def send_message_params(
+    queue_url: str,
+    body: str,
+    attributes: Mapping[str, MessageAttribute] | None,
+    group_id: str | None,
+    deduplication_id: str | None,
+    encode_attributes: Callable[[Mapping[str, MessageAttribute]], dict[str, dict[str, Any]]],
+) -> dict[str, Any]:
+    """SendMessage parameters; ``encode_attributes`` differs between botocore and raw JSON."""
+    params: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
+    if attributes:
+        params["MessageAttributes"] = encode_attributes(attributes)
+    if group_id is not None:
+        params["MessageGroupId"] = group_id
+    if deduplication_id is not None:
+        params["MessageDeduplicationId"] = deduplication_id
+    return params
+
+
 def batch_result(response: Mapping[str, Any]) -> BatchResult:
     """Read the Successful/Failed lists of a batch response."""
     result = BatchResult(succeeded=[str(e["Id"]) for e in response.get("Successful") or []])
@@ -233,13 +252,9 @@ class BotocoreSQS:
         deduplication_id: str | None = None,
     ) -> str:
         """SendMessage."""
-        kwargs: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": body}
-        if attributes:
-            kwargs["MessageAttributes"] = attributes_to_wire(attributes)
-        if group_id is not None:
-            kwargs["MessageGroupId"] = group_id
-        if deduplication_id is not None:
-            kwargs["MessageDeduplicationId"] = deduplication_id
+        kwargs = send_message_params(
+            self.queue_url, body, attributes, group_id, deduplication_id, attributes_to_wire
+        )
         async with self._translate("SendMessage"):
             response = await self._client.send_message(**kwargs)
         return str(response.get("MessageId", ""))

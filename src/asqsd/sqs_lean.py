@@ -69,6 +69,7 @@ from asqsd.sqs import (
     is_retryable,
     normalise_error_code,
     parse_message,
+    send_message_params,
 )
 
 __all__ = [
@@ -706,13 +707,9 @@ class LeanSQS:
         deduplication_id: str | None = None,
     ) -> str:
         """SendMessage."""
-        payload: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": body}
-        if attributes:
-            payload["MessageAttributes"] = _attributes_to_json(attributes)
-        if group_id is not None:
-            payload["MessageGroupId"] = group_id
-        if deduplication_id is not None:
-            payload["MessageDeduplicationId"] = deduplication_id
+        payload = send_message_params(
+            self.queue_url, body, attributes, group_id, deduplication_id, _attributes_to_json
+        )
         response = await self._call("SendMessage", _dumps(payload), self._timeout)
         return str(response.get("MessageId", ""))
 
