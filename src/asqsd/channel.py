@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from typing import TypeVar
 
 from asqsd.message import Message
+
+T = TypeVar("T")
 
 
 class ChannelClosed(Exception):
@@ -82,10 +85,13 @@ class Channel:
         if self._closed:
             self._space.set()
             raise ChannelClosed
-        for message in messages:
-            self._queue.put_nowait(message)
+        self._store(messages)
         self._buffered += len(messages)
         self._space_changed()
+
+    def _store(self, messages: list[Message]) -> None:
+        for message in messages:
+            self._queue.put_nowait(message)
 
     def cancel_reservation(self, reserved: int) -> None:
         """Give back reservations without filling them (receive failed or intake stopped)."""
@@ -94,16 +100,21 @@ class Channel:
 
     async def get(self) -> Message:
         """Next message; raises :class:`ChannelClosed` once closed and drained."""
+        item = await self._await_item(self._queue)
+        self._buffered -= 1
+        self._space_changed()
+        return item
+
+    async def _await_item(self, queue: asyncio.Queue[T | None]) -> T:
+        """The next item of ``queue``; None is the end, passed on so every getter sees it."""
         self._getters += 1
         try:
-            item = await self._queue.get()
+            item = await queue.get()
         finally:
             self._getters -= 1
         if item is None:
-            self._queue.put_nowait(None)
+            queue.put_nowait(None)
             raise ChannelClosed
-        self._buffered -= 1
-        self._space_changed()
         return item
 
     def done(self, message: Message, failed: bool) -> list[Message]:
@@ -162,31 +173,16 @@ class GroupedChannel(Channel):
         # The base class's queue carries group keys here, not messages (None still ends it).
         self._keys: asyncio.Queue[str | None] = asyncio.Queue()
 
-    def fill(self, messages: list[Message], reserved: int) -> None:
+    def _store(self, messages: list[Message]) -> None:
         """Append each message to its group; groups that can go are offered to dispatchers."""
-        if len(messages) > reserved:
-            raise ValueError("more messages than reserved slots")
-        self._reserved -= reserved
-        if self._closed:
-            self._space.set()
-            raise ChannelClosed
         for message in messages:
             key = message.group_id or ""
             self._groups.setdefault(key, deque()).append(message)
             self._offer(key)
-        self._buffered += len(messages)
-        self._space_changed()
 
     async def get(self) -> Message:
         """The oldest message of an idle group; the group stays busy until :meth:`done`."""
-        self._getters += 1
-        try:
-            key = await self._keys.get()
-        finally:
-            self._getters -= 1
-        if key is None:
-            self._keys.put_nowait(None)
-            raise ChannelClosed
+        key = await self._await_item(self._keys)
         self._queued.discard(key)
         group = self._groups[key]
         message = group.popleft()
