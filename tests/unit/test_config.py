@@ -214,7 +214,10 @@ def test_stock_file_keys(tmp_path: Path) -> None:
 
 def test_http_url_with_port_wins() -> None:
     """http_url may carry the port (handy for `asqsd local --http-url http://localhost:8080`)."""
-    assert load_settings({"http_url": "http://localhost:8080"}, {}).settings.worker_url == "http://localhost:8080"
+    assert (
+        load_settings({"http_url": "http://localhost:8080"}, {}).settings.worker_url
+        == "http://localhost:8080"
+    )
     assert load_settings({"http_port": 81}, {}).settings.worker_url == "http://localhost:81"
     with pytest.raises(ConfigError):
         load_settings({"http_url": "http://localhost/path"}, {})
