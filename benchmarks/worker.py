@@ -1,6 +1,10 @@
-"""The benchmark worker: an aiohttp (+uvloop) server that answers every POST with 200.
+"""The benchmark worker: an HTTP server (+uvloop) that answers every POST with 200.
 
     python -m benchmarks.worker --port 0 --latency fixed:20ms --ready-file /tmp/worker.json
+
+``--server lean`` (the default, :mod:`benchmarks.worker_lean`) is a raw asyncio HTTP/1.1 protocol
+whose job timers fire within microseconds of the deadline; ``--server aiohttp`` is the aiohttp app
+below, kept for comparison (its ``asyncio.sleep`` overshoots 20 ms jobs by 0.4-0.7 ms).
 
 ``--latency`` is ``none`` (answer at once), ``fixed:20ms`` or ``lognormal:median=10ms,p99=200ms`` (a
 seeded log-normal, so runs draw the same job mix).  Per POST it records the arrival time, the
@@ -311,23 +315,37 @@ def _write_ready(path: Path | None, payload: dict[str, Any]) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    worker = Worker(LatencyModel.parse(args.latency), args.seed)
-    runner = web.AppRunner(worker.build_app(), access_log=None, handle_signals=False)
-    await runner.setup()
+    model = LatencyModel.parse(args.latency)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     port = int(sock.getsockname()[1])
-    await web.SockSite(runner, sock, backlog=1024).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    _write_ready(args.ready_file, {"port": port, "pid": os.getpid()})
+    if args.server == "aiohttp":
+        runner = web.AppRunner(Worker(model, args.seed).build_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, sock, backlog=1024).start()
+        _write_ready(args.ready_file, {"port": port, "pid": os.getpid(), "server": "aiohttp"})
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+        return
+    from benchmarks.worker_lean import start_lean_server  # imports this module: import late
+
+    server, state = await start_lean_server(model, args.seed, sock)
+    _write_ready(
+        args.ready_file,
+        {"port": port, "pid": os.getpid(), "server": "lean", "precise_timers": state.timers.precise},
+    )
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        server.close()
+        state.timers.close()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -338,6 +356,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--latency", default="none", help="none | fixed:20ms | lognormal:median=10ms,p99=200ms"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the latency draws")
+    parser.add_argument(
+        "--server",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="lean: raw asyncio HTTP/1.1 with timerfd job timers (default); aiohttp: the aiohttp app",
+    )
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="uvloop", help="the worker's event loop"
+    )
     parser.add_argument("--ready-file", type=Path, default=None, help="where to write {port, pid}")
     args = parser.parse_args(argv)
     LatencyModel.parse(args.latency)  # fail early on a bad spec
@@ -346,12 +373,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    loop_factory = None
+    if args.loop == "uvloop":
         import uvloop
 
         loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(serve(args))
     return 0
