@@ -8,6 +8,10 @@ is one pre-built ``bytes`` written with one ``transport.write``, and the respons
 :class:`ResponseParser`, which only looks at the status and the four headers that matter and
 discards the body as it arrives.
 
+The connections and their pool (:class:`KeepAlivePool`) also carry the lean SQS transport
+(:class:`asqsd.sqs_lean.LeanHTTPTransport`), which keeps the bodies and bounds each call by a total
+deadline instead of an inactivity limit; the pool takes those differences at construction.
+
 What it deliberately does not do (see docs/http-client.md): proxies, redirects, cookies,
 decompression (bodies are discarded unread), request pipelining, HTTP/2.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import os
 import re
 import ssl
@@ -354,23 +359,39 @@ def _describe_os_error(exc: OSError) -> str:
     return os.strerror(exc.errno)
 
 
-# --- connections -------------------------------------------------------------------------------
+# --- connections and the pool ------------------------------------------------------------------
+# One connection class and one pool serve both lean clients, which subclass the pool:
+# LeanWorkerClient below and the SQS transport (asqsd.sqs_lean.LeanHTTPTransport). They live here,
+# beside the parser they drive, so that the worker client's whole per-message path is one module
+# and sqs_lean only adds what is SQS's.
 
 
-class _Failure(Exception):
-    """A delivery attempt failed with a reason for DeliveryResult.error."""
+class Failure(enum.Enum):
+    """How an exchange failed; each client turns it into its own error wording."""
+
+    PROTOCOL = enum.auto()  # the response is not valid HTTP/1.x (``error``: the ProtocolError)
+    TIMEOUT = enum.auto()  # the inactivity limit or the request's deadline passed
+    DISCONNECTED = enum.auto()  # the server closed (``error`` None) or reset (``error``) the connection
+    CLIENT_CLOSED = enum.auto()  # the pool closed the connection under the request
+    POOL_CLOSED = enum.auto()  # the pool closed while the request was connecting
+    CONNECT_TIMEOUT = enum.auto()
+    CONNECT_FAILED = enum.auto()  # ``error``: the OSError
+    NO_SLOT = enum.auto()  # no connection became free before the request's deadline
 
 
-class _Disconnected(_Failure):
-    """The peer closed or reset the connection before the response was complete."""
+class ExchangeError(Exception):
+    """A pooled request failed; ``kind`` says how, ``resends`` whether it had been re-sent."""
 
-    def __init__(self, reason: str, before_response: bool) -> None:
-        super().__init__(reason)
-        self.before_response = before_response
+    def __init__(self, kind: Failure, error: BaseException | None = None, *, started: bool = False) -> None:
+        super().__init__(kind.name if error is None else f"{kind.name}: {error}")
+        self.kind = kind
+        self.error = error
+        self.started = started  # some of the response had arrived (DISCONNECTED only)
+        self.resends = 0
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one request at a time (no pipelining)."""
+    """One keep-alive connection of a :class:`KeepAlivePool`; at most one request at a time."""
 
     __slots__ = (
         "_idle_timeout",
@@ -384,15 +405,15 @@ class _Connection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: LeanWorkerClient, loop: asyncio.AbstractEventLoop, idle_timeout: float) -> None:
+    def __init__(self, pool: KeepAlivePool, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
         self._loop = loop
-        self._idle_timeout = idle_timeout
+        self._idle_timeout = pool.idle_timeout_s  # None: each request's deadline bounds it instead
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.transport: asyncio.Transport | None = None
-        self.parser = ResponseParser(pool.max_head_bytes)
+        self.parser = ResponseParser(pool.max_head_bytes, capture_limit=pool.max_body_bytes)
         self.closed = False
 
     # --- asyncio.Protocol callbacks --------------------------------------------------------
@@ -408,15 +429,19 @@ class _Connection(asyncio.Protocol):
             # trusted to line up with our next request.
             self.close()
             return
+        # Only the inactivity limit reads this, but recording it always is cheaper per chunk
+        # than asking which limit applies.
         self._last_activity = self._loop.time()
         try:
             complete = self.parser.feed(data)
         except ProtocolError as exc:
-            self._fail(_Failure(f"protocol error: {exc}"))
+            self._fail(ExchangeError(Failure.PROTOCOL, exc))
             return
         if complete:
             self._waiter = None
-            if not waiter.done():  # the posting task may have been cancelled this iteration
+            if self._idle_timeout is None:
+                self._cancel_timer()  # this request's deadline timer; an idle timer stays armed
+            if not waiter.done():  # the requesting task may have been cancelled this iteration
                 waiter.set_result(None)
 
     def eof_received(self) -> bool:
@@ -436,16 +461,15 @@ class _Connection(asyncio.Protocol):
         if parser.feed_eof():
             waiter.set_result(None)  # a body delimited by the close
             return
-        reason = "server disconnected" if exc is None else f"connection lost: {exc}"
-        when = "mid-response" if parser.started else "before responding"
-        waiter.set_exception(_Disconnected(f"{reason} {when}", not parser.started))
+        waiter.set_exception(ExchangeError(Failure.DISCONNECTED, exc, started=parser.started))
 
     # --- request / response ------------------------------------------------------------------
-    def send(self, data: bytes) -> asyncio.Future[None]:
-        """Write one request; the future completes with the response (body discarded) or fails.
+    def send(self, data: bytes, deadline: float | None) -> asyncio.Future[None]:
+        """Write one request; the future completes when ``parser`` holds the whole response.
 
         A plain function returning the future rather than a coroutine: one coroutine frame less
         on the hot path. Whoever awaits it must :meth:`close` the connection if the await fails.
+        ``deadline`` (loop time) applies only without an inactivity limit.
         """
         transport = self.transport
         assert transport is not None and self._waiter is None
@@ -453,8 +477,13 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter = loop.create_future()
         self.parser.reset()
         self._last_activity = now = loop.time()
-        if self._timer is None and self._idle_timeout > 0:
-            self._timer = loop.call_at(now + self._idle_timeout, self._on_timer)
+        if self._timer is None:
+            idle = self._idle_timeout
+            if idle is None:
+                if deadline is not None:  # a timer per request, cancelled when it completes
+                    self._timer = loop.call_at(deadline, self._on_timer)
+            elif idle > 0:  # a timer per connection: see _on_timer
+                self._timer = loop.call_at(now + idle, self._on_timer)
         transport.write(data)
         return waiter
 
@@ -467,24 +496,27 @@ class _Connection(asyncio.Protocol):
             and not self.parser.extra
             and transport is not None
             and not transport.is_closing()
-            # The worker answered before reading our whole body: what it has not read yet
+            # The server answered before reading our whole body: what it has not read yet
             # would be parsed as the next request.
             and not transport.get_write_buffer_size()
         )
 
     def _on_timer(self) -> None:
-        # One timer per connection, re-armed only when it fires early: data_received merely
-        # records the time, so a trickling response costs no timer churn per chunk.
+        # The inactivity timer is one per connection, re-armed only when it fires early:
+        # data_received merely records the time, so a trickling response costs no timer churn per
+        # chunk. A deadline timer is one per request and never early.
         self._timer = None
         if self._waiter is None or self.closed:
             return  # idle: the next exchange arms a fresh timer
-        deadline = self._last_activity + self._idle_timeout
-        if deadline - self._loop.time() > _TIMER_SLOP_S:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            return
-        self._fail(_Failure("inactivity timeout"))
+        idle = self._idle_timeout
+        if idle is not None:
+            deadline = self._last_activity + idle
+            if deadline - self._loop.time() > _TIMER_SLOP_S:
+                self._timer = self._loop.call_at(deadline, self._on_timer)
+                return
+        self._fail(ExchangeError(Failure.TIMEOUT))
 
-    def _fail(self, failure: _Failure) -> None:
+    def _fail(self, failure: ExchangeError) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(failure)
@@ -499,17 +531,207 @@ class _Connection(asyncio.Protocol):
         """Drop the connection at once (unsent data is discarded); a pending request fails."""
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(_Failure("client closed"))
+            waiter.set_exception(ExchangeError(Failure.CLIENT_CLOSED))
         self.closed = True
         self._cancel_timer()
         if self.transport is not None:
             self.transport.abort()
 
 
-# --- the client -----------------------------------------------------------------------------------
+class KeepAlivePool:
+    """At most ``connections`` HTTP/1.1 keep-alive connections to one server, one request each.
+
+    The base of both lean clients: :class:`LeanWorkerClient` (bodies discarded, an
+    inactivity limit) and :class:`asqsd.sqs_lean.LeanHTTPTransport` (bodies captured, a total
+    deadline per call). What differs is chosen here, at construction, so that the per-request path
+    has nothing to decide:
+
+    * ``idle_timeout_s``: a request fails once no response byte has arrived for this long (0 or
+      less: never). None bounds each request by the ``deadline`` given to :meth:`_request` instead.
+    * ``connect_timeout_s``: the limit on connecting, TLS included; None leaves it to the deadline.
+    * ``max_body_bytes``: keep response bodies up to this size in ``parser.body`` (larger ones are
+      a :class:`ProtocolError`); None discards them as they arrive.
+
+    Idle connections are reused last-in first-out (the warmest first). A server that closes a
+    *reused* connection before the first response byte dropped it as idle just as we reused it: the
+    request is re-sent once, at once, on a new connection. Never twice, never after a new connection
+    fails that way, never once any of the response has arrived.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        connections: int,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        idle_timeout_s: float | None,
+        connect_timeout_s: float | None,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        max_body_bytes: int | None = None,
+    ) -> None:
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+        self.limit = connections
+        """At most this many connections exist at once."""
+        self.idle_timeout_s = idle_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self.max_head_bytes = max_head_bytes
+        self.max_body_bytes = max_body_bytes
+        self._closing = False  # set by aclose(); no request may start after that
+        self._idle: list[_Connection] = []  # LIFO: the most recently used is the warmest
+        self._all: set[_Connection] = set()
+        self._slots_used = 0
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._all_lost: asyncio.Future[None] | None = None
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open (idle or busy), not counting ones already being torn down."""
+        return sum(1 for conn in self._all if not conn.closed)
+
+    @property
+    def idle_connections(self) -> int:
+        """Open connections waiting in the pool."""
+        return len(self._idle)
+
+    async def _request(self, data: bytes, deadline: float | None) -> tuple[ResponseParser, int]:
+        """Send ``data`` (one whole request); (the parser holding the response, re-sends made).
+
+        Read the parser before the next ``await``: its connection is back in the pool, and the
+        next request on it resets the parser. ``deadline`` (loop time, or None) bounds waiting for
+        a connection, connecting and, without an inactivity limit, the exchange. Failures raise
+        :class:`ExchangeError`.
+        """
+        if self._slots_used < self.limit and not self._slot_waiters:
+            self._slots_used += 1  # the usual case, without a coroutine call
+        else:
+            await self._wait_for_slot(deadline)
+        try:
+            resends = 0
+            conn = self._take_idle()
+            if conn is not None:
+                try:
+                    return await self._exchange(conn, data, deadline), 0
+                except ExchangeError as exc:
+                    if exc.kind is not Failure.DISCONNECTED or exc.started:
+                        raise
+                # The server closed the idle connection as we reused it: re-send at once on a new
+                # one, like the stock daemon, but only once so that a server that always closes
+                # cannot make us loop.
+                resends = 1
+            try:
+                return await self._exchange(await self._connect(deadline), data, deadline), resends
+            except ExchangeError as exc:
+                exc.resends = resends
+                raise
+        finally:
+            self._release_slot()
+
+    async def aclose(self) -> None:
+        """Close every connection (idle and busy) and wait briefly until they are gone."""
+        self._closing = True
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+        if self._all:
+            self._all_lost = asyncio.get_running_loop().create_future()
+            # Transports report connection_lost on a later loop iteration; waiting keeps tests and
+            # shutdown free of "unclosed transport" warnings. Bounded: never hang on close.
+            await asyncio.wait({self._all_lost}, timeout=1.0)
+
+    async def _exchange(self, conn: _Connection, data: bytes, deadline: float | None) -> ResponseParser:
+        """One request on ``conn``; the connection goes back to the pool (or is closed) after."""
+        try:
+            await conn.send(data, deadline)
+        except BaseException:
+            # Failed, timed out or cancelled (daemon shutdown): the stream is in an unknown
+            # state, so the connection is never reused.
+            conn.close()
+            raise
+        if conn.reusable() and not self._closing:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return conn.parser
+
+    def _take_idle(self) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self, deadline: float | None) -> _Connection:
+        loop = asyncio.get_running_loop()
+        if self._connect_timeout_s is not None:
+            limit = loop.time() + self._connect_timeout_s
+            deadline = limit if deadline is None else min(deadline, limit)
+        try:
+            async with asyncio.timeout_at(deadline):
+                _transport, conn = await loop.create_connection(
+                    lambda: _Connection(self, loop),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise ExchangeError(Failure.CONNECT_TIMEOUT) from None
+        except OSError as exc:
+            raise ExchangeError(Failure.CONNECT_FAILED, exc) from None
+        if self._closing:  # aclose() ran while we were connecting: do not leak this one
+            conn.close()
+            raise ExchangeError(Failure.POOL_CLOSED)
+        return conn
+
+    # --- bookkeeping (called by connections) ------------------------------------------------
+    def _opened(self, conn: _Connection) -> None:
+        self._all.add(conn)
+
+    def _lost(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+        if conn in self._idle:  # the peer closed an idle connection: forget it now
+            self._idle.remove(conn)
+        if not self._all and self._all_lost is not None and not self._all_lost.done():
+            self._all_lost.set_result(None)
+
+    # --- the connection limit ---------------------------------------------------------------------
+    async def _wait_for_slot(self, deadline: float | None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter  # _release_slot hands its slot over without decrementing
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # granted and cancelled in the same iteration: pass it on
+            else:
+                self._slot_waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise ExchangeError(Failure.NO_SLOT) from None
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._slots_used -= 1
 
 
-class LeanWorkerClient:
+# --- the worker client ----------------------------------------------------------------------------
+
+
+class LeanWorkerClient(KeepAlivePool):
     """POSTs requests to the worker at ``base_url`` over a pool of keep-alive connections.
 
     Same interface and semantics as :class:`asqsd.worker.WorkerClient`: ``post`` never raises for
@@ -530,39 +752,22 @@ class LeanWorkerClient:
         max_head_bytes: int = MAX_HEAD_BYTES,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if connections < 1:
-            raise ValueError("connections must be at least 1")
         url = URL(base_url)
-        if url.scheme not in ("http", "https") or not url.raw_host or url.port is None:
+        host, port = url.raw_host, url.port
+        if url.scheme not in ("http", "https") or not host or port is None:
             raise ValueError(f"worker URL must be http(s)://host[:port]: {base_url!r}")
+        super().__init__(
+            host,
+            port,
+            connections,
+            ssl_context=(ssl_context or ssl.create_default_context()) if url.scheme == "https" else None,
+            idle_timeout_s=inactivity_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            max_head_bytes=max_head_bytes,
+        )
         self._base_url = base_url.rstrip("/")
-        self._host = url.raw_host
-        self._port = url.port
-        self._ssl: ssl.SSLContext | None = None
-        if url.scheme == "https":
-            self._ssl = ssl_context or ssl.create_default_context()
         self._host_line = f"Host: {url.host_port_subcomponent}\r\n"
-        self._connect_timeout_s = connect_timeout_s
-        self._inactivity_timeout_s = inactivity_timeout_s
-        self._limit = connections
-        self.max_head_bytes = max_head_bytes
-        self._idle: list[_Connection] = []  # LIFO: the most recently used is the warmest
-        self._all: set[_Connection] = set()
-        self._slots_used = 0
-        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._request_lines: dict[str, str] = {}
-        self._closing = False
-        self._all_lost: asyncio.Future[None] | None = None
-
-    @property
-    def open_connections(self) -> int:
-        """Connections open (idle or busy), not counting ones already being torn down."""
-        return sum(1 for conn in self._all if not conn.closed)
-
-    @property
-    def idle_connections(self) -> int:
-        """Open connections waiting in the pool."""
-        return len(self._idle)
 
     @property
     def base_url(self) -> str:
@@ -575,26 +780,20 @@ class LeanWorkerClient:
             raise RuntimeError("LeanWorkerClient is closed")
         started = time.monotonic()
         data = self._serialize(request)
-        if self._slots_used < self._limit and not self._slot_waiters:
-            self._slots_used += 1  # the usual case, without a coroutine call
-        else:
-            await self._wait_for_slot()
         try:
-            return await self._deliver(data, started)
-        finally:
-            self._release_slot()
+            parser, resends = await self._request(data, None)
+        except ExchangeError as exc:
+            return DeliveryResult(None, _delivery_error(exc), time.monotonic() - started, None, exc.resends)
+        status = parser.status
+        if status in _RETRY_AFTER_STATUSES:
+            return DeliveryResult(
+                status, None, time.monotonic() - started, parse_retry_after(parser.retry_after), resends
+            )
+        return DeliveryResult(status, None, time.monotonic() - started, None, resends)
 
     async def close(self) -> None:
         """Close every connection (idle and busy) and wait briefly until they are gone."""
-        self._closing = True
-        for conn in list(self._all):
-            conn.close()
-        self._idle.clear()
-        if self._all:
-            self._all_lost = asyncio.get_running_loop().create_future()
-            # Transports report connection_lost on a later loop iteration; waiting keeps tests and
-            # shutdown free of "unclosed transport" warnings. Bounded: never hang on close.
-            await asyncio.wait({self._all_lost}, timeout=1.0)
+        await self.aclose()
 
     async def __aenter__(self) -> LeanWorkerClient:
         return self
@@ -627,107 +826,23 @@ class LeanWorkerClient:
             line = self._request_lines[path] = f"POST {target} HTTP/1.1\r\n{self._host_line}"
         return line
 
-    # --- delivery -------------------------------------------------------------------------------
-    async def _deliver(self, data: bytes, started: float) -> DeliveryResult:
-        resends = 0
-        try:
-            conn = self._take_idle()
-            try:
-                status, retry_after = await self._exchange(conn, data)
-            except _Disconnected as exc:
-                if conn is None or not exc.before_response:
-                    raise
-                # The worker closed a keep-alive connection we reused: re-post at once on a new
-                # one, like the stock daemon, but only once so a worker that always closes
-                # cannot make us loop.
-                resends = 1
-                status, retry_after = await self._exchange(None, data)
-        except _Failure as exc:
-            return DeliveryResult(None, str(exc), time.monotonic() - started, None, resends)
-        if status in _RETRY_AFTER_STATUSES:
-            return DeliveryResult(
-                status, None, time.monotonic() - started, parse_retry_after(retry_after), resends
-            )
-        return DeliveryResult(status, None, time.monotonic() - started, None, resends)
 
-    async def _exchange(self, conn: _Connection | None, data: bytes) -> tuple[int, str | None]:
-        """One request on ``conn`` (a new connection if None); the connection goes back after."""
-        if conn is None:
-            conn = await self._connect()
-        try:
-            await conn.send(data)
-        except BaseException:
-            # Failed, timed out or cancelled (daemon shutdown): the stream is in an unknown
-            # state, so the connection is never reused.
-            conn.close()
-            raise
-        parser = conn.parser
-        status, retry_after = parser.status, parser.retry_after
-        if conn.reusable() and not self._closing:
-            self._idle.append(conn)
-        else:
-            conn.close()
-        return status, retry_after
-
-    def _take_idle(self) -> _Connection | None:
-        idle = self._idle
-        while idle:
-            conn = idle.pop()
-            transport = conn.transport
-            if not conn.closed and transport is not None and not transport.is_closing():
-                return conn
-            conn.close()
-        return None
-
-    async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                _transport, conn = await loop.create_connection(
-                    lambda: _Connection(self, loop, self._inactivity_timeout_s),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._ssl is not None else None,
-                )
-        except TimeoutError:
-            raise _Failure("connect timeout") from None
-        except OSError as exc:
-            raise _Failure(f"connection failed: {_describe_os_error(exc)}") from None
-        if self._closing:  # close() ran while we were connecting: do not leak this one
-            conn.close()
-            raise _Failure("client closed")
-        return conn
-
-    # --- pool bookkeeping (called by connections) -------------------------------------------
-    def _opened(self, conn: _Connection) -> None:
-        self._all.add(conn)
-
-    def _lost(self, conn: _Connection) -> None:
-        self._all.discard(conn)
-        if conn in self._idle:  # the peer closed an idle connection: forget it now
-            self._idle.remove(conn)
-        if not self._all and self._all_lost is not None and not self._all_lost.done():
-            self._all_lost.set_result(None)
-
-    # --- the connection limit ---------------------------------------------------------------------
-    async def _wait_for_slot(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append(waiter)
-        try:
-            await waiter  # _release_slot hands its slot over without decrementing
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release_slot()  # granted and cancelled in the same iteration: pass it on
-            else:
-                self._slot_waiters.remove(waiter)
-            raise
-
-    def _release_slot(self) -> None:
-        waiters = self._slot_waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._slots_used -= 1
+def _delivery_error(exc: ExchangeError) -> str:
+    """DeliveryResult.error for a failed exchange, worded like aiohttp's WorkerClient."""
+    match exc.kind:
+        case Failure.PROTOCOL:
+            return f"protocol error: {exc.error}"
+        case Failure.TIMEOUT:
+            return "inactivity timeout"
+        case Failure.DISCONNECTED:
+            reason = "server disconnected" if exc.error is None else f"connection lost: {exc.error}"
+            return f"{reason} {'mid-response' if exc.started else 'before responding'}"
+        case Failure.CLIENT_CLOSED | Failure.POOL_CLOSED:
+            return "client closed"
+        case Failure.CONNECT_TIMEOUT:
+            return "connect timeout"
+        case Failure.CONNECT_FAILED:
+            assert isinstance(exc.error, OSError)
+            return f"connection failed: {_describe_os_error(exc.error)}"
+        case Failure.NO_SLOT:  # posts wait for a connection without a deadline
+            return "no free connection"

@@ -22,7 +22,7 @@ only the mechanical part itself:
 Two transports carry the signed POSTs (``transport=``):
 
 * ``"lean"`` (:class:`LeanHTTPTransport`, the default of :func:`create_lean_sqs`): the asyncio-Protocol
-  HTTP/1.1 keep-alive machinery of :mod:`asqsd.http1`, with its parser in body-capturing mode. One
+  HTTP/1.1 keep-alive pool of :mod:`asqsd.http1` (the worker client's), keeping response bodies. One
   ``transport.write`` per request, a bounded pool of keep-alive connections, a total deadline per
   call, TLS verified with ``ssl.create_default_context()`` for https endpoints. LeanSQS owns it:
   call :meth:`LeanSQS.aclose` at shutdown.
@@ -59,7 +59,7 @@ from yarl import URL
 
 from asqsd import __version__
 from asqsd.errors import SQSError
-from asqsd.http1 import MAX_HEAD_BYTES, ProtocolError, ResponseParser
+from asqsd.http1 import ExchangeError, Failure, KeepAlivePool
 from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
 from asqsd.sqs import (
     DeleteEntry,
@@ -298,119 +298,8 @@ class TransportError(Exception):
         self.name = name
 
 
-class _StaleConnection(TransportError):
-    """A reused keep-alive connection was closed by the server before any response byte."""
-
-
-class _SQSConnection(asyncio.Protocol):
-    """One keep-alive connection of :class:`LeanHTTPTransport`; one request at a time."""
-
-    __slots__ = ("_loop", "_pool", "_timer", "_waiter", "closed", "parser", "transport")
-
-    def __init__(self, pool: LeanHTTPTransport, loop: asyncio.AbstractEventLoop) -> None:
-        self._pool = pool
-        self._loop = loop
-        self._timer: asyncio.TimerHandle | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self.transport: asyncio.Transport | None = None
-        self.parser = ResponseParser(MAX_HEAD_BYTES, capture_limit=pool.max_body_bytes)
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
-        self._pool._all.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self._waiter
-        if waiter is None:
-            self.close()  # unsolicited bytes on an idle connection: the stream is out of step
-            return
-        try:
-            complete = self.parser.feed(data)
-        except ProtocolError as exc:
-            self._fail(TransportError("ProtocolError", str(exc)))
-            return
-        if complete:
-            self._settle()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def eof_received(self) -> bool:
-        self.closed = True  # never hand out a half-closed connection; connection_lost settles
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        pool = self._pool
-        pool._all.discard(self)
-        if self in pool._idle:
-            pool._idle.remove(self)
-        if not pool._all and pool._all_lost is not None and not pool._all_lost.done():
-            pool._all_lost.set_result(None)
-        waiter = self._waiter
-        self._settle()
-        if waiter is None or waiter.done():
-            return
-        if self.parser.feed_eof():
-            waiter.set_result(None)  # a body delimited by the close
-            return
-        reason = "Server disconnected" if exc is None else f"Connection lost: {exc}"
-        if self.parser.started:
-            waiter.set_exception(TransportError("ServerDisconnectedError", f"{reason} mid-response"))
-        else:
-            waiter.set_exception(_StaleConnection("ServerDisconnectedError", reason))
-
-    def send(self, data: bytes, deadline: float) -> asyncio.Future[None]:
-        """Write one request; the future completes with the whole response or fails by ``deadline``."""
-        transport = self.transport
-        assert transport is not None and self._waiter is None
-        waiter = self._waiter = self._loop.create_future()
-        self.parser.reset()
-        self._timer = self._loop.call_at(deadline, self._on_deadline)
-        transport.write(data)
-        return waiter
-
-    def _on_deadline(self) -> None:
-        self._timer = None
-        self._fail(TransportError("TimeoutError", "request deadline exceeded"))
-
-    def _settle(self) -> None:
-        self._waiter = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fail(self, error: TransportError) -> None:
-        waiter = self._waiter
-        self._settle()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-        self.close()
-
-    def reusable(self) -> bool:
-        transport = self.transport
-        return (
-            not self.closed
-            and self.parser.keep_alive
-            and not self.parser.extra
-            and transport is not None
-            and not transport.is_closing()
-            and not transport.get_write_buffer_size()
-        )
-
-    def close(self) -> None:
-        """Drop the connection at once; a pending request fails."""
-        waiter = self._waiter
-        self._settle()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(TransportError("ClientConnectionError", "client closed"))
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-
-class LeanHTTPTransport:
-    """HTTP/1.1 keep-alive POSTs to one SQS endpoint, built on :mod:`asqsd.http1`'s machinery.
+class LeanHTTPTransport(KeepAlivePool):
+    """HTTP/1.1 keep-alive POSTs to one SQS endpoint: an :class:`asqsd.http1.KeepAlivePool`.
 
     At most ``connections`` connections exist (a ReceiveMessage long poll holds one for up to its
     ``WaitTimeSeconds``); more concurrent calls wait for a free one, within their deadline. Every
@@ -428,38 +317,25 @@ class LeanHTTPTransport:
         max_body_bytes: int = MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if connections < 1:
-            raise ValueError("connections must be at least 1")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"SQS endpoint must be http(s)://host[:port][/path]: {url!r}")
-        self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            self._ssl = ssl_context or ssl.create_default_context()
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        super().__init__(
+            host,
+            port,
+            connections,
+            ssl_context=(ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None,
+            idle_timeout_s=None,  # every call has its own total deadline instead
+            connect_timeout_s=None,  # so has connecting
+            max_body_bytes=max_body_bytes,
+        )
+        self._address = f"{host}:{port}"
         target = parts.path or "/"
         if parts.query:
             target = f"{target}?{parts.query}"
         self._request_line = f"POST {target} HTTP/1.1\r\n"
-        self.max_body_bytes = max_body_bytes
-        self.limit = connections
-        """At most this many connections exist at once."""
-        self._slots = asyncio.Semaphore(connections)
-        self._idle: list[_SQSConnection] = []
-        self._all: set[_SQSConnection] = set()
-        self._closing = False
-        self._all_lost: asyncio.Future[None] | None = None
-
-    @property
-    def open_connections(self) -> int:
-        """Connections open (idle or busy)."""
-        return sum(1 for conn in self._all if not conn.closed)
-
-    @property
-    def idle_connections(self) -> int:
-        """Open connections waiting in the pool."""
-        return len(self._idle)
 
     def serialize(self, headers: Mapping[str, str], body: bytes) -> bytes:
         """The request bytes: the signer's headers (Host included), Content-Length, the body."""
@@ -475,89 +351,41 @@ class LeanHTTPTransport:
         """Send one serialized request; (status, body, x-amzn-query-error) or TransportError."""
         if self._closing:
             raise TransportError("ClientConnectionError", "transport is closed")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        slots = self._slots
-        if slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await slots.acquire()
-            except TimeoutError:
-                raise TransportError("TimeoutError", "no free connection before the deadline") from None
-        else:
-            await slots.acquire()  # does not suspend
+        deadline = asyncio.get_running_loop().time() + timeout_s
         try:
-            conn = self._take_idle()
-            if conn is not None:
-                try:
-                    return await self._exchange(conn, data, deadline)
-                except _StaleConnection:
-                    pass  # closed by the server while idle: once more, on a new connection
-            return await self._exchange(await self._connect(loop, deadline), data, deadline)
-        finally:
-            slots.release()
-
-    async def _exchange(
-        self, conn: _SQSConnection, data: bytes, deadline: float
-    ) -> tuple[int, bytes, str | None]:
-        try:
-            await conn.send(data, deadline)
-        except BaseException:
-            conn.close()  # failed, timed out or cancelled: the stream is in an unknown state
-            raise
-        parser = conn.parser
-        status, body = parser.status, bytes(parser.body)
+            parser, _resends = await self._request(data, deadline)
+        except ExchangeError as exc:
+            raise self._transport_error(exc) from None
+        status = parser.status
         query_error = None
         if status >= 300:
             match = _QUERY_ERROR_RE.search(parser.head)
             if match is not None:
                 query_error = match[1].strip(b" \t").decode("latin-1")
-        if conn.reusable() and not self._closing:
-            self._idle.append(conn)
-        else:
-            conn.close()
-        return status, body, query_error
+        return status, bytes(parser.body), query_error
 
-    def _take_idle(self) -> _SQSConnection | None:
-        idle = self._idle
-        while idle:
-            conn = idle.pop()
-            transport = conn.transport
-            if not conn.closed and transport is not None and not transport.is_closing():
-                return conn
-            conn.close()
-        return None
-
-    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _SQSConnection:
-        try:
-            async with asyncio.timeout_at(deadline):
-                _transport, conn = await loop.create_connection(
-                    lambda: _SQSConnection(self, loop),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._ssl is not None else None,
-                )
-        except TimeoutError:
-            raise TransportError("TimeoutError", "connect deadline exceeded") from None
-        except OSError as exc:
-            raise TransportError(
-                "ClientConnectorError", f"Cannot connect to host {self._host}:{self._port}: {exc}"
-            ) from None
-        if self._closing:
-            conn.close()
-            raise TransportError("ClientConnectionError", "transport is closed")
-        return conn
-
-    async def aclose(self) -> None:
-        """Close every connection (idle and busy) and wait briefly until they are gone."""
-        self._closing = True
-        for conn in list(self._all):
-            conn.close()
-        self._idle.clear()
-        if self._all:
-            self._all_lost = asyncio.get_running_loop().create_future()
-            await asyncio.wait({self._all_lost}, timeout=1.0)
+    def _transport_error(self, exc: ExchangeError) -> TransportError:
+        """The failure, named like the aiohttp exception the aiohttp transport would raise."""
+        match exc.kind:
+            case Failure.PROTOCOL:
+                return TransportError("ProtocolError", str(exc.error))
+            case Failure.TIMEOUT:
+                return TransportError("TimeoutError", "request deadline exceeded")
+            case Failure.DISCONNECTED:
+                reason = "Server disconnected" if exc.error is None else f"Connection lost: {exc.error}"
+                message = f"{reason} mid-response" if exc.started else reason
+                return TransportError("ServerDisconnectedError", message)
+            case Failure.CLIENT_CLOSED:
+                return TransportError("ClientConnectionError", "client closed")
+            case Failure.POOL_CLOSED:
+                return TransportError("ClientConnectionError", "transport is closed")
+            case Failure.CONNECT_TIMEOUT:
+                return TransportError("TimeoutError", "connect deadline exceeded")
+            case Failure.CONNECT_FAILED:
+                message = f"Cannot connect to host {self._address}: {exc.error}"
+                return TransportError("ClientConnectorError", message)
+            case Failure.NO_SLOT:
+                return TransportError("TimeoutError", "no free connection before the deadline")
 
 
 class LeanSQS:

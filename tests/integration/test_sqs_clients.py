@@ -31,8 +31,16 @@ from botocore.credentials import ReadOnlyCredentials
 from asqsd.errors import SQSError
 from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, Message, MessageAttribute
 from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient, VisibilityEntry
-from asqsd.sqs_lean import BotocoreSigV4, CachedKeySigV4, LeanSQS, create_lean_sqs, request_url
-from tests.support.polling import wait_until_async
+from asqsd.sqs_lean import (
+    BotocoreSigV4,
+    CachedKeySigV4,
+    LeanHTTPTransport,
+    LeanSQS,
+    TransportError,
+    create_lean_sqs,
+    request_url,
+)
+from tests.support.polling import wait_until, wait_until_async
 from tests.support.servers import free_loopback_port
 
 # "lean" is LeanSQS over its own asyncio-Protocol transport (the factory default), "lean-aiohttp"
@@ -815,6 +823,30 @@ async def test_lean_transport_deadline_is_total(raw_server: RawServer) -> None:
         elapsed = time.monotonic() - started
         assert caught.value.retryable is True
         assert 1.3 < elapsed < 2.0  # WaitTimeSeconds + slack
+
+
+async def test_lean_transport_waits_for_a_free_connection_within_the_deadline(raw_server: RawServer) -> None:
+    raw_server.behaviour = lambda conn, _n: "hang" if conn == 1 else "answer"
+    transport = LeanHTTPTransport(raw_server.url, connections=1)
+    data = transport.serialize({"Host": "127.0.0.1"}, b"{}")
+    holder = asyncio.create_task(transport.post(data, 30.0))
+    try:
+        await wait_until(lambda: raw_server.requests == 1, what="the first request at the server")
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            await transport.post(data, 0.2)
+        assert caught.value.name == "TimeoutError"
+        assert str(caught.value) == "no free connection before the deadline"
+        assert 0.15 < time.monotonic() - started < 1.0
+        # The caller that gave up left the queue: the slot the holder frees serves the next call.
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        assert await transport.post(data, 5.0) == (200, raw_server.body, None)
+        assert (raw_server.connections, transport.open_connections) == (2, 1)
+    finally:
+        holder.cancel()
+        await transport.aclose()
 
 
 async def test_lean_transport_closed_port_and_aclose(raw_server: RawServer) -> None:
