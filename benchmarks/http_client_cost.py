@@ -18,24 +18,14 @@ Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib.metadata
 import json
-import os
-import platform
-import socket
-import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 import uvloop
 from aiohttp import web
 
@@ -43,6 +33,13 @@ from asqsd.headers import Request, StaticHeaders, build_request
 from asqsd.http1 import LeanWorkerClient, ResponseParser
 from asqsd.message import Message, MessageAttribute
 from asqsd.worker import DeliveryResult, WorkerClient, create_session
+
+if not __package__:
+    # Run as a file (as the docstring says, and as the child process always is): make the checkout's
+    # ``benchmarks`` package importable, as ``python -m`` from the checkout would.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import microbench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("aiohttp", "lean")
@@ -66,39 +63,6 @@ def serve(port: int) -> None:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def null_worker() -> Iterator[str]:
-    """Run the worker in a child process; yields its base URL and stops it by PID."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("null worker did not start")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- the request and the clients -------------------------------------------------------------------
@@ -140,53 +104,32 @@ async def measure(
     client: Poster, request: Request, posts: int, concurrency: int, cap_s: float
 ) -> dict[str, float]:
     """``posts`` POSTs from ``concurrency`` tasks (or until ``cap_s``); CPU per POST in µs."""
-    done = failed = 0
-    deadline = time.monotonic() + cap_s
+    failed = 0
 
-    async def worker() -> None:
-        nonlocal done, failed
-        while done < posts and time.monotonic() < deadline:
-            done += 1
-            result = await client.post(request)
-            if result.status != 200:
-                failed += 1
+    async def post() -> None:
+        nonlocal failed
+        answer = await client.post(request)
+        if answer.status != 200:
+            failed += 1
 
-    times0, cpu0, wall0 = os.times(), time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    cpu, wall, times = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
+    result = await microbench.measure(post, posts, concurrency, cap_s, unit="post")
     if failed:
-        raise RuntimeError(f"{failed} of {done} posts did not get a 200")
-    return {
-        "posts": done,
-        "cpu_us_per_post": cpu / done * 1e6,
-        # Kernel time (loopback send/receive) is client CPU too, but no client can avoid it.
-        "user_us_per_post": (times.user - times0.user) / done * 1e6,
-        "system_us_per_post": (times.system - times0.system) / done * 1e6,
-        "posts_per_s": done / wall,
-        "wall_s": wall,
-    }
+        raise RuntimeError(f"{failed} of {result['posts']:.0f} posts did not get a 200")
+    return result
 
 
 async def run_all(args: argparse.Namespace, base_url: str) -> list[dict[str, Any]]:
     request = stock_request()
     runs: dict[str, list[dict[str, float]]] = {}
-    for _round in range(args.rounds):
-        for variant in args.variants:  # interleaved, so drift in the shared cores hits both
-            async with make_client(variant, base_url, args.concurrency) as client:
-                await measure(client, request, args.warmup, args.concurrency, args.time_cap)
-                result = await measure(client, request, args.requests, args.concurrency, args.time_cap)
-            runs.setdefault(variant, []).append(result)
-            print(f"  {variant:8} {result['cpu_us_per_post']:6.1f} µs/POST", file=sys.stderr)
+    for variant in microbench.interleaved(args.rounds, args.variants):
+        async with make_client(variant, base_url, args.concurrency) as client:
+            await measure(client, request, args.warmup, args.concurrency, args.time_cap)
+            result = await measure(client, request, args.requests, args.concurrency, args.time_cap)
+        runs.setdefault(variant, []).append(result)
+        print(f"  {variant:8} {result['cpu_us_per_post']:6.1f} µs/POST", file=sys.stderr)
+    medians = ("user_us_per_post", "system_us_per_post", "posts_per_s")
     return [
-        {
-            "variant": variant,
-            "cpu_us_per_post_min": min(r["cpu_us_per_post"] for r in results),
-            "cpu_us_per_post_median": statistics.median(r["cpu_us_per_post"] for r in results),
-            "user_us_per_post_median": statistics.median(r["user_us_per_post"] for r in results),
-            "system_us_per_post_median": statistics.median(r["system_us_per_post"] for r in results),
-            "posts_per_s_median": statistics.median(r["posts_per_s"] for r in results),
-            "runs": results,
-        }
+        {"variant": variant, **microbench.cpu_summary(results, "post", medians), "runs": results}
         for variant, results in runs.items()
     ]
 
@@ -243,64 +186,40 @@ def table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+def parse_args() -> argparse.Namespace:
+    parser = microbench.base_parser(__doc__)
     parser.add_argument("--requests", type=int, default=20_000, help="measured POSTs per variant and round")
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent tasks = pool connections")
-    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; the table shows min/median")
-    parser.add_argument("--time-cap", type=float, default=30.0, help="seconds per measurement at most")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    microbench.add_round_arguments(parser, VARIANTS, time_cap_s=30.0)
     parser.add_argument(
         "--spy-summary", type=Path, help="bucket a py-spy raw profile of this script and exit"
     )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process step timings")
     parser.add_argument("--output", type=Path, default=RESULTS / "http_client_cost.json")
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if microbench.run_side_mode(args, serve, spy_summary):
         return
-    if args.spy_summary:
-        spy_summary(args.spy_summary)
-        return
-    with null_worker() as base_url:
+    with microbench.server_process(__file__, "null worker") as base_url:
         summary = uvloop.run(run_all(args, base_url))
     steps = {} if args.no_breakdown else breakdown()
     print(table(summary))
     print("\n| LeanWorkerClient step (in-process, no I/O) | µs per POST |\n|---|---:|")
     for step, us in steps.items():
         print(f"| {step} | {us:.2f} |")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "command": " ".join([Path(sys.executable).name, *sys.argv]),
-                "environment": {
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "aiohttp": aiohttp.__version__,
-                    "uvloop": importlib.metadata.version("uvloop"),
-                    "event_loop": "uvloop",
-                },
-                "settings": {
-                    k: v
-                    for k, v in vars(args).items()
-                    if k not in ("serve", "output", "spy_summary", "no_breakdown")
-                },
-                "request_bytes": len(
-                    LeanWorkerClient("http://127.0.0.1:80", 5, 299, 1)._serialize(stock_request())
-                ),
-                "results": summary,
-                "lean_steps_us": steps,
-            },
-            indent=2,
-        )
-        + "\n"
+    request_bytes = len(LeanWorkerClient("http://127.0.0.1:80", 5, 299, 1)._serialize(stock_request()))
+    microbench.write_result(
+        args.output,
+        args,
+        microbench.environment(),
+        request_bytes=request_bytes,
+        results=summary,
+        lean_steps_us=steps,
     )
-    print(f"\nwrote {args.output}", file=sys.stderr)
 
 
 # py-spy frames -> where the lean client's CPU goes; the first rule matching from the leaf up wins.
@@ -323,6 +242,7 @@ SPY_BUCKETS = (
     ("connection protocol: data_received, send, timer", "_Connection."),
     ("client: post / _deliver / _exchange / pool / slots", "LeanWorkerClient."),
     ("benchmark harness (tasks posting in a loop)", "http_client_cost"),
+    ("benchmark harness (tasks posting in a loop)", "benchmarks/microbench.py"),  # the posting loop
 )
 
 
@@ -331,27 +251,16 @@ def spy_summary(path: Path) -> None:
 
     Start-up (imports, module bodies) is left out: it is not per-POST cost.
     """
-    write_frame = _write_frame()
-    counts: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if any("_find_and_load" in frame or frame.startswith("<module>") for frame in frames[1:]):
-            continue
-        samples = int(count)
-        total += samples
-        bucket = "event loop: uvloop run_forever, task steps, future callbacks"
-        for frame in reversed(frames):
-            frame = "<write>" if frame.strip() == write_frame else frame
-            match = next((name for name, needle in SPY_BUCKETS if needle in frame), None)
-            if match:
-                bucket = match
-                break
-        counts[bucket] = counts.get(bucket, 0) + samples
-    print(f"| Where the lean client's CPU goes ({total} samples, start-up excluded) | share |\n|---|---:|")
-    for bucket, samples in sorted(counts.items(), key=lambda item: -item[1]):
-        print(f"| {bucket} | {100 * samples / total:.1f}% |")
+    counts = microbench.spy_counts(
+        path.read_text().splitlines(),
+        SPY_BUCKETS,
+        "event loop: uvloop run_forever, task steps, future callbacks",
+        skip_startup=True,
+        aliases={_write_frame(): "<write>"},
+    )
+    print(
+        microbench.spy_table("Where the lean client's CPU goes ({total} samples, start-up excluded)", counts)
+    )
 
 
 if __name__ == "__main__":

@@ -18,25 +18,17 @@ Nothing leaves 127.0.0.1; the credentials are dummies set for this process only.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import cProfile
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import pstats
-import socket
-import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +40,13 @@ from aiohttp import web
 
 from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient
 from asqsd.sqs_lean import create_lean_sqs
+
+if not __package__:
+    # Run as a file (``python -P``, as the docstring says, and as the child process always is): make
+    # the checkout's ``benchmarks`` package importable, as ``python -m`` from the checkout would.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import microbench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bench"
@@ -126,41 +125,6 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def stub_server() -> Iterator[str]:
-    """Run the stub in a child process; yields its endpoint URL and stops it by PID."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-P", __file__, "--serve", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("stub server did not start")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # --- the clients -----------------------------------------------------------------------------------
 
 
@@ -228,54 +192,28 @@ async def measure(
     call: Callable[[], Awaitable[Any]], calls: int, concurrency: int, cap_s: float
 ) -> dict[str, float]:
     """Run ``calls`` calls over ``concurrency`` tasks (or until ``cap_s``); CPU per call in µs."""
-    done = 0
-    deadline = time.monotonic() + cap_s
-
-    async def worker() -> None:
-        nonlocal done
-        while done < calls and time.monotonic() < deadline:
-            done += 1
-            await call()
-
-    times0, cpu0, wall0 = os.times(), time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    cpu, wall, times = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
-    return {
-        "calls": done,
-        "cpu_us_per_call": cpu / done * 1e6,
-        # The kernel's share (loopback TCP send/receive) is client CPU too, but no client can avoid it.
-        "user_us_per_call": (times.user - times0.user) / done * 1e6,
-        "system_us_per_call": (times.system - times0.system) / done * 1e6,
-        "calls_per_s": done / wall,
-        "wall_s": wall,
-    }
+    return await microbench.measure(call, calls, concurrency, cap_s, unit="call")
 
 
 async def run_all(args: argparse.Namespace, endpoint: str) -> list[dict[str, Any]]:
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for _round in range(args.rounds):
-        for variant in args.variants:
-            async with make_client(variant, endpoint) as client:
-                for op in OPS:
-                    call = operation(client, op)
-                    await measure(call, args.warmup, args.concurrency, args.time_cap)
-                    result = await measure(call, args.calls, args.concurrency, args.time_cap)
-                    runs.setdefault((variant, op), []).append(result)
-                    print(f"  {variant:22} {op:24} {result['cpu_us_per_call']:7.1f} µs/call", file=sys.stderr)
-    summary = []
-    for (variant, op), results in runs.items():
-        cpu = [r["cpu_us_per_call"] for r in results]
-        summary.append(
-            {
-                "variant": variant,
-                "op": op,
-                "cpu_us_per_call_min": min(cpu),
-                "cpu_us_per_call_median": statistics.median(cpu),
-                "system_us_per_call_median": statistics.median(r["system_us_per_call"] for r in results),
-                "runs": results,
-            }
-        )
-    return summary
+    for variant in microbench.interleaved(args.rounds, args.variants):
+        async with make_client(variant, endpoint) as client:
+            for op in OPS:
+                call = operation(client, op)
+                await measure(call, args.warmup, args.concurrency, args.time_cap)
+                result = await measure(call, args.calls, args.concurrency, args.time_cap)
+                runs.setdefault((variant, op), []).append(result)
+                print(f"  {variant:22} {op:24} {result['cpu_us_per_call']:7.1f} µs/call", file=sys.stderr)
+    return [
+        {
+            "variant": variant,
+            "op": op,
+            **microbench.cpu_summary(results, "call", ("system_us_per_call",)),
+            "runs": results,
+        }
+        for (variant, op), results in runs.items()
+    ]
 
 
 async def breakdown(n: int = 20_000) -> dict[str, float]:
@@ -358,29 +296,24 @@ def table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+def parse_args() -> argparse.Namespace:
+    parser = microbench.base_parser(__doc__)
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per variant and op")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent tasks issuing calls")
-    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; the table shows min/median")
-    parser.add_argument("--time-cap", type=float, default=20.0, help="seconds per measurement at most")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    microbench.add_round_arguments(parser, VARIANTS, time_cap_s=20.0)
     parser.add_argument("--profile", action="store_true", help="cProfile LeanSQS instead of the comparison")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process step timings")
     parser.add_argument(
         "--spy-summary", type=Path, help="bucket a py-spy raw profile of this script and exit"
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "sqs_client_cost.json")
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
-        return
-    if args.spy_summary:
-        spy_summary(args.spy_summary)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if microbench.run_side_mode(args, serve, spy_summary):
         return
 
     # Dummy credentials for this process only; the endpoint is always the loopback stub.
@@ -392,7 +325,7 @@ def main() -> None:
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
         os.environ.pop(var, None)
 
-    with stub_server() as endpoint:
+    with microbench.server_process(__file__, "stub server") as endpoint:
         if args.profile:
             profile(args, endpoint)
             return
@@ -403,36 +336,11 @@ def main() -> None:
         print("\n| LeanSQS step (in-process, no I/O) | µs per call |\n|---|---:|")
         for step, us in steps.items():
             print(f"| {step} | {us:.1f} |")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     import aiobotocore
     import botocore
 
-    args.output.write_text(
-        json.dumps(
-            {
-                "command": " ".join([Path(sys.executable).name, *sys.argv]),
-                "environment": {
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "aiobotocore": aiobotocore.__version__,
-                    "botocore": botocore.__version__,
-                    "aiohttp": aiohttp.__version__,
-                    "uvloop": importlib.metadata.version("uvloop"),
-                    "event_loop": "uvloop",
-                },
-                "settings": {
-                    k: v
-                    for k, v in vars(args).items()
-                    if k not in ("serve", "output", "profile", "no_breakdown", "spy_summary")
-                },
-                "results": summary,
-                "lean_steps_us": steps,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    env = microbench.environment(aiobotocore=aiobotocore.__version__, botocore=botocore.__version__)
+    microbench.write_result(args.output, args, env, results=summary, lean_steps_us=steps)
 
 
 # py-spy frames -> where LeanSQS's CPU goes; the first rule matching from the leaf upward wins.
@@ -447,9 +355,12 @@ SPY_BUCKETS = (
     ("request bodies (json.dumps / format)", "json/"),
     ("request bodies (json.dumps / format)", "_receive_body"),
     ("lean transport: parse the response (http1.ResponseParser)", "ResponseParser."),
-    ("lean transport: parse the response (http1.ResponseParser)", "asqsd/http1.py"),
-    ("lean transport: connection + pool", "_SQSConnection."),
+    # asqsd.http1's connection and pool (shared with the worker client) before the file-wide rule
+    # below: their frames name that file too, and they are transport, not parsing.
+    ("lean transport: connection + pool", "_Connection."),
+    ("lean transport: connection + pool", "KeepAlivePool."),
     ("lean transport: connection + pool", "LeanHTTPTransport."),
+    ("lean transport: parse the response (http1.ResponseParser)", "asqsd/http1.py"),
     ("aiohttp: read + parse the response", "data_received"),
     ("aiohttp: read + parse the response", "ClientResponse."),
     ("aiohttp: read + parse the response", "StreamReader."),
@@ -461,22 +372,9 @@ SPY_BUCKETS = (
 
 def spy_summary(path: Path) -> None:
     """Bucket a ``py-spy record -f raw`` file (collapsed stacks) with SPY_BUCKETS; print a table."""
-    counts: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        samples = int(count)
-        total += samples
-        bucket = "event loop, benchmark harness, imports"
-        for frame in reversed(stack.split(";")):
-            match = next((name for name, needle in SPY_BUCKETS if needle in frame), None)
-            if match:
-                bucket = match
-                break
-        counts[bucket] = counts.get(bucket, 0) + samples
-    print(f"| Where LeanSQS's CPU goes ({total} samples) | share |\n|---|---:|")
-    for bucket, samples in sorted(counts.items(), key=lambda item: -item[1]):
-        print(f"| {bucket} | {100 * samples / total:.1f}% |")
+    lines = path.read_text().splitlines()
+    counts = microbench.spy_counts(lines, SPY_BUCKETS, "event loop, benchmark harness, imports")
+    print(microbench.spy_table("Where LeanSQS's CPU goes ({total} samples)", counts))
 
 
 def profile(args: argparse.Namespace, endpoint: str) -> None:
