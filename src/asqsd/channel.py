@@ -50,6 +50,7 @@ class Channel:
         self._space = asyncio.Event()
         self._space.set()
         self._getters = 0
+        self.empty_waits = 0  # gets that found the buffer empty: dispatchers idle for want of messages
 
     @property
     def closed(self) -> bool:
@@ -100,6 +101,8 @@ class Channel:
 
     async def get(self) -> Message:
         """Next message; raises :class:`ChannelClosed` once closed and drained."""
+        if self._queue.empty():
+            self.empty_waits += 1
         item = await self._await_item(self._queue)
         self._buffered -= 1
         self._space_changed()
@@ -182,6 +185,8 @@ class GroupedChannel(Channel):
 
     async def get(self) -> Message:
         """The oldest message of an idle group; the group stays busy until :meth:`done`."""
+        if self._keys.empty():
+            self.empty_waits += 1
         key = await self._await_item(self._keys)
         self._queued.discard(key)
         group = self._groups[key]

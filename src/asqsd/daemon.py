@@ -530,5 +530,6 @@ class Daemon:
             "extended": c.extended,
             "lease_lost": c.lease_lost,
             "abandoned": c.abandoned,
+            "channel_empty_waits": self.channel.empty_waits,
             "forced": self.forced,
         }

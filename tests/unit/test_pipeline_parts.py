@@ -57,6 +57,21 @@ class TestChannel:
         assert await starving.reserve(10) == 10
         assert await asyncio.wait_for(starving.reserve(10), 1) == 2
 
+    @pytest.mark.parametrize("grouped", [False, True])
+    async def test_empty_waits_count_only_gets_that_found_nothing(self, grouped: bool) -> None:
+        """The exit summary's channel_empty_waits: dispatchers idle for want of messages."""
+        channel = GroupedChannel(5) if grouped else Channel(5)
+        channel.fill([msg(1)], await channel.reserve(1))
+        first = await channel.get()  # a message was there
+        channel.done(first, failed=False)  # FIFO: its group is free again
+        assert channel.empty_waits == 0
+        waiter = asyncio.create_task(channel.get())
+        await asyncio.sleep(0)
+        assert channel.empty_waits == 1
+        channel.fill([msg(2)], await channel.reserve(1))
+        assert (await asyncio.wait_for(waiter, 1)).message_id == "id2"
+        assert channel.empty_waits == 1
+
     async def test_get_is_fifo_and_frees_space(self) -> None:
         """Messages come out in order; each get frees a slot."""
         channel = Channel(2)
