@@ -80,3 +80,29 @@ def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
     assert {row["status"] for row in result["targets"]} <= {"met", "missed", "n/a"}
     assert "| null (null worker) |" in (out_dir / "latest.md").read_text()
     assert "| null (null worker) |" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_floor_client_reports_the_workers_steady_figures(tmp_path: Path) -> None:
+    """``python -m benchmarks.floor``: worker and zero-work client in their own processes."""
+    out = tmp_path / "floor.json"
+    argv = ["--latency", "fixed:5ms", "--connections", "5", "--seconds", "1", "--runs", "1"]
+    argv += ["--output", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.floor", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=75,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    assert run["requests"] > 20  # 5 connections kept busy for a second with 5 ms jobs
+    assert run["limit_msgs_per_s"] == pytest.approx(1000)
+    assert 0 < run["pct_of_limit"] <= 101
+    assert 0 < run["connections_busy_pct"] <= 100
+    assert run["worker_service_mean_ms"] >= 5 - 0.05
+    assert set(result["median"]) == {"pct_of_limit", "connections_busy_pct", "worker_service_mean_ms"}
