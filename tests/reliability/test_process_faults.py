@@ -12,7 +12,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +43,6 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
         yield emulator
     finally:
         emulator.stop()
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[LedgerWorker]:
-    """A ledger worker on the test's loop."""
-    recorder = LedgerWorker()
-    await recorder.start()
-    try:
-        yield recorder
-    finally:
-        await recorder.stop()
 
 
 Spawn = Callable[..., DaemonProcess]
