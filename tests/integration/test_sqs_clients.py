@@ -42,6 +42,7 @@ from asqsd.sqs_lean import (
 )
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.servers import free_loopback_port
+from tests.support.tls import self_signed_cert
 
 # "lean" is LeanSQS over its own asyncio-Protocol transport (the factory default), "lean-aiohttp"
 # LeanSQS over the caller's aiohttp session.
@@ -867,38 +868,8 @@ async def test_lean_transport_closed_port_and_aclose(raw_server: RawServer) -> N
 
 
 def _self_signed(tmp_path: Any) -> tuple[str, str]:
-    crypto = pytest.importorskip("cryptography")
-    del crypto
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
+    cert, key = self_signed_cert(tmp_path)
+    return str(cert), str(key)
 
 
 async def test_lean_transport_verifies_tls(tmp_path: Any) -> None:

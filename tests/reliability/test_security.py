@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import ipaddress
 import signal
 import ssl
@@ -34,6 +33,7 @@ from tests.support.ledger import (
     numbered_body,
 )
 from tests.support.polling import wait_until
+from tests.support.tls import self_signed_cert
 
 CLIENTS = pytest.mark.parametrize("client", ["lean", "aiohttp"])
 # Real SQS receipt handles are ~180+ characters; the emulator's are short unless told otherwise,
@@ -239,40 +239,6 @@ async def test_no_header_injection_on_the_wire(emu: Emulator, client: str, recor
     assert daemon.counters.headers_skipped == 4
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cryptography package), as (cert, key) files."""
-    x509 = pytest.importorskip("cryptography.x509", reason="the cryptography package is needed for a cert")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "asqsd-test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @contextlib.asynccontextmanager
 async def https_worker(worker: LedgerWorker, cert: Path, key: Path) -> AsyncIterator[int]:
     """The ledger worker's handler behind TLS with a self-signed certificate; yields the port."""
@@ -293,7 +259,7 @@ async def https_worker(worker: LedgerWorker, cert: Path, key: Path) -> AsyncIter
 @pytest.fixture
 def certificate(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """(cert, key) files of a self-signed certificate for 127.0.0.1."""
-    yield _self_signed(tmp_path)
+    yield self_signed_cert(tmp_path)
 
 
 @CLIENTS
