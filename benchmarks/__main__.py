@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.harness import Placement
 from benchmarks.scenarios import (
     DEFAULT_DAEMON_CMD,
     DEFAULT_READY_REGEX,
@@ -107,6 +108,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="re-run (at most twice) a run during which other processes used more than this %% of a core",
     )
     parser.add_argument("--log-dir", type=Path, default=None, help="process logs (default: a temp dir)")
+    parser.add_argument(
+        "--placement",
+        choices=("split", "shared"),
+        default="split",
+        help="split (default): the worker on the last CPU, the daemon on the others, the emulator at nice "
+        "+10; shared: leave placement to the scheduler (see benchmarks/README.md)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
@@ -145,6 +153,7 @@ def _meta(args: argparse.Namespace, argv: Sequence[str], stamp: str) -> dict[str
         else "emulator",
         "daemon_cmd": args.daemon_cmd,
         "cpus": os.cpu_count(),
+        "placement": Placement.choose(args.placement).describe(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
@@ -251,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_dir=args.output_dir / "profiles" if args.profile else None,
         profile_scenarios=tuple(p.strip() for p in args.profile.split(",") if p.strip()),
         quiet_wait_s=args.quiet_wait,
+        placement=Placement.choose(args.placement),
     )
     print(f"process logs: {log_dir}", file=sys.stderr, flush=True)
     try:

@@ -74,9 +74,11 @@ class EmulatorBackend:
         return self.process.pid
 
     @classmethod
-    async def start(cls, log_dir: Path, env: dict[str, str], queue: str = "bench") -> EmulatorBackend:
+    async def start(
+        cls, log_dir: Path, env: dict[str, str], queue: str = "bench", nice: int = 0
+    ) -> EmulatorBackend:
         argv = [sys.executable, "-m", "asqsd.emulator", "--host", "127.0.0.1", "--port", "0"]
-        process = ManagedProcess("emulator", [*argv, "--queue", queue], log_dir, env=env)
+        process = ManagedProcess("emulator", [*argv, "--queue", queue], log_dir, env=env, nice=nice)
         try:
             match = await process.wait_for_output(READY_PATTERN, limit_s=30)
         except BaseException:

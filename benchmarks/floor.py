@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ManagedProcess
+from benchmarks.harness import ManagedProcess, Placement
 from benchmarks.scenarios import ROOT, WorkerHandle
 from benchmarks.worker import LatencyModel
 
@@ -88,15 +88,21 @@ def client_main(port: int, connections: int, seconds: float) -> None:
         runner.run(_client(port, connections, seconds))
 
 
-async def one_run(latency: str, connections: int, seconds: float, log_dir: Path) -> dict[str, Any]:
-    """Start a worker, run the client process against it, return the worker's steady figures."""
+async def one_run(
+    latency: str, connections: int, seconds: float, log_dir: Path, placement: Placement
+) -> dict[str, Any]:
+    """Start a worker, run the client process against it, return the worker's steady figures.
+
+    The client takes the daemon's CPUs of ``placement``, so the floor is measured like the daemon.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    worker = await WorkerHandle.start(latency, log_dir, env)
+    worker = await WorkerHandle.start(latency, log_dir, env, placement.worker_cpus)
     try:
         argv = [sys.executable, "-m", "benchmarks.floor", "--client", str(worker.port)]
         argv += ["--connections", str(connections), "--seconds", str(seconds)]
-        client = ManagedProcess("floor-client", argv, log_dir, env=env, cwd=ROOT)
+        cpus = placement.daemon_cpus
+        client = ManagedProcess("floor-client", argv, log_dir, env=env, cwd=ROOT, cpus=cpus)
         code = await client.wait(limit_s=seconds + 60)
         if code != 0:
             raise RuntimeError(f"floor client exited {code}\n{client.tail()}")
@@ -122,9 +128,10 @@ async def one_run(latency: str, connections: int, seconds: float, log_dir: Path)
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     """Every run, one line each on stderr, and the medians."""
     runs = []
+    placement = Placement.choose(args.placement)
     with tempfile.TemporaryDirectory(prefix="asqsd-floor-") as tmp:
         for index in range(args.runs):
-            result = await one_run(args.latency, args.connections, args.seconds, Path(tmp))
+            result = await one_run(args.latency, args.connections, args.seconds, Path(tmp), placement)
             runs.append(result)
             gap = (result["idle_gap_ms"] or {}).get("p50")
             print(
@@ -140,6 +147,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         if all(r[key] is not None for r in runs)
     }
     settings = {"latency": args.latency, "connections": args.connections, "seconds": args.seconds}
+    settings["placement"] = placement.describe()
     return {**settings, "runs": runs, "median": medians}
 
 
@@ -150,6 +158,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one run (bounded)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--output", type=Path, default=None, help="write the JSON here as well")
+    parser.add_argument(
+        "--placement", choices=("split", "shared"), default="split", help="as for python -m benchmarks"
+    )
     parser.add_argument("--client", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1 <= args.connections <= 1000 or not 0 < args.seconds <= 600 or not 1 <= args.runs <= 20:

@@ -268,6 +268,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Benchmark {meta['timestamp']} — {meta['runs']} run(s) per scenario, medians; "
         f"{meta['cpus']} CPUs, Python {meta['python']}, {meta['mode']}",
         "",
+        _placement_line(meta.get("placement")),
+        "",
         f"Command: `{meta['command']}`",
         "",
         scenario_table(medians),
@@ -277,6 +279,15 @@ def markdown(result: dict[str, Any]) -> str:
     if extras:
         lines += ["", *extras]
     return "\n".join(lines)
+
+
+def _placement_line(placement: dict[str, Any] | None) -> str:
+    if not placement or placement.get("placement") == "shared":
+        return "Placement: shared (the scheduler places every process)"
+    return (
+        f"Placement: split (daemon on CPUs {placement['daemon_cpus']}, worker on {placement['worker_cpus']}, "
+        f"emulator at nice +{placement['emulator_nice']})"
+    )
 
 
 def _extras(medians: dict[str, dict[str, Any]]) -> list[str]:

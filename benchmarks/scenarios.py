@@ -26,10 +26,12 @@ import aiohttp
 from benchmarks.backends import EmulatorBackend, ExternalBackend, QueueBackend, unique_queue_name
 from benchmarks.harness import (
     ManagedProcess,
+    Placement,
     ProcMonitor,
     ProcSample,
     count_json_levels,
     last_json_event,
+    placement_of,
     read_machine_cpu,
     read_proc,
     wait_for_quiet_machine,
@@ -178,6 +180,7 @@ class Settings:
     profile_scenarios: tuple[str, ...] = ()
     py_spy: str = str(Path(sys.executable).parent / "py-spy")
     quiet_wait_s: float = 0.0
+    placement: Placement = field(default_factory=Placement)
 
     @property
     def external(self) -> bool:
@@ -223,11 +226,14 @@ class WorkerHandle:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     @classmethod
-    async def start(cls, latency: str, log_dir: Path, env: dict[str, str]) -> WorkerHandle:
+    async def start(
+        cls, latency: str, log_dir: Path, env: dict[str, str], cpus: frozenset[int] | None = None
+    ) -> WorkerHandle:
         ready = log_dir / "worker.ready"
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "benchmarks.worker", "--port", "0", "--latency", latency]
-        process = ManagedProcess("worker", [*argv, "--ready-file", str(ready)], log_dir, env=env, cwd=ROOT)
+        argv += ["--ready-file", str(ready)]
+        process = ManagedProcess("worker", argv, log_dir, env=env, cwd=ROOT, cpus=cpus)
         try:
             match = await process.wait_for_output(r'\{"port": (\d+)', limit_s=20)
         except BaseException:
@@ -333,7 +339,9 @@ class ScenarioRun:
             if depth:
                 self.notes.append(f"external queue already held {depth} messages at start")
             return backend
-        return await EmulatorBackend.start(self.log_dir, child_env(settings, None), unique_queue_name())
+        env = child_env(settings, None)
+        nice = settings.placement.emulator_nice
+        return await EmulatorBackend.start(self.log_dir, env, unique_queue_name(), nice=nice)
 
     async def _start_daemon(self, backend: QueueBackend, worker: WorkerHandle) -> ManagedProcess:
         scenario, settings = self.scenario, self.settings
@@ -351,7 +359,8 @@ class ScenarioRun:
         }
         argv = render_daemon_cmd(settings.daemon_cmd, values)
         env = child_env(settings, None if settings.external else backend.endpoint)
-        daemon = ManagedProcess("daemon", argv, self.log_dir, env=env, cwd=ROOT)
+        cpus = settings.placement.daemon_cpus
+        daemon = ManagedProcess("daemon", argv, self.log_dir, env=env, cwd=ROOT, cpus=cpus)
         self.daemon = daemon
         if settings.ready_regex:
             await daemon.wait_for_output(settings.ready_regex, limit_s=60, stream="stderr")
@@ -372,6 +381,15 @@ class ScenarioRun:
         self.profiler = ManagedProcess("py-spy", argv, self.log_dir)
         self.notes.append(f"py-spy profile: {out}")
 
+    def _placement_seen(self, daemon: ManagedProcess) -> dict[str, Any]:
+        """Where the processes really run (read back from the kernel, not what was asked for)."""
+        seen = {"daemon": placement_of(daemon.pid)}
+        if self.worker is not None:
+            seen["worker"] = placement_of(self.worker.process.pid)
+        if self.backend is not None and self.backend.pid is not None:
+            seen["emulator"] = placement_of(self.backend.pid)
+        return seen
+
     def _window(self, daemon: ManagedProcess) -> Window:
         others: dict[str, ProcSample | None] = {}
         if self.worker is not None:
@@ -384,9 +402,9 @@ class ScenarioRun:
     async def _execute(self) -> dict[str, Any]:
         scenario, settings = self.scenario, self.settings
         self.backend = backend = await self._start_backend()
-        self.worker = worker = await WorkerHandle.start(
-            scenario.latency, self.log_dir, child_env(settings, backend.endpoint)
-        )
+        worker_env = child_env(settings, backend.endpoint)
+        cpus = settings.placement.worker_cpus
+        self.worker = worker = await WorkerHandle.start(scenario.latency, self.log_dir, worker_env, cpus)
         preload_s = None
         if scenario.kind == "backlog":
             began = time.monotonic()
@@ -396,6 +414,7 @@ class ScenarioRun:
         monitor = ProcMonitor(daemon.pid, interval=0.5)
         monitor.start()
         self._start_profiler(daemon.pid)
+        placement_seen = self._placement_seen(daemon)
         await backend.reset_counters()
         window = self._window(daemon)
         window.delivered_before = int((await worker.stats())["unique"])
@@ -412,6 +431,7 @@ class ScenarioRun:
             result = await self._collect(window, end_daemon, monitor, timed_out, wall_started)
         finally:
             await monitor.stop()
+        result["placement_seen"] = placement_seen
         if preload_s is not None:
             result["preload_s"] = round(preload_s, 2)
         result["daemon_rss_series"] = monitor.rss_series(window.started)

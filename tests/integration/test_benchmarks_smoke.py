@@ -77,8 +77,18 @@ def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
     assert median["daemon_exit"]["status"] == 0
     assert median["daemon_exit"]["summary"] is not None
 
+    # The default placement, read back from the kernel while the run went on.
+    seen = null["runs"][0]["placement_seen"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert result["meta"]["placement"]["placement"] == "split"
+        assert seen["worker"]["cpus"] == [max(os.sched_getaffinity(0))]
+        assert max(os.sched_getaffinity(0)) not in seen["daemon"]["cpus"]
+        assert seen["emulator"]["nice"] == seen["daemon"]["nice"] + 10
+    assert {"daemon", "worker", "emulator"} == set(seen)
+
     assert {row["status"] for row in result["targets"]} <= {"met", "missed", "n/a"}
     assert "| null (null worker) |" in (out_dir / "latest.md").read_text()
+    assert "Placement: " in proc.stdout
     assert "| null (null worker) |" in proc.stdout
 
 
@@ -106,3 +116,5 @@ def test_floor_client_reports_the_workers_steady_figures(tmp_path: Path) -> None
     assert 0 < run["connections_busy_pct"] <= 100
     assert run["worker_service_mean_ms"] >= 5 - 0.05
     assert set(result["median"]) == {"pct_of_limit", "connections_busy_pct", "worker_service_mean_ms"}
+    split = len(os.sched_getaffinity(0)) >= 2
+    assert result["placement"]["placement"] == ("split" if split else "shared")
