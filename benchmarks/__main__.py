@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.harness import Placement
+from benchmarks.harness import PLACEMENTS, Placement
 from benchmarks.scenarios import (
     DEFAULT_DAEMON_CMD,
     DEFAULT_READY_REGEX,
@@ -110,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-dir", type=Path, default=None, help="process logs (default: a temp dir)")
     parser.add_argument(
         "--placement",
-        choices=("split", "shared"),
+        choices=PLACEMENTS,
         default="split",
         help="split (default): the worker on the last CPU, the daemon on the others, the emulator at nice "
         "+10; shared: leave placement to the scheduler (see benchmarks/README.md)",
@@ -153,7 +153,6 @@ def _meta(args: argparse.Namespace, argv: Sequence[str], stamp: str) -> dict[str
         else "emulator",
         "daemon_cmd": args.daemon_cmd,
         "cpus": os.cpu_count(),
-        "placement": Placement.choose(args.placement).describe(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
@@ -278,7 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     medians = {name: data["median"] for name, data in scenarios.items()}
     result = {
-        "meta": {**_meta(args, argv, stamp), "total_s": round(time.monotonic() - began, 1)},
+        "meta": {
+            **_meta(args, argv, stamp),
+            "placement": settings.placement.describe(),
+            "total_s": round(time.monotonic() - began, 1),
+        },
         "scenarios": scenarios,
         "targets": report.evaluate(medians),
     }

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ManagedProcess, Placement
+from benchmarks.harness import PLACEMENTS, ManagedProcess, Placement
 from benchmarks.scenarios import ROOT, WorkerHandle
 from benchmarks.worker import LatencyModel
 
@@ -159,7 +159,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--output", type=Path, default=None, help="write the JSON here as well")
     parser.add_argument(
-        "--placement", choices=("split", "shared"), default="split", help="as for python -m benchmarks"
+        "--placement", choices=PLACEMENTS, default="split", help="as for python -m benchmarks"
     )
     parser.add_argument("--client", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -157,6 +157,9 @@ def _child_setup(cpus: Collection[int] | None, nice: int) -> Callable[[], None]:
     return setup
 
 
+PLACEMENTS = ("split", "shared")  # the values of --placement
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Which CPUs the daemon and the worker run on, and how far the SQS stand-in is niced.
