@@ -1,4 +1,4 @@
-"""Client CPU per POST to the worker: aiohttp ``WorkerClient`` vs ``LeanWorkerClient`` (asqsd.http1).
+"""Client CPU per POST to the worker: aiohttp ``WorkerClient`` vs ``LeanWorkerClient`` (asqsd.clients.worker.lean_impl).
 
 The null worker (aiohttp on uvloop, reads the body, answers ``200 ok``) runs in a *separate* process
 (``--serve``), so ``time.process_time()`` read here is the client's CPU alone. Both clients post the
@@ -29,10 +29,12 @@ from typing import Any, Protocol
 import uvloop
 from aiohttp import web
 
-from asqsd.headers import Request, StaticHeaders, build_request
-from asqsd.http1 import LeanWorkerClient, ResponseParser
+from asqsd.clients.http1.parser import ResponseParser
+from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
+from asqsd.clients.worker.base import DeliveryResult, Request
+from asqsd.clients.worker.lean_impl import LeanWorkerClient
+from asqsd.headers import StaticHeaders, build_request
 from asqsd.message import Message, MessageAttribute
-from asqsd.worker import DeliveryResult, WorkerClient, create_session
 
 if not __package__:
     # Run as a file (as the docstring says, and as the child process always is): make the checkout's
@@ -136,7 +138,7 @@ async def run_all(args: argparse.Namespace, base_url: str) -> list[dict[str, Any
 
 def breakdown(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
     """CPU µs of the lean client's pure steps, timed in-process without I/O (best of ``repeats``)."""
-    from asqsd.http1 import _HEAD_CACHE  # the step being timed: the validated-head cache
+    from asqsd.clients.http1.parser import _HEAD_CACHE  # the step being timed: the validated-head cache
 
     client = LeanWorkerClient("http://127.0.0.1:9", 5, 299, 1)
     request = stock_request()
@@ -225,11 +227,11 @@ def main() -> None:
 # py-spy frames -> where the lean client's CPU goes; the first rule matching from the leaf up wins.
 def _write_frame() -> str:
     """The py-spy frame name of the ``transport.write`` line (the send syscall runs under it)."""
-    import asqsd.http1
+    import asqsd.clients.http1.connection
 
-    source = Path(asqsd.http1.__file__).read_text().splitlines()
+    source = Path(asqsd.clients.http1.connection.__file__).read_text().splitlines()
     line = next(i for i, text in enumerate(source, 1) if text.strip() == "transport.write(data)")
-    return f"_Connection.send (asqsd/http1.py:{line})"
+    return f"Connection.send (asqsd/clients/http1/connection.py:{line})"
 
 
 SPY_BUCKETS = (
@@ -239,7 +241,7 @@ SPY_BUCKETS = (
     ("request serialisation (_serialize)", "LeanWorkerClient._serialize"),
     ("request serialisation (_serialize)", "_request_line"),
     ("DeliveryResult construction (frozen dataclass __init__)", "__create_fn__"),
-    ("connection protocol: data_received, send, timer", "_Connection."),
+    ("connection protocol: data_received, send, timer", "Connection."),
     ("client: post / _deliver / _exchange / pool / slots", "LeanWorkerClient."),
     ("benchmark harness (tasks posting in a loop)", "http_client_cost"),
     ("benchmark harness (tasks posting in a loop)", "benchmarks/microbench.py"),  # the posting loop

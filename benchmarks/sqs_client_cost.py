@@ -2,7 +2,7 @@
 
 A canned-response aiohttp stub runs in a *separate* process (``--serve``), so the CPU read here with
 ``time.process_time()`` is the client's alone. Each variant makes the same calls through the
-:class:`~asqsd.sqs.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
+:class:`~asqsd.clients.sqs.base.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
 stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
 
     .venv/bin/python -P benchmarks/sqs_client_cost.py                # table + benchmarks/results/*.json
@@ -38,8 +38,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from aiohttp import web
 
-from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient
-from asqsd.sqs_lean import create_lean_sqs
+from asqsd.clients.sqs.base import DeleteEntry, SQSClient
+from asqsd.clients.sqs.botocore_impl import BotocoreSQS
+from asqsd.clients.sqs.lean_impl import create_lean_sqs
 
 if not __package__:
     # Run as a file (``python -P``, as the docstring says, and as the child process always is): make
@@ -221,9 +222,10 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
     from aiobotocore.credentials import AioRefreshableCredentials
     from botocore.credentials import ReadOnlyCredentials
 
-    from asqsd.sqs import batch_result, parse_message
-    from asqsd.sqs_lean import BotocoreSigV4, CachedKeySigV4, LeanSQS
-    from asqsd.sqs_lean import _decode_binary_attributes as decode_binary  # the step being timed
+    from asqsd.clients.sqs.lean_impl import LeanSQS
+    from asqsd.clients.sqs.sigv4 import BotocoreSigV4, CachedKeySigV4
+    from asqsd.clients.sqs.wire import _decode_binary_attributes as decode_binary  # the step being timed
+    from asqsd.clients.sqs.wire import batch_result, parse_message
 
     def per_call(step: Callable[[], object], count: int = n) -> float:
         start = time.process_time()
@@ -355,12 +357,12 @@ SPY_BUCKETS = (
     ("request bodies (json.dumps / format)", "json/"),
     ("request bodies (json.dumps / format)", "_receive_body"),
     ("lean transport: parse the response (http1.ResponseParser)", "ResponseParser."),
-    # asqsd.http1's connection and pool (shared with the worker client) before the file-wide rule
+    # asqsd.clients.http1's connection and pool (shared with the worker client) before the file-wide rule
     # below: their frames name that file too, and they are transport, not parsing.
-    ("lean transport: connection + pool", "_Connection."),
+    ("lean transport: connection + pool", "Connection."),
     ("lean transport: connection + pool", "KeepAlivePool."),
     ("lean transport: connection + pool", "LeanHTTPTransport."),
-    ("lean transport: parse the response (http1.ResponseParser)", "asqsd/http1.py"),
+    ("lean transport: parse the response (http1.ResponseParser)", "asqsd/clients/http1/parser.py"),
     ("aiohttp: read + parse the response", "data_received"),
     ("aiohttp: read + parse the response", "ClientResponse."),
     ("aiohttp: read + parse the response", "StreamReader."),

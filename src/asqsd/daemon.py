@@ -33,6 +33,13 @@ from typing import Any
 
 from asqsd.batcher import BatchSender
 from asqsd.channel import Channel, GroupedChannel
+from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
+from asqsd.clients.sqs.botocore_impl import BotocoreSQS
+from asqsd.clients.sqs.lean_impl import create_lean_sqs
+from asqsd.clients.sqs.wire import queue_name, region_from_queue_url
+from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
+from asqsd.clients.worker.base import WorkerPoster
+from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings
 from asqsd.cron import CronTask
 from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
@@ -40,7 +47,6 @@ from asqsd.errors import SQSError, StartupError
 from asqsd.headers import StaticHeaders
 from asqsd.health import WorkerHealthcheck, probe_worker
 from asqsd.heartbeat import Heartbeat
-from asqsd.http1 import LeanWorkerClient
 from asqsd.leader import Clock
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
@@ -50,9 +56,6 @@ from asqsd.observability import Observability
 from asqsd.periodic import PeriodicTasks
 from asqsd.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, DeliveryStats, max_receive_count_from
 from asqsd.receiver import ReceivePolicy, Receiver
-from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient, VisibilityEntry, queue_name, region_from_queue_url
-from asqsd.sqs_lean import create_lean_sqs
-from asqsd.worker import WorkerClient, WorkerPoster, create_session
 
 log = get_logger("daemon")
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from asqsd.batcher import BatchSender
 from asqsd.channel import Channel, ChannelClosed
-from asqsd.headers import Request, StaticHeaders, build_request
+from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
+from asqsd.headers import StaticHeaders, build_request
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message, Outcome, VisibilityChange
@@ -21,7 +22,6 @@ from asqsd.metrics import Counters
 from asqsd.prometheus import DeliveryStats
 from asqsd.sns import unwrap_sns
 from asqsd.stocklog import StockLogWriter
-from asqsd.worker import DeliveryResult, WorkerPoster
 
 log = get_logger("dispatcher")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from asqsd.clients.worker.base import Request
 from asqsd.message import Message
 
 TASK_PATH_ATTR = "beanstalk.sqsd.path"
@@ -43,17 +44,6 @@ class StaticHeaders:
             "User-Agent": self.user_agent,
             "Accept-Encoding": "gzip, compressed",
         }
-
-
-@dataclass(slots=True)
-class Request:
-    """What to POST for one message."""
-
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (header or attribute, reason)
-    error: str | None = None  # set when the message cannot be delivered at all
 
 
 def wire_name(name: str) -> str:

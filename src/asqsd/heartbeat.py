@@ -12,12 +12,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from asqsd.clients.sqs.base import SQSClient, VisibilityEntry
 from asqsd.errors import SQSError
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.metrics import Counters
-from asqsd.sqs import SQSClient, VisibilityEntry
 
 log = get_logger("heartbeat")
 MAX_BATCH = 10

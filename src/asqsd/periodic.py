@@ -13,13 +13,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from asqsd.clients.sqs.base import SQSClient
 from asqsd.config import Settings
 from asqsd.cron import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
 from asqsd.errors import ConfigError
 from asqsd.leader import Clock, LeaderElection, RegistryTable
 from asqsd.logs import get_logger
 from asqsd.scheduler import PeriodicScheduler
-from asqsd.sqs import SQSClient
 
 log = get_logger("periodic")
 _GET_CONFIG = "/opt/elasticbeanstalk/bin/get-config"

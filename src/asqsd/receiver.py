@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from asqsd.backoff import Backoff
 from asqsd.channel import Channel, ChannelClosed
+from asqsd.clients.sqs.base import SQSClient
 from asqsd.errors import SQSError
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.metrics import Counters
-from asqsd.sqs import SQSClient
 
 log = get_logger("receiver")
 

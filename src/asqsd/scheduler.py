@@ -41,11 +41,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from asqsd.backoff import Backoff
+from asqsd.clients.sqs.base import SQSClient
+from asqsd.clients.sqs.wire import queue_name
 from asqsd.cron import CronTask, task_message
 from asqsd.errors import SQSError
 from asqsd.leader import Clock, Leadership, RegistryError, RegistryTable, SystemClock, wait_first
 from asqsd.logs import get_logger
-from asqsd.sqs import SQSClient, queue_name
 
 __all__ = ["PeriodicScheduler", "SchedulerCounters", "fifo_ids"]
 

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.health import (
     CachedCheck,
     DaemonView,
@@ -26,7 +27,6 @@ from asqsd.health import (
 )
 from asqsd.metrics import Counters
 from asqsd.prometheus import CONTENT_TYPE, IN_FLIGHT, DeliveryStats, QueueBacklogPoller
-from asqsd.sqs import BotocoreSQS
 from tests.support.polling import wait_until
 from tests.support.servers import free_loopback_port
 

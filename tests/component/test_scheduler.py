@@ -19,12 +19,12 @@ from typing import Any
 import aiobotocore.session
 import pytest
 
+from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.cron import CronTask, parse_cron_yaml
 from asqsd.errors import SQSError
 from asqsd.leader import LeaderElection, RegistryTable, RegistryUnavailableError
 from asqsd.message import MessageAttribute
 from asqsd.scheduler import PeriodicScheduler, fifo_ids
-from asqsd.sqs import BotocoreSQS
 from tests.support.dynamo import AcceleratedClock, ManualClock, dynamodb_client, new_registry
 from tests.support.polling import wait_until
 

@@ -18,8 +18,8 @@ import pytest
 from benchmarks.worker import LatencyModel
 from benchmarks.worker_lean import PreciseTimers, WorkerState, start_lean_server
 
-from asqsd.headers import Request
-from asqsd.http1 import LeanWorkerClient
+from asqsd.clients.worker.base import Request
+from asqsd.clients.worker.lean_impl import LeanWorkerClient
 
 
 async def _serve(latency: str) -> tuple[asyncio.AbstractServer, WorkerState, int]:

@@ -28,18 +28,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
+from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
+from asqsd.clients.sqs.botocore_impl import BotocoreSQS
+from asqsd.clients.sqs.lean_impl import LeanSQS, create_lean_sqs
+from asqsd.clients.sqs.sigv4 import BotocoreSigV4, CachedKeySigV4
+from asqsd.clients.sqs.transport import LeanHTTPTransport, TransportError, request_url
 from asqsd.errors import SQSError
 from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, Message, MessageAttribute
-from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient, VisibilityEntry
-from asqsd.sqs_lean import (
-    BotocoreSigV4,
-    CachedKeySigV4,
-    LeanHTTPTransport,
-    LeanSQS,
-    TransportError,
-    create_lean_sqs,
-    request_url,
-)
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.servers import free_loopback_port
 from tests.support.tls import self_signed_cert

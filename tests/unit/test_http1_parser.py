@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from asqsd.http1 import _HEAD_CACHE, MAX_HEAD_BYTES, ProtocolError, ResponseParser
+from asqsd.clients.http1.parser import _HEAD_CACHE, MAX_HEAD_BYTES, ProtocolError, ResponseParser
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 

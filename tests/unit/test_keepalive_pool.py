@@ -6,15 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from asqsd.http1 import (
-    ExchangeError,
-    Failure,
-    KeepAlivePool,
-    LeanWorkerClient,
-    ProtocolError,
-    _delivery_error,
-)
-from asqsd.sqs_lean import LeanHTTPTransport
+from asqsd.clients.http1.connection import ExchangeError, Failure
+from asqsd.clients.http1.parser import ProtocolError
+from asqsd.clients.http1.pool import KeepAlivePool
+from asqsd.clients.sqs.transport import LeanHTTPTransport
+from asqsd.clients.worker.lean_impl import LeanWorkerClient, _delivery_error
 
 REFUSED = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 443)")
 RESET = ConnectionResetError(104, "Connection reset by peer")

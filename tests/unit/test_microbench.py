@@ -205,14 +205,14 @@ PARSING = "lean transport: parse the response (http1.ResponseParser)"
 
 
 def test_sqs_profiles_put_http1_connection_and_pool_time_on_the_transport() -> None:
-    pool = ("LeanSQS._call (asqsd/sqs_lean.py:500)", "KeepAlivePool._request (asqsd/http1.py:618)")
+    pool = ("LeanSQS._call (asqsd/clients/sqs/lean_impl.py:500)", "KeepAlivePool._request (asqsd/clients/http1/pool.py:618)")
     assert _sqs_bucket(*pool) == TRANSPORT
-    assert _sqs_bucket(*pool, "KeepAlivePool._exchange (asqsd/http1.py:649)") == TRANSPORT
-    assert _sqs_bucket(*pool, "_Connection.send (asqsd/http1.py:477)") == TRANSPORT
-    assert _sqs_bucket("_Connection.data_received (asqsd/http1.py:436)") == TRANSPORT
-    parser = "ResponseParser.feed (asqsd/http1.py:140)"
-    assert _sqs_bucket("_Connection.data_received (asqsd/http1.py:436)", parser) == PARSING
-    assert _sqs_bucket(parser, "_content_length (asqsd/http1.py:340)") == PARSING
+    assert _sqs_bucket(*pool, "KeepAlivePool._exchange (asqsd/clients/http1/pool.py:649)") == TRANSPORT
+    assert _sqs_bucket(*pool, "Connection.send (asqsd/clients/http1/connection.py:477)") == TRANSPORT
+    assert _sqs_bucket("Connection.data_received (asqsd/clients/http1/connection.py:436)") == TRANSPORT
+    parser = "ResponseParser.feed (asqsd/clients/http1/parser.py:140)"
+    assert _sqs_bucket("Connection.data_received (asqsd/clients/http1/connection.py:436)", parser) == PARSING
+    assert _sqs_bucket(parser, "_content_length (asqsd/clients/http1/parser.py:340)") == PARSING
     assert not any("_SQSConnection" in needle for _, needle in SQS_RULES)
 
 
@@ -220,7 +220,7 @@ def test_http_profiles_count_the_send_line_as_the_socket_write() -> None:
     write_frame = http_client_cost._write_frame()
     lines = [
         f"<module> (benchmarks/http_client_cost.py:1);{write_frame} 2",
-        "<module> (benchmarks/http_client_cost.py:1);_Connection.send (asqsd/http1.py:1) 1",
+        "<module> (benchmarks/http_client_cost.py:1);Connection.send (asqsd/clients/http1/connection.py:1) 1",
     ]
     counts = microbench.spy_counts(lines, http_client_cost.SPY_BUCKETS, "-", aliases={write_frame: "<write>"})
     assert counts == {

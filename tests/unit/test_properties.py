@@ -19,11 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings, load_settings
 from asqsd.cron_schedule import CronError, parse_schedule
 from asqsd.errors import ConfigError
 from asqsd.headers import RESERVED_PREFIX, StaticHeaders, build_request, unsafe_value_reason, wire_name
-from asqsd.http1 import LeanWorkerClient
 from asqsd.message import Message, MessageAttribute
 
 FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

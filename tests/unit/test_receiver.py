@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from asqsd.channel import Channel
+from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
 from asqsd.errors import SQSError
 from asqsd.leases import LeaseTable
 from asqsd.message import BatchResult, Message, MessageAttribute
 from asqsd.metrics import Counters
 from asqsd.receiver import ReceivePolicy, Receiver
-from asqsd.sqs import DeleteEntry, VisibilityEntry
 
 
 class ScriptedSQS:

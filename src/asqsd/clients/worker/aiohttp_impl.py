@@ -1,4 +1,4 @@
-"""POST a message to the worker and report what happened (status, or the transport error).
+"""The aiohttp worker client (``http_client: aiohttp``): POST a message, report what happened.
 
 Timeouts follow the stock daemon: ``connect_timeout`` bounds connecting; ``inactivity_timeout``
 is an idle timer (aiohttp's ``sock_read``), reset whenever response bytes arrive, so a slow
@@ -8,60 +8,15 @@ end and discarded chunk by chunk: never buffered.
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import errno
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
-from asqsd.headers import Request
+from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
 
 _STALE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE})
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
-
-
-@dataclass(slots=True, frozen=True)
-class DeliveryResult:
-    """The outcome of one POST: a status, or an error description when no response came."""
-
-    status: int | None
-    error: str | None
-    elapsed_s: float
-    retry_after_s: int | None = None
-    stale_resends: int = 0
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
-    """Retry-After as whole seconds from now (delta-seconds or an HTTP date); None if malformed."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    delta = when.timestamp() - (time.time() if now is None else now)
-    return max(0, int(delta + 0.999))
-
-
-class WorkerPoster(Protocol):
-    """What a dispatcher needs of a worker client (aiohttp :class:`WorkerClient` or the lean one)."""
-
-    @property
-    def base_url(self) -> str:
-        """``scheme://host:port`` of the worker."""
-        ...
-
-    async def post(self, request: Request) -> DeliveryResult:
-        """Deliver one request."""
-        ...
 
 
 class WorkerClient:
@@ -122,7 +77,7 @@ class WorkerClient:
             while await response.content.readany():
                 pass
             retry_after = None
-            if response.status in _RETRY_AFTER_STATUSES:
+            if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return response.status, retry_after
 
@@ -177,17 +132,3 @@ def create_session(connections: int, user_agent: str) -> aiohttp.ClientSession:
         headers={"User-Agent": user_agent},
         raise_for_status=False,
     )
-
-
-async def probe(base_url: str, timeout_s: float = 2.0) -> bool:
-    """Whether the worker port accepts a TCP connection (used for readiness)."""
-    from yarl import URL
-
-    url = URL(base_url)
-    try:
-        async with asyncio.timeout(timeout_s):
-            _reader, writer = await asyncio.open_connection(url.host, url.port)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    return True

@@ -1,4 +1,4 @@
-"""A lean :class:`~asqsd.sqs.SQSClient`: SQS JSON-protocol POSTs over a shared aiohttp session.
+"""The lean SQS client (the default, ``sqs_client: lean``): signed JSON-protocol POSTs, botocore parity.
 
 Stock aiobotocore spends ~540 µs of CPU per SQS call (signing, User-Agent assembly, parameter
 validation, model-driven parsing, event hooks); see ``docs/sqs-client.md`` for the measurements.
@@ -15,14 +15,14 @@ only the mechanical part itself:
   :class:`CachedKeySigV4`, which builds the same canonical request but derives the signing key only
   once per day and secret key. The test suite checks that both produce byte-identical Authorization
   headers to botocore's for the same request and timestamp;
-* responses and errors go through the helpers in :mod:`asqsd.sqs`, so the rest of the daemon sees the
+* responses and errors go through the helpers in :mod:`asqsd.clients.sqs.wire`, so the rest of the daemon sees the
   same :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult` and
-  :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.sqs.BotocoreSQS`.
+  :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.clients.sqs.botocore_impl.BotocoreSQS`.
 
 Two transports carry the signed POSTs (``transport=``):
 
 * ``"lean"`` (:class:`LeanHTTPTransport`, the default of :func:`create_lean_sqs`): the asyncio-Protocol
-  HTTP/1.1 keep-alive pool of :mod:`asqsd.http1` (the worker client's), keeping response bodies. One
+  HTTP/1.1 keep-alive pool of :mod:`asqsd.clients.http1` (the worker client's), keeping response bodies. One
   ``transport.write`` per request, a bounded pool of keep-alive connections, a total deadline per
   call, TLS verified with ``ssl.create_default_context()`` for https endpoints. LeanSQS owns it:
   call :meth:`LeanSQS.aclose` at shutdown.
@@ -36,41 +36,37 @@ settings), and anonymous (unsigned) requests.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import json
-import re
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 from botocore import UNSIGNED
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError
-from botocore.utils import normalize_url_path
 from yarl import URL
 
-from asqsd import __version__
-from asqsd.errors import SQSError
-from asqsd.http1 import ExchangeError, Failure, KeepAlivePool
-from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
-from asqsd.sqs import (
-    DeleteEntry,
-    VisibilityEntry,
+from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
+from asqsd.clients.sqs.sigv4 import (
+    BotocoreSigV4,
+    CachedKeySigV4,
+    FrozenCredentials,
+    RequestSigner,
+)
+from asqsd.clients.sqs.transport import MAX_RESPONSE_BYTES, LeanHTTPTransport, TransportError, request_url
+from asqsd.clients.sqs.wire import (
     attributes_to_wire,
     batch_result,
+    decode_binary_attributes,
     is_retryable,
     normalise_error_code,
     parse_message,
     send_message_params,
 )
+from asqsd.errors import SQSError
+from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
 
 __all__ = [
     "BotocoreSigV4",
@@ -82,10 +78,10 @@ __all__ = [
     "create_lean_sqs",
 ]
 
-_JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
+
 _TARGET_PREFIX = "AmazonSQS."
-_SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
-_USER_AGENT = f"asqsd/{__version__} lean-sqs aiohttp/{aiohttp.__version__}"
+
+
 # The attribute selection BotocoreSQS.receive asks for, pre-serialised: it never changes.
 _RECEIVE_TAIL = (
     ',"MessageSystemAttributeNames":'
@@ -94,175 +90,10 @@ _RECEIVE_TAIL = (
 )
 
 
-class FrozenCredentials(Protocol):
-    """What botocore's ``ReadOnlyCredentials`` offers (a snapshot that cannot change mid-signing)."""
-
-    @property
-    def access_key(self) -> str: ...
-
-    @property
-    def secret_key(self) -> str: ...
-
-    @property
-    def token(self) -> str | None: ...
-
-
 class _CredentialSource(Protocol):
     """aiobotocore's ``AioCredentials`` / ``AioRefreshableCredentials``."""
 
     async def get_frozen_credentials(self) -> FrozenCredentials: ...
-
-
-class RequestSigner(Protocol):
-    """Produces the headers of one signed SQS JSON POST."""
-
-    def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
-        """Every header to send (Host included), signed at the current time."""
-        ...
-
-
-def _trim(value: str) -> str:
-    # SigV4 "Trimall": botocore collapses runs of whitespace in header values before signing.
-    return " ".join(value.split())
-
-
-def request_url(endpoint_url: str) -> str:
-    """The URL botocore POSTs JSON-protocol operations to (requestUri ``/`` joined to the endpoint)."""
-    parts = urlsplit(endpoint_url)
-    # botocore's _urljoin keeps the endpoint's own path (or "/" when there is none) and its query.
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
-
-
-def host_header(url: str) -> str:
-    """The Host value botocore signs: lower-case host, IPv6 bracketed, port only when non-default."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    return host
-
-
-class CachedKeySigV4:
-    """SigV4 for SQS JSON POSTs to one endpoint, with the signing key cached per (secret, date).
-
-    It signs exactly the headers botocore signs for these requests (content-type, host, x-amz-date,
-    x-amz-security-token when there is a session token, x-amz-target, x-amzn-query-mode), and the
-    canonical path/query are computed once because the URL never changes. The expensive parts
-    botocore repeats per call (header-map building, URL parsing, four HMACs for the key) are gone;
-    what remains is two SHA-256 hashes and one HMAC.
-    """
-
-    def __init__(self, url: str, region: str, service: str = "sqs") -> None:
-        parts = urlsplit(url)
-        self._region = region
-        self._service = service
-        self._host = host_header(url)
-        self._scope_tail = f"/{region}/{service}/aws4_request"
-        canonical_path = quote(normalize_url_path(parts.path), safe="/~")
-        # As botocore's _canonical_query_string_url: split on "&", sort the pairs, re-join as sent.
-        pairs = sorted(pair.partition("=")[::2] for pair in parts.query.split("&")) if parts.query else []
-        canonical_query = "&".join(f"{key}={value}" for key, value in pairs)
-        self._prefix = f"POST\n{canonical_path}\n{canonical_query}\ncontent-type:{_JSON_CONTENT_TYPE}\n"
-        self._host_line = f"host:{self._host}\n"
-        # One-entry cache: (secret key, yyyymmdd) -> signing key. Instance state, so signers for
-        # different regions or credentials never share it.
-        self._key_for: tuple[str, str] = ("", "")
-        self._key = b""
-
-    def _signing_key(self, secret_key: str, datestamp: str) -> bytes:
-        if self._key_for != (secret_key, datestamp):
-            key = hmac.digest(f"AWS4{secret_key}".encode(), datestamp.encode(), "sha256")
-            key = hmac.digest(key, self._region.encode(), "sha256")
-            key = hmac.digest(key, self._service.encode(), "sha256")
-            self._key = hmac.digest(key, b"aws4_request", "sha256")
-            self._key_for = (secret_key, datestamp)
-        return self._key
-
-    def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
-        """Headers for one POST of ``body`` to ``AmazonSQS.<target>``, signed now."""
-        return self.sign_at(target, body, credentials, time.strftime(_SIGV4_TIMESTAMP, time.gmtime()))
-
-    def sign_at(
-        self, target: str, body: bytes, credentials: FrozenCredentials, amz_date: str
-    ) -> dict[str, str]:
-        """Headers for one POST signed at ``amz_date`` (``YYYYMMDDTHHMMSSZ``, UTC)."""
-        token = credentials.token
-        if token:
-            token_line = f"x-amz-security-token:{_trim(token)}\n"
-            signed = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target;x-amzn-query-mode"
-        else:
-            token_line = ""
-            signed = "content-type;host;x-amz-date;x-amz-target;x-amzn-query-mode"
-        canonical = (
-            f"{self._prefix}{self._host_line}x-amz-date:{amz_date}\n{token_line}"
-            f"x-amz-target:{_trim(target)}\nx-amzn-query-mode:true\n\n{signed}\n"
-            f"{hashlib.sha256(body).hexdigest()}"
-        )
-        datestamp = amz_date[:8]
-        string_to_sign = (
-            f"AWS4-HMAC-SHA256\n{amz_date}\n{datestamp}{self._scope_tail}\n"
-            f"{hashlib.sha256(canonical.encode()).hexdigest()}"
-        )
-        signature = hmac.new(
-            self._signing_key(credentials.secret_key, datestamp), string_to_sign.encode(), "sha256"
-        ).hexdigest()
-        headers = {
-            "Host": self._host,
-            "Content-Type": _JSON_CONTENT_TYPE,
-            "X-Amz-Target": target,
-            "x-amzn-query-mode": "true",
-            "X-Amz-Date": amz_date,
-            "Authorization": (
-                f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{datestamp}{self._scope_tail}, "
-                f"SignedHeaders={signed}, Signature={signature}"
-            ),
-            "User-Agent": _USER_AGENT,
-        }
-        if token:
-            headers["X-Amz-Security-Token"] = token
-        return headers
-
-
-class BotocoreSigV4:
-    """SigV4 through :class:`botocore.auth.SigV4Auth` itself (the reference; slower per call)."""
-
-    def __init__(self, url: str, region: str, service: str = "sqs") -> None:
-        self._url = url
-        self._region = region
-        self._service = service
-        self._host = host_header(url)
-
-    def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
-        """Headers for one POST of ``body`` to ``AmazonSQS.<target>``, signed now by botocore."""
-        request = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=body,
-            headers={
-                "X-Amz-Target": target,
-                "Content-Type": _JSON_CONTENT_TYPE,
-                "x-amzn-query-mode": "true",
-            },
-        )
-        SigV4Auth(credentials, self._service, self._region).add_auth(request)
-        headers = {str(k): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()}
-        headers["Host"] = self._host
-        headers["User-Agent"] = _USER_AGENT
-        return headers
-
-
-def _decode_binary_attributes(raw_message: dict[str, Any]) -> None:
-    # JSON carries blobs as base64; botocore's parser turns them into bytes before the caller sees
-    # them, so do the same (in place: the dict is ours, freshly decoded) before parse_message.
-    attributes = raw_message.get("MessageAttributes")
-    if not attributes:
-        return
-    for value in attributes.values():
-        binary = value.get("BinaryValue")
-        if isinstance(binary, str):
-            value["BinaryValue"] = base64.b64decode(binary)
 
 
 def _attributes_to_json(attributes: Mapping[str, MessageAttribute]) -> dict[str, dict[str, Any]]:
@@ -278,118 +109,11 @@ def _dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-# --- the lean transport ---------------------------------------------------------------------------
-
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 """Largest SQS response body the lean transport accepts (a full ReceiveMessage is ~2.6 MiB)."""
-
-_QUERY_ERROR_RE = re.compile(rb"\r\nx-amzn-query-error:[ \t]*([^\r\n]*)", re.IGNORECASE)
-
-
-class TransportError(Exception):
-    """A lean-transport exchange failed (connect, disconnect, timeout, protocol, size limit).
-
-    ``name`` plays the role of the aiohttp exception class name in the resulting
-    :class:`SQSError`'s code.
-    """
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-class LeanHTTPTransport(KeepAlivePool):
-    """HTTP/1.1 keep-alive POSTs to one SQS endpoint: an :class:`asqsd.http1.KeepAlivePool`.
-
-    At most ``connections`` connections exist (a ReceiveMessage long poll holds one for up to its
-    ``WaitTimeSeconds``); more concurrent calls wait for a free one, within their deadline. Every
-    :meth:`post` has a *total* deadline covering the wait for a connection, connecting, TLS, sending
-    and reading the whole response. A reused connection the server had closed while idle is retried
-    once at once on a new connection. https endpoints are verified against the system trust store
-    (``ssl.create_default_context()``, or ``ssl_context``) with the endpoint host as SNI/hostname.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        connections: int = 32,
-        max_body_bytes: int = MAX_RESPONSE_BYTES,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"SQS endpoint must be http(s)://host[:port][/path]: {url!r}")
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        super().__init__(
-            host,
-            port,
-            connections,
-            ssl_context=(ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None,
-            idle_timeout_s=None,  # every call has its own total deadline instead
-            connect_timeout_s=None,  # so has connecting
-            max_body_bytes=max_body_bytes,
-        )
-        self._address = f"{host}:{port}"
-        target = parts.path or "/"
-        if parts.query:
-            target = f"{target}?{parts.query}"
-        self._request_line = f"POST {target} HTTP/1.1\r\n"
-
-    def serialize(self, headers: Mapping[str, str], body: bytes) -> bytes:
-        """The request bytes: the signer's headers (Host included), Content-Length, the body."""
-        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        head = f"{self._request_line}{lines}Content-Length: {len(body)}\r\n\r\n"
-        # Signed values come from botocore's config and credentials; still refuse header splitting.
-        expected = len(headers) + 3
-        if head.count("\n") != expected or head.count("\r") != expected:
-            raise ValueError("CR or LF in a request header name or value")
-        return head.encode("utf-8") + body
-
-    async def post(self, data: bytes, timeout_s: float) -> tuple[int, bytes, str | None]:
-        """Send one serialized request; (status, body, x-amzn-query-error) or TransportError."""
-        if self._closing:
-            raise TransportError("ClientConnectionError", "transport is closed")
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        try:
-            parser, _resends = await self._request(data, deadline)
-        except ExchangeError as exc:
-            raise self._transport_error(exc) from None
-        status = parser.status
-        query_error = None
-        if status >= 300:
-            match = _QUERY_ERROR_RE.search(parser.head)
-            if match is not None:
-                query_error = match[1].strip(b" \t").decode("latin-1")
-        return status, bytes(parser.body), query_error
-
-    def _transport_error(self, exc: ExchangeError) -> TransportError:
-        """The failure, named like the aiohttp exception the aiohttp transport would raise."""
-        match exc.kind:
-            case Failure.PROTOCOL:
-                return TransportError("ProtocolError", str(exc.error))
-            case Failure.TIMEOUT:
-                return TransportError("TimeoutError", "request deadline exceeded")
-            case Failure.DISCONNECTED:
-                reason = "Server disconnected" if exc.error is None else f"Connection lost: {exc.error}"
-                message = f"{reason} mid-response" if exc.started else reason
-                return TransportError("ServerDisconnectedError", message)
-            case Failure.CLIENT_CLOSED:
-                return TransportError("ClientConnectionError", "client closed")
-            case Failure.POOL_CLOSED:
-                return TransportError("ClientConnectionError", "transport is closed")
-            case Failure.CONNECT_TIMEOUT:
-                return TransportError("TimeoutError", "connect deadline exceeded")
-            case Failure.CONNECT_FAILED:
-                message = f"Cannot connect to host {self._address}: {exc.error}"
-                return TransportError("ClientConnectorError", message)
-            case Failure.NO_SLOT:
-                return TransportError("TimeoutError", "no free connection before the deadline")
 
 
 class LeanSQS:
-    """:class:`~asqsd.sqs.SQSClient` that POSTs SQS JSON requests over a lean or an aiohttp transport.
+    """:class:`~asqsd.clients.sqs.base.SQSClient` that POSTs SQS JSON requests over a lean or an aiohttp transport.
 
     Safe to share between any number of concurrent tasks on one event loop. With
     ``transport="aiohttp"`` it owns nothing: the aiohttp session and the credential source are
@@ -483,7 +207,7 @@ class LeanSQS:
         messages: list[Message] = []
         for raw in response.get("Messages") or ():
             try:
-                _decode_binary_attributes(raw)
+                decode_binary_attributes(raw)
             except (binascii.Error, ValueError) as exc:
                 raise SQSError("ReceiveMessage", "InvalidResponse", str(exc), retryable=True) from exc
             messages.append(parse_message(raw))

@@ -1,0 +1,1 @@
+"""Worker clients: the request/result types and the lean and aiohttp implementations."""

@@ -1,0 +1,67 @@
+"""What every worker client shares: the request it sends, the result it returns, its interface.
+
+The pipeline builds a :class:`Request` and hands it to a :class:`WorkerPoster`; either
+implementation (``lean_impl`` by default, ``aiohttp_impl`` as the fallback) answers with a
+:class:`DeliveryResult` and never raises for a delivery problem.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(slots=True)
+class Request:
+    """What to POST for one message."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (header or attribute, reason)
+    error: str | None = None  # set when the message cannot be delivered at all
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryResult:
+    """The outcome of one POST: a status, or an error description when no response came."""
+
+    status: int | None
+    error: str | None
+    elapsed_s: float
+    retry_after_s: int | None = None
+    stale_resends: int = 0
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
+    """Retry-After as whole seconds from now (delta-seconds or an HTTP date); None if malformed."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    delta = when.timestamp() - (time.time() if now is None else now)
+    return max(0, int(delta + 0.999))
+
+
+class WorkerPoster(Protocol):
+    """What a dispatcher needs of a worker client (aiohttp :class:`WorkerClient` or the lean one)."""
+
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port`` of the worker."""
+        ...
+
+    async def post(self, request: Request) -> DeliveryResult:
+        """Deliver one request."""
+        ...
