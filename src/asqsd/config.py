@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from asqsd import __version__
+from asqsd.addresses import is_loopback_host
 from asqsd.errors import ConfigError
 
 ENV_PREFIX = "ASQSD_"
@@ -264,15 +265,11 @@ class Settings(BaseSettings):
     @classmethod
     def _check_healthcheck(cls, value: str | None) -> str | None:
         if value is not None:
-            from asqsd.health import WorkerHealthcheck
-
             WorkerHealthcheck.parse(value)  # raises ValueError with the reason
         return value
 
     @model_validator(mode="after")
     def _check_health_host(self) -> Settings:
-        from asqsd.health import is_loopback_host
-
         if self.health_server and not self.health_allow_remote and not is_loopback_host(self.health_host):
             raise ValueError(
                 f"health_host {self.health_host!r} is not loopback; set health_allow_remote to allow"
@@ -485,3 +482,27 @@ def describe_settings(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
             value = ",".join(str(v) for v in sorted(value))
         rows.append((name, str(mask(name, value)), loaded.sources.get(name, "default")))
     return rows
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerHealthcheck:
+    """The stock ``healthcheck`` key: ``TCP:<port>`` or ``HTTP:<port><path>`` (200 = healthy)."""
+
+    kind: str  # "tcp" or "http"
+    port: int
+    path: str = "/"
+
+    @classmethod
+    def parse(cls, spec: str) -> WorkerHealthcheck:
+        """Parse ``TCP:80`` / ``HTTP:80/health``; raises ValueError on anything else."""
+        kind, sep, rest = spec.strip().partition(":")
+        kind = kind.lower()
+        if not sep or kind not in ("tcp", "http"):
+            raise ValueError(f"healthcheck {spec!r}: expected TCP:<port> or HTTP:<port>/<path>")
+        digits = rest.split("/", 1)[0]
+        path = rest[len(digits) :] or "/"
+        if not digits.isdigit() or not 1 <= int(digits) <= 65535:
+            raise ValueError(f"healthcheck {spec!r}: bad port")
+        if kind == "tcp" and path != "/":
+            raise ValueError(f"healthcheck {spec!r}: TCP checks take no path")
+        return cls(kind, int(digits), path)

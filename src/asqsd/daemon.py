@@ -40,21 +40,22 @@ from asqsd.clients.sqs.wire import queue_name, region_from_queue_url
 from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import WorkerPoster
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
-from asqsd.config import Settings
+from asqsd.config import Settings, WorkerHealthcheck
 from asqsd.cron import CronTask
 from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.errors import SQSError, StartupError
 from asqsd.headers import StaticHeaders
-from asqsd.health import WorkerHealthcheck, probe_worker
 from asqsd.heartbeat import Heartbeat
 from asqsd.leader import Clock
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult, Message, VisibilityChange
-from asqsd.metrics import Counters
-from asqsd.observability import Observability
+from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import DeliveryStats, max_receive_count_from
+from asqsd.observe.observers import Observers
+from asqsd.observe.probes import probe_worker
+from asqsd.observe.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
 from asqsd.periodic import PeriodicTasks
-from asqsd.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, DeliveryStats, max_receive_count_from
 from asqsd.receiver import ReceivePolicy, Receiver
 
 log = get_logger("daemon")
@@ -103,7 +104,7 @@ class Daemon:
         self._sqs: SQSClient | None = None
         self._heartbeat: Heartbeat | None = None
         self.delivery = DeliveryStats()
-        self.observability = Observability(settings)
+        self.observability = Observers(settings)
         self._cloudwatch: Any = None
         self._region: str | None = None
         self.periodic = (
@@ -421,7 +422,7 @@ class Daemon:
         if given_up:
             log.warning("flush-incomplete", entries=given_up, detail="left to SQS for redelivery")
 
-    # --- health view (asqsd.health.DaemonView) ----------------------------------------------
+    # --- health view (asqsd.observe.health.DaemonView) ----------------------------------------------
     def gauges(self) -> dict[str, float]:
         """In-flight, buffered and held messages, plus the queue backlog when it is polled."""
         values: dict[str, float] = {

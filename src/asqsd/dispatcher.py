@@ -18,10 +18,10 @@ from asqsd.headers import StaticHeaders, build_request
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message, Outcome, VisibilityChange
-from asqsd.metrics import Counters
-from asqsd.prometheus import DeliveryStats
+from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.stocklog import StockLogWriter
 from asqsd.sns import unwrap_sns
-from asqsd.stocklog import StockLogWriter
 
 log = get_logger("dispatcher")
 

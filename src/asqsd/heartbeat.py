@@ -17,7 +17,7 @@ from asqsd.errors import SQSError
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message
-from asqsd.metrics import Counters
+from asqsd.observe.counters import Counters
 
 log = get_logger("heartbeat")
 MAX_BATCH = 10

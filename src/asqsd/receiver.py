@@ -19,7 +19,7 @@ from asqsd.errors import SQSError
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message
-from asqsd.metrics import Counters
+from asqsd.observe.counters import Counters
 
 log = get_logger("receiver")
 

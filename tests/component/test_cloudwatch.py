@@ -15,7 +15,7 @@ import aiobotocore.session
 import pytest
 from aiobotocore.config import AioConfig
 
-from asqsd.cloudwatch import (
+from asqsd.observe.cloudwatch import (
     CAUSE_SQS,
     CAUSE_WORKER,
     DIMENSION_NAME,
@@ -24,8 +24,8 @@ from asqsd.cloudwatch import (
     HealthMetricPublisher,
     fault_document,
 )
-from asqsd.health import HealthSource
-from asqsd.metrics import Counters
+from asqsd.observe.counters import Counters
+from asqsd.observe.health import HealthSource
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.servers import free_loopback_port
 

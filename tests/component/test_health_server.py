@@ -14,19 +14,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from asqsd.addresses import is_loopback_host
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
-from asqsd.health import (
-    CachedCheck,
-    DaemonView,
-    HealthServer,
-    WorkerHealthcheck,
-    http_check,
-    is_loopback_host,
-    probe_worker,
-    tcp_check,
-)
-from asqsd.metrics import Counters
-from asqsd.prometheus import CONTENT_TYPE, IN_FLIGHT, DeliveryStats, QueueBacklogPoller
+from asqsd.config import WorkerHealthcheck
+from asqsd.observe.backlog import QueueBacklogPoller
+from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.health import CachedCheck, DaemonView, HealthServer
+from asqsd.observe.probes import http_check, probe_worker, tcp_check
+from asqsd.observe.prometheus import CONTENT_TYPE, IN_FLIGHT
 from tests.support.polling import wait_until
 from tests.support.servers import free_loopback_port
 

@@ -205,7 +205,10 @@ PARSING = "lean transport: parse the response (http1.ResponseParser)"
 
 
 def test_sqs_profiles_put_http1_connection_and_pool_time_on_the_transport() -> None:
-    pool = ("LeanSQS._call (asqsd/clients/sqs/lean_impl.py:500)", "KeepAlivePool._request (asqsd/clients/http1/pool.py:618)")
+    pool = (
+        "LeanSQS._call (asqsd/clients/sqs/lean_impl.py:500)",
+        "KeepAlivePool._request (asqsd/clients/http1/pool.py:618)",
+    )
     assert _sqs_bucket(*pool) == TRANSPORT
     assert _sqs_bucket(*pool, "KeepAlivePool._exchange (asqsd/clients/http1/pool.py:649)") == TRANSPORT
     assert _sqs_bucket(*pool, "Connection.send (asqsd/clients/http1/connection.py:477)") == TRANSPORT

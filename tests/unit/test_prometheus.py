@@ -12,24 +12,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asqsd.errors import SQSError
-from asqsd.metrics import Counters
-from asqsd.prometheus import (
-    BACKLOG_ATTRIBUTES,
-    CHANNEL_DEPTH,
+from asqsd.observe.backlog import BACKLOG_ATTRIBUTES, QueueBacklogPoller
+from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import (
     DEFAULT_LATENCY_BUCKETS,
+    DeliveryStats,
+    LatencyHistogram,
+    max_receive_count_from,
+)
+from asqsd.observe.prometheus import (
+    CHANNEL_DEPTH,
     HELD_MESSAGES,
     IN_FLIGHT,
     QUEUE_DELAYED,
     QUEUE_IN_FLIGHT,
     QUEUE_VISIBLE,
-    DeliveryStats,
-    LatencyHistogram,
-    QueueBacklogPoller,
     escape_help,
     escape_label_value,
     format_labels,
     format_value,
-    max_receive_count_from,
     render_metrics,
 )
 from tests.support.polling import wait_until

@@ -10,7 +10,7 @@ from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
 from asqsd.errors import SQSError
 from asqsd.leases import LeaseTable
 from asqsd.message import BatchResult, Message, MessageAttribute
-from asqsd.metrics import Counters
+from asqsd.observe.counters import Counters
 from asqsd.receiver import ReceivePolicy, Receiver
 
 

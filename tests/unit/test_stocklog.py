@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asqsd.stocklog import (
+from asqsd.observe.stocklog import (
     StockLogWriter,
     expired_msg,
     format_line,

@@ -1,4 +1,4 @@
-"""Optional observers around the daemon: health/metrics server, backlog poller, CloudWatch Health
+"""The optional observers of one daemon: health/metrics server, backlog poller, CloudWatch Health
 metric, stock log file. Each is off unless its setting asks for it; none is on the hot path
 except the stock log's one line per failure (and per POST when enabled).
 """
@@ -10,13 +10,13 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from asqsd.cloudwatch import HealthMetricPublisher
 from asqsd.config import Settings
 from asqsd.errors import StartupError
-from asqsd.health import HealthServer
 from asqsd.logs import get_logger
-from asqsd.prometheus import QueueBacklogPoller
-from asqsd.stocklog import StockLogWriter
+from asqsd.observe.backlog import QueueBacklogPoller
+from asqsd.observe.cloudwatch import HealthMetricPublisher
+from asqsd.observe.health import HealthServer
+from asqsd.observe.stocklog import StockLogWriter
 
 if TYPE_CHECKING:
     from asqsd.daemon import Daemon
@@ -25,7 +25,7 @@ log = get_logger("observability")
 _STOP_WAIT_S = 5.0
 
 
-class Observability:
+class Observers:
     """Owns the optional observers of one daemon and their lifecycles."""
 
     def __init__(self, settings: Settings) -> None:

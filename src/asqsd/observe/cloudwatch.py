@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asqsd.health import HealthSource, completed_receives, successful_receives
 from asqsd.logs import get_logger
+from asqsd.observe.health import HealthSource, completed_receives, successful_receives
 
 log = get_logger("cloudwatch")
 

@@ -7,7 +7,7 @@
   SQS counts as reachable when a ReceiveMessage succeeded recently (free: no extra call);
   otherwise the daemon's cheap check runs. Check results are cached for a few seconds so a
   tight probe loop cannot turn into load on SQS or the worker.
-* ``GET /metrics``: the Prometheus text format (:mod:`asqsd.prometheus`).
+* ``GET /metrics``: the Prometheus text format (:mod:`asqsd.observe.prometheus`).
 
 The server only reads the daemon through :class:`DaemonView` (see docs/observability.md for
 what each member must return). It binds to loopback unless explicitly allowed otherwise: the
@@ -17,26 +17,29 @@ endpoints are unauthenticated and reveal queue activity.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 
+from asqsd.addresses import is_loopback_host
 from asqsd.logs import get_logger
-from asqsd.metrics import Counters
-from asqsd.prometheus import CONTENT_TYPE, DeliveryStats, render_metrics
+from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.prometheus import CONTENT_TYPE, render_metrics
 
 log = get_logger("health")
 
+
 DEFAULT_PORT = 9325
+
+
 RECEIVE_OPERATION = "ReceiveMessage"
+
+
 _NO_CACHE = {"Cache-Control": "no-store"}
 
 
@@ -81,7 +84,7 @@ class DaemonView(HealthSource, Protocol):
         ...
 
     def gauges(self) -> Mapping[str, float]:
-        """Current gauges under the keys of :mod:`asqsd.prometheus` (``in_flight`` ...)."""
+        """Current gauges under the keys of :mod:`asqsd.observe.prometheus` (``in_flight`` ...)."""
         ...
 
 
@@ -93,89 +96,6 @@ def successful_receives(counters: Counters) -> int:
 def completed_receives(counters: Counters) -> int:
     """ReceiveMessage calls that finished, successfully or not (outstanding polls excluded)."""
     return counters.sqs_calls.get(RECEIVE_OPERATION, 0)
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost could resolve anywhere
-
-
-# --- worker probes -------------------------------------------------------------------------------
-@dataclass(slots=True, frozen=True)
-class WorkerHealthcheck:
-    """The stock ``healthcheck`` key: ``TCP:<port>`` or ``HTTP:<port><path>`` (200 = healthy)."""
-
-    kind: str  # "tcp" or "http"
-    port: int
-    path: str = "/"
-
-    @classmethod
-    def parse(cls, spec: str) -> WorkerHealthcheck:
-        """Parse ``TCP:80`` / ``HTTP:80/health``; raises ValueError on anything else."""
-        kind, sep, rest = spec.strip().partition(":")
-        kind = kind.lower()
-        if not sep or kind not in ("tcp", "http"):
-            raise ValueError(f"healthcheck {spec!r}: expected TCP:<port> or HTTP:<port>/<path>")
-        digits = rest.split("/", 1)[0]
-        path = rest[len(digits) :] or "/"
-        if not digits.isdigit() or not 1 <= int(digits) <= 65535:
-            raise ValueError(f"healthcheck {spec!r}: bad port")
-        if kind == "tcp" and path != "/":
-            raise ValueError(f"healthcheck {spec!r}: TCP checks take no path")
-        return cls(kind, int(digits), path)
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-async def tcp_check(url: str, timeout_s: float = 2.0) -> bool:
-    """True if a TCP connection to the URL's host and port opens within ``timeout_s``."""
-    host, port = _host_port(url)
-    try:
-        async with asyncio.timeout(timeout_s):
-            _reader, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):  # a reset on close still proves the port accepted us
-        await writer.wait_closed()
-    return True
-
-
-async def http_check(url: str, timeout_s: float = 2.0) -> bool:
-    """True if ``GET url`` answers 200 within ``timeout_s`` (stock ``HTTP:`` health checks)."""
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, allow_redirects=False) as response,
-        ):
-            return response.status == 200
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
-
-
-async def probe_worker(
-    worker_url: str, healthcheck: WorkerHealthcheck | None, timeout_s: float = 2.0
-) -> bool:
-    """Probe the worker host of ``worker_url`` as ``healthcheck`` says (default: TCP on its port)."""
-    host, port = _host_port(worker_url)
-    if healthcheck is not None:
-        port = healthcheck.port
-    scheme = urlsplit(worker_url).scheme or "http"
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if healthcheck is not None and healthcheck.kind == "http":
-        return await http_check(f"{scheme}://{netloc}{healthcheck.path}", timeout_s)
-    return await tcp_check(f"{scheme}://{netloc}", timeout_s)
 
 
 # --- cached checks -------------------------------------------------------------------------------
