@@ -19,10 +19,10 @@ from typing import Any
 from asqsd import __version__
 from asqsd._compat import run as run_loop
 from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
-from asqsd.cron import CronTask
 from asqsd.errors import ConfigError, StartupError
 from asqsd.logs import configure_logging, get_logger
-from asqsd.periodic import load_tasks
+from asqsd.periodic.cron_yaml import CronTask
+from asqsd.periodic.runner import load_tasks
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

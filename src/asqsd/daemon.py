@@ -41,12 +41,10 @@ from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import WorkerPoster
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings, WorkerHealthcheck
-from asqsd.cron import CronTask
 from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.errors import SQSError, StartupError
 from asqsd.headers import StaticHeaders
 from asqsd.heartbeat import Heartbeat
-from asqsd.leader import Clock
 from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult, Message, VisibilityChange
@@ -55,7 +53,9 @@ from asqsd.observe.delivery import DeliveryStats, max_receive_count_from
 from asqsd.observe.observers import Observers
 from asqsd.observe.probes import probe_worker
 from asqsd.observe.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
-from asqsd.periodic import PeriodicTasks
+from asqsd.periodic.clock import Clock
+from asqsd.periodic.cron_yaml import CronTask
+from asqsd.periodic.runner import PeriodicTasks
 from asqsd.receiver import ReceivePolicy, Receiver
 
 log = get_logger("daemon")

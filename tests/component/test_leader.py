@@ -14,13 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from asqsd.errors import StartupError
-from asqsd.leader import (
-    LEADER_RECORD_ID,
-    LeaderElection,
-    RegistryError,
-    RegistryTable,
-    RegistryUnavailableError,
-)
+from asqsd.periodic.leader import LEADER_RECORD_ID, LeaderElection
+from asqsd.periodic.registry import RegistryError, RegistryTable, RegistryUnavailableError
 from tests.support.dynamo import ManualClock, dynamodb_client, new_registry, unique_table_name
 from tests.support.polling import wait_until
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from asqsd.cron import parse_cron_yaml
 from asqsd.daemon import Daemon
+from asqsd.periodic.cron_yaml import parse_cron_yaml
 from tests.component.conftest import SettingsFactory
 from tests.support.dynamo import AcceleratedClock, dynamodb_client, new_registry
 from tests.support.polling import wait_until

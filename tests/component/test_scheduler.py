@@ -20,11 +20,12 @@ import aiobotocore.session
 import pytest
 
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
-from asqsd.cron import CronTask, parse_cron_yaml
 from asqsd.errors import SQSError
-from asqsd.leader import LeaderElection, RegistryTable, RegistryUnavailableError
 from asqsd.message import MessageAttribute
-from asqsd.scheduler import PeriodicScheduler, fifo_ids
+from asqsd.periodic.cron_yaml import CronTask, parse_cron_yaml
+from asqsd.periodic.leader import LeaderElection
+from asqsd.periodic.registry import RegistryTable, RegistryUnavailableError
+from asqsd.periodic.scheduler import PeriodicScheduler, fifo_ids
 from tests.support.dynamo import AcceleratedClock, ManualClock, dynamodb_client, new_registry
 from tests.support.polling import wait_until
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiobotocore.session
 from aiobotocore.config import AioConfig
 
-from asqsd.leader import RegistryTable
+from asqsd.periodic.registry import RegistryTable
 
 
 @contextlib.asynccontextmanager

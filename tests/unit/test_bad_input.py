@@ -19,9 +19,9 @@ import annotated_types
 import pytest
 
 from asqsd.config import ENV_PREFIX, Settings, load_settings
-from asqsd.cron import load_cron_file
-from asqsd.cron_schedule import CronError
 from asqsd.errors import ConfigError
+from asqsd.periodic.cron_yaml import load_cron_file
+from asqsd.periodic.schedule import CronError
 
 FIELDS = list(Settings.model_fields)
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from asqsd.cron import (
+from asqsd.errors import ConfigError
+from asqsd.message import MessageAttribute
+from asqsd.periodic.cron_yaml import (
     DEFAULT_SEARCH_DIRS,
     MAX_CRON_FILE_BYTES,
     TASK_MESSAGE_BODY,
@@ -22,8 +24,6 @@ from asqsd.cron import (
     scheduled_at_header,
     task_message,
 )
-from asqsd.errors import ConfigError
-from asqsd.message import MessageAttribute
 
 DOCS_EXAMPLE = """\
 version: 1

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asqsd.cron import CronError, CronTask, parse_cron_yaml
-from asqsd.cron_schedule import Schedule, parse_schedule
+from asqsd.periodic.cron_yaml import CronError, CronTask, parse_cron_yaml
+from asqsd.periodic.schedule import Schedule, parse_schedule
 
 PROPERTY_SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from asqsd.cron_schedule import CronError, Schedule, parse_schedule
+from asqsd.periodic.schedule import CronError, Schedule, parse_schedule
 
 
 def utc(text: str) -> datetime:

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings, load_settings
-from asqsd.cron_schedule import CronError, parse_schedule
 from asqsd.errors import ConfigError
 from asqsd.headers import RESERVED_PREFIX, StaticHeaders, build_request, unsafe_value_reason, wire_name
 from asqsd.message import Message, MessageAttribute
+from asqsd.periodic.schedule import CronError, parse_schedule
 
 FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 STATIC = StaticHeaders("application/json", "aws-sqsd/9.9", "my-queue", "/work")

@@ -15,11 +15,13 @@ from typing import Any
 
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.config import Settings
-from asqsd.cron import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
 from asqsd.errors import ConfigError
-from asqsd.leader import Clock, LeaderElection, RegistryTable
 from asqsd.logs import get_logger
-from asqsd.scheduler import PeriodicScheduler
+from asqsd.periodic.clock import Clock
+from asqsd.periodic.cron_yaml import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
+from asqsd.periodic.leader import LeaderElection
+from asqsd.periodic.registry import RegistryTable
+from asqsd.periodic.scheduler import PeriodicScheduler
 
 log = get_logger("periodic")
 _GET_CONFIG = "/opt/elasticbeanstalk/bin/get-config"

@@ -28,275 +28,32 @@ import asyncio
 import os
 import random
 import socket
-import time
 import uuid
-from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Protocol
 
 from asqsd.backoff import Backoff
-from asqsd.errors import AsqsdError, StartupError
 from asqsd.logs import get_logger
-
-__all__ = [
-    "LEADER_RECORD_ID",
-    "RELEASED_TIMESTAMP",
-    "Clock",
-    "LeaderElection",
-    "Leadership",
-    "RegistryError",
-    "RegistryTable",
-    "RegistryUnavailableError",
-    "SystemClock",
-    "default_identity",
-    "wait_first",
-]
+from asqsd.periodic.clock import Clock, SystemClock, wait_first
+from asqsd.periodic.registry import RegistryError, RegistryTable
 
 LEADER_RECORD_ID = "leader-election-record"
+
+
 RELEASED_TIMESTAMP = -1
+
+
 # What a freshly created leader record names as its holder (stock writes 0): nobody.
 _NOBODY = "0"
 
-# DynamoDB error codes worth retrying after a pause; anything 5xx, 429 or transport-level too.
-_RETRYABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "TransactionConflictException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-_TABLE_READY_TIMEOUT_S = 60.0
 
 log = get_logger("leader")
-
-
-class Clock(Protocol):
-    """Wall-clock time and sleeping on it; injectable so tests can run minutes in seconds.
-
-    The lease and the schedule are wall-clock facts shared between hosts (epoch seconds in
-    DynamoDB), so this is ``time.time()``, not the monotonic clock.
-    """
-
-    def time(self) -> float:
-        """Now, in epoch seconds."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Return once ``seconds`` of this clock have passed."""
-        ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def time(self) -> float:
-        """``time.time()``."""
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep``."""
-        await asyncio.sleep(max(0.0, seconds))
-
-
-async def wait_first(*awaitables: Awaitable[object]) -> None:
-    """Wait until the first of ``awaitables`` finishes (e.g. a sleep, or an event being set).
-
-    The others are cancelled and awaited, so nothing is left running; callers then look at the
-    state they care about rather than at which awaitable won.
-    """
-    waiters = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
-    try:
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-    for waiter in done:
-        waiter.result()  # a failure of the one that finished is the caller's to see
 
 
 def default_identity() -> str:
     """``<hostname>.<pid>.<random>``: unique per process, readable in the table and the logs."""
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-
-
-# --- the registry table ----------------------------------------------------------------------
-
-
-class RegistryError(AsqsdError):
-    """A registry-table call failed. ``retryable`` tells whether trying again later may help."""
-
-    def __init__(self, operation: str, table: str, code: str, message: str, *, retryable: bool) -> None:
-        super().__init__(f"DynamoDB {operation} on table {table!r} failed: {code}: {message}")
-        self.operation = operation
-        self.code = code
-        self.retryable = retryable
-
-
-class RegistryUnavailableError(RegistryError, StartupError):
-    """The registry table cannot be used at all (missing, access denied, bad credentials...).
-
-    Retrying will not help, so the election and the scheduler raise it instead of spinning.
-    """
-
-
-def _is_retryable(code: str, http_status: int) -> bool:
-    return http_status >= 500 or http_status == 429 or code in _RETRYABLE_CODES
-
-
-def _encode(value: object) -> dict[str, str]:
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, bool):
-        raise TypeError("booleans are not stored in the registry")
-    if isinstance(value, int | Decimal):
-        return {"N": str(value)}
-    if isinstance(value, float):
-        return {"N": f"{value:.6f}"}  # microseconds are plenty for a lease
-    raise TypeError(f"cannot store {type(value).__name__} in the registry")
-
-
-def _decode(attribute: Mapping[str, Any]) -> object:
-    if "S" in attribute:
-        return str(attribute["S"])
-    if "N" in attribute:
-        # Decimal keeps the stored digits exactly: a value read and written back in a condition
-        # must compare equal even when another writer used more digits than a float holds.
-        return Decimal(str(attribute["N"]))
-    return dict(attribute)
-
-
-class RegistryTable:
-    """The DynamoDB registry table, on an aiobotocore DynamoDB client created elsewhere.
-
-    Items are plain dicts: strings stay strings, numbers come back as :class:`~decimal.Decimal`.
-    Errors become :class:`RegistryError` (retryable) or :class:`RegistryUnavailableError`.
-    """
-
-    def __init__(self, client: Any, table_name: str) -> None:
-        if not table_name:
-            raise ValueError("the registry table needs a name (registry_table)")
-        self._client = client
-        self.name = table_name
-
-    async def get(self, item_id: str) -> dict[str, object] | None:
-        """Strongly consistent GetItem; None when the item does not exist."""
-        response = await self._call("get_item", Key={"id": {"S": item_id}}, ConsistentRead=True)
-        item = (response or {}).get("Item")
-        return None if item is None else {str(k): _decode(v) for k, v in item.items()}
-
-    async def put_if_absent(self, item_id: str, values: Mapping[str, object]) -> bool:
-        """PutItem only if no item has this id; False if one already existed."""
-        item = {"id": {"S": item_id}, **{k: _encode(v) for k, v in values.items()}}
-        response = await self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(id)")
-        return response is not None
-
-    async def update(
-        self,
-        item_id: str,
-        expression: str,
-        values: Mapping[str, object],
-        *,
-        condition: str | None = None,
-        return_old: bool = False,
-    ) -> dict[str, object] | None:
-        """UpdateItem; None if ``condition`` did not hold, else the old attributes (when
-        ``return_old``) or an empty dict."""
-        kwargs: dict[str, Any] = {
-            "Key": {"id": {"S": item_id}},
-            "UpdateExpression": expression,
-            "ReturnValues": "UPDATED_OLD" if return_old else "NONE",
-        }
-        if values:
-            kwargs["ExpressionAttributeValues"] = {k: _encode(v) for k, v in values.items()}
-        if condition is not None:
-            kwargs["ConditionExpression"] = condition
-        response = await self._call("update_item", **kwargs)
-        if response is None:
-            return None
-        return {str(k): _decode(v) for k, v in (response.get("Attributes") or {}).items()}
-
-    async def create_if_missing(self) -> bool:
-        """Create the table (key ``id`` string, on-demand) unless it exists; True if created.
-
-        Only for tests and ``asqsd local``: on Elastic Beanstalk the table belongs to the
-        environment's CloudFormation stack, and the instance role may not create tables.
-        """
-        try:
-            await self._call(
-                "create_table",
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except RegistryError as exc:
-            if exc.code == "ResourceInUseException":
-                return False
-            raise
-        await self._wait_active()
-        log.info("registry-table-created", table=self.name)
-        return True
-
-    async def _wait_active(self) -> None:
-        deadline = time.monotonic() + _TABLE_READY_TIMEOUT_S
-        while True:
-            response = await self._call("describe_table")
-            if (response or {}).get("Table", {}).get("TableStatus") == "ACTIVE":
-                return
-            if time.monotonic() > deadline:
-                raise RegistryUnavailableError(
-                    "DescribeTable", self.name, "NotActive", "table did not become ACTIVE", retryable=False
-                )
-            await asyncio.sleep(0.5)
-
-    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
-        """``client.<method>(TableName=..., **kwargs)``; None when its condition did not hold.
-
-        Everything else that goes wrong becomes a :class:`RegistryError`.
-        """
-        operation = "".join(part.capitalize() for part in method.split("_"))
-        try:
-            response: dict[str, Any] = await getattr(self._client, method)(TableName=self.name, **kwargs)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "Unknown")).rsplit("#", 1)[-1]
-            if code == _CONDITION_FAILED:
-                return None
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            message = str(error.get("Message", ""))
-            if _is_retryable(code, status):
-                raise RegistryError(operation, self.name, code, message, retryable=True) from exc
-            raise RegistryUnavailableError(
-                operation, self.name, code, f"{message} {_hint(code)}".strip(), retryable=False
-            ) from exc
-        except (BotoCoreError, OSError) as exc:
-            # Endpoint down, connection reset, read timeout, credentials not there yet (an
-            # instance profile can be briefly unavailable at boot): all worth another try.
-            raise RegistryError(operation, self.name, type(exc).__name__, str(exc), retryable=True) from exc
-        return response
-
-
-def _hint(code: str) -> str:
-    if code == "ResourceNotFoundException":
-        return "(check registry_table: it must name an existing table in this region)"
-    if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"):
-        return "(the instance role needs dynamodb:GetItem, PutItem and UpdateItem on the registry table)"
-    return ""
-
-
-# --- the election ----------------------------------------------------------------------------
 
 
 class Leadership(Protocol):
@@ -393,11 +150,6 @@ class LeaderElection:
     def is_leader(self) -> bool:
         """True while this instance holds the lease with more than ``expiry_margin_s`` left."""
         return self._expiry is not None and self._clock.time() < self._expiry - self._margin_s
-
-    @property
-    def lease_expiry(self) -> float | None:
-        """The expiry (epoch seconds) of the lease held, or None."""
-        return self._expiry
 
     @property
     def term(self) -> int:

@@ -1,7 +1,7 @@
 """Periodic tasks: reading ``cron.yaml``, finding it, and the SQS message for one run.
 
 Pure logic only -- no SQS or DynamoDB here. The schedule dialect lives in
-:mod:`asqsd.cron_schedule`; this module re-exports what callers need from it.
+:mod:`asqsd.periodic.schedule`; this module re-exports what callers need from it.
 
 ``cron.yaml`` rules (contract §4.1), with the choices made where the stock daemon is silent:
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from asqsd.cron_schedule import CronError, Schedule, parse_schedule, quoted
 from asqsd.message import MessageAttribute
+from asqsd.periodic.schedule import CronError, Schedule, parse_schedule, quoted
 
 __all__ = [
     "ATTR_PATH",

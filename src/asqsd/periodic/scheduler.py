@@ -43,10 +43,12 @@ from decimal import Decimal
 from asqsd.backoff import Backoff
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.wire import queue_name
-from asqsd.cron import CronTask, task_message
 from asqsd.errors import SQSError
-from asqsd.leader import Clock, Leadership, RegistryError, RegistryTable, SystemClock, wait_first
 from asqsd.logs import get_logger
+from asqsd.periodic.clock import Clock, SystemClock, wait_first
+from asqsd.periodic.cron_yaml import CronTask, task_message
+from asqsd.periodic.leader import Leadership
+from asqsd.periodic.registry import RegistryError, RegistryTable
 
 __all__ = ["PeriodicScheduler", "SchedulerCounters", "fifo_ids"]
 

@@ -1,0 +1,1 @@
+"""Periodic tasks: cron.yaml, leader election on DynamoDB, and exactly-once enqueueing."""
