@@ -33,8 +33,8 @@ from asqsd.clients.http1.parser import ResponseParser
 from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import DeliveryResult, Request
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
-from asqsd.headers import StaticHeaders, build_request
 from asqsd.message import Message, MessageAttribute
+from asqsd.pipeline.request import StaticHeaders, build_request
 
 if not __package__:
     # Run as a file (as the docstring says, and as the child process always is): make the checkout's

@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from asqsd.batcher import BatchSender
-from asqsd.channel import Channel, GroupedChannel
 from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
@@ -41,11 +39,7 @@ from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import WorkerPoster
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings, WorkerHealthcheck
-from asqsd.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.errors import SQSError, StartupError
-from asqsd.headers import StaticHeaders
-from asqsd.heartbeat import Heartbeat
-from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult, Message, VisibilityChange
 from asqsd.observe.counters import Counters
@@ -56,7 +50,13 @@ from asqsd.observe.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import CronTask
 from asqsd.periodic.runner import PeriodicTasks
-from asqsd.receiver import ReceivePolicy, Receiver
+from asqsd.pipeline.batcher import BatchSender
+from asqsd.pipeline.channel import Channel, GroupedChannel
+from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
+from asqsd.pipeline.heartbeat import Heartbeat
+from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.receiver import ReceivePolicy, Receiver
+from asqsd.pipeline.request import StaticHeaders
 
 log = get_logger("daemon")
 

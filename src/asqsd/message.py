@@ -13,6 +13,13 @@ SYSTEM_ATTRIBUTE_NAMES: tuple[str, ...] = (
     "SenderId",
 )
 
+# Message attributes of periodic tasks (stock names); attributes with this prefix are never
+# forwarded to the worker as X-Aws-Sqsd-Attr-* headers.
+TASK_PATH_ATTR = "beanstalk.sqsd.path"
+TASK_NAME_ATTR = "beanstalk.sqsd.task_name"
+TASK_TIME_ATTR = "beanstalk.sqsd.scheduled_time"
+RESERVED_PREFIX = "beanstalk.sqsd."
+
 
 @dataclass(slots=True, frozen=True)
 class MessageAttribute:

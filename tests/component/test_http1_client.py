@@ -30,8 +30,8 @@ from aiohttp import web
 from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import Request
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
-from asqsd.headers import StaticHeaders, build_request
 from asqsd.message import Message, MessageAttribute
+from asqsd.pipeline.request import StaticHeaders, build_request
 from tests.component import test_delivery, test_outcomes
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker

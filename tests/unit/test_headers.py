@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asqsd.headers import (
+from asqsd.message import Message, MessageAttribute
+from asqsd.pipeline.request import (
     StaticHeaders,
     build_request,
     iso_from_epoch_ms,
@@ -13,7 +14,6 @@ from asqsd.headers import (
     unsafe_value_reason,
     wire_name,
 )
-from asqsd.message import Message, MessageAttribute
 
 STATIC = StaticHeaders("application/json", "aws-sqsd/9.9", "my-queue", "/work")
 

@@ -8,14 +8,14 @@ import random
 import pytest
 
 from asqsd.backoff import Backoff
-from asqsd.batcher import BatchSender
-from asqsd.channel import Channel, ChannelClosed, GroupedChannel
 from asqsd.clients.worker.base import DeliveryResult, parse_retry_after
-from asqsd.dispatcher import DeliveryPolicy, decide, is_expired
 from asqsd.errors import SQSError
-from asqsd.heartbeat import timing
-from asqsd.leases import LeaseTable
 from asqsd.message import BatchFailure, BatchResult, Message, Outcome
+from asqsd.pipeline.batcher import BatchSender
+from asqsd.pipeline.channel import Channel, ChannelClosed, GroupedChannel
+from asqsd.pipeline.dispatcher import DeliveryPolicy, decide, is_expired
+from asqsd.pipeline.heartbeat import timing
+from asqsd.pipeline.leases import LeaseTable
 
 
 def msg(n: int, leased_until: float = 0.0, first_ms: str | None = None) -> Message:

@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) for the three parsers of untrusted input:
 
-* header building (:func:`asqsd.headers.build_request`), then the lean client's request
+* header building (:func:`asqsd.pipeline.request.build_request`), then the lean client's request
   serialisation: never raises, emits only wire-safe headers, accounts for every attribute;
 * config parsing (:func:`asqsd.config.load_settings`) with arbitrary YAML-ish values, given
   directly and through a YAML file: ConfigError or success, nothing else;
@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings, load_settings
 from asqsd.errors import ConfigError
-from asqsd.headers import RESERVED_PREFIX, StaticHeaders, build_request, unsafe_value_reason, wire_name
-from asqsd.message import Message, MessageAttribute
+from asqsd.message import RESERVED_PREFIX, Message, MessageAttribute
 from asqsd.periodic.schedule import CronError, parse_schedule
+from asqsd.pipeline.request import StaticHeaders, build_request, unsafe_value_reason, wire_name
 
 FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 STATIC = StaticHeaders("application/json", "aws-sqsd/9.9", "my-queue", "/work")

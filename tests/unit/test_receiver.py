@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from asqsd.channel import Channel
 from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
 from asqsd.errors import SQSError
-from asqsd.leases import LeaseTable
 from asqsd.message import BatchResult, Message, MessageAttribute
 from asqsd.observe.counters import Counters
-from asqsd.receiver import ReceivePolicy, Receiver
+from asqsd.pipeline.channel import Channel
+from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.receiver import ReceivePolicy, Receiver
 
 
 class ScriptedSQS:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asqsd.sns import unwrap_sns
+from asqsd.pipeline.request import unwrap_sns
 
 
 def envelope(**overrides: Any) -> dict[str, Any]:

@@ -29,13 +29,10 @@ from pathlib import Path
 
 import yaml
 
-from asqsd.message import MessageAttribute
+from asqsd.message import TASK_NAME_ATTR, TASK_PATH_ATTR, TASK_TIME_ATTR, MessageAttribute
 from asqsd.periodic.schedule import CronError, Schedule, parse_schedule, quoted
 
 __all__ = [
-    "ATTR_PATH",
-    "ATTR_SCHEDULED_TIME",
-    "ATTR_TASK_NAME",
     "CRON_FILE_NAME",
     "DEFAULT_SEARCH_DIRS",
     "MAX_CRON_FILE_BYTES",
@@ -59,9 +56,6 @@ DEFAULT_SEARCH_DIRS: tuple[Path, ...] = (Path("/var/lib/tomcat7/webapps/ROOT"), 
 MAX_CRON_FILE_BYTES = 1024 * 1024
 
 TASK_MESSAGE_BODY = "elasticbeanstalk scheduled job"
-ATTR_PATH = "beanstalk.sqsd.path"
-ATTR_TASK_NAME = "beanstalk.sqsd.task_name"
-ATTR_SCHEDULED_TIME = "beanstalk.sqsd.scheduled_time"
 
 _URL_CHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
 _URL = re.compile(rf"/{_URL_CHAR}*(?:\?(?:{_URL_CHAR}|\?)*)?")
@@ -166,9 +160,9 @@ def task_message(task: CronTask, scheduled_at: datetime) -> tuple[str, dict[str,
     t = scheduled_at.astimezone(UTC)
     stamp = f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d} UTC"
     attributes = {
-        ATTR_PATH: MessageAttribute("String", task.url),
-        ATTR_TASK_NAME: MessageAttribute("String", task.name),
-        ATTR_SCHEDULED_TIME: MessageAttribute("String", stamp),
+        TASK_PATH_ATTR: MessageAttribute("String", task.url),
+        TASK_NAME_ATTR: MessageAttribute("String", task.name),
+        TASK_TIME_ATTR: MessageAttribute("String", stamp),
     }
     return TASK_MESSAGE_BODY, attributes
 

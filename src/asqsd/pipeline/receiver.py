@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from asqsd.backoff import Backoff
-from asqsd.channel import Channel, ChannelClosed
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.errors import SQSError
-from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.observe.counters import Counters
+from asqsd.pipeline.channel import Channel, ChannelClosed
+from asqsd.pipeline.leases import LeaseTable
 
 log = get_logger("receiver")
 

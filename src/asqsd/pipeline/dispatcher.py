@@ -11,17 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from asqsd.batcher import BatchSender
-from asqsd.channel import Channel, ChannelClosed
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
-from asqsd.headers import StaticHeaders, build_request
-from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message, Outcome, VisibilityChange
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.stocklog import StockLogWriter
-from asqsd.sns import unwrap_sns
+from asqsd.pipeline.batcher import BatchSender
+from asqsd.pipeline.channel import Channel, ChannelClosed
+from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 
 log = get_logger("dispatcher")
 

@@ -1,23 +1,22 @@
-"""Build the stock daemon's request headers for a message (contract §1.3).
+"""Build the worker request for a message: the stock headers (contract §1.3) and the body.
 
 Pure functions: the dispatcher calls :func:`build_request` once per message and gets the path,
-the body bytes, the headers and the list of headers it had to skip (to log).
+the body bytes, the headers and the list of headers it had to skip (to log). With ``unwrap_sns``
+the body of an SNS notification envelope is unwrapped first (:func:`unwrap_sns`, contract §6:
+the stock daemon had the option, ``via_sns``, but never exposed it).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import time
 from dataclasses import dataclass
 
 from asqsd.clients.worker.base import Request
-from asqsd.message import Message
+from asqsd.message import RESERVED_PREFIX, TASK_NAME_ATTR, TASK_PATH_ATTR, TASK_TIME_ATTR, Message
 
-TASK_PATH_ATTR = "beanstalk.sqsd.path"
-TASK_NAME_ATTR = "beanstalk.sqsd.task_name"
-TASK_TIME_ATTR = "beanstalk.sqsd.scheduled_time"
-RESERVED_PREFIX = "beanstalk.sqsd."
 # RFC 9110 token characters: what a header name may contain.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # One regex search (C speed) decides whether a value is wire-safe; the per-character loop in
@@ -168,3 +167,35 @@ def _add_attributes(request: Request, message: Message) -> None:
             request.skipped.append((attr_name, f"duplicate header {header}"))
             continue
         _add(request, header, attr.string_value)
+
+
+# --- SNS envelopes (contract §6) ----------------------------------------------------------------
+_REQUIRED_STRINGS = ("Message", "TopicArn", "MessageId")
+
+
+def unwrap_sns(body: str) -> str | None:
+    """The published message if ``body`` is an SNS notification envelope, else None.
+
+    Anything that is not exactly that shape (other SNS types such as ``SubscriptionConfirmation``,
+    JSON that is not an object, non-string fields, invalid or absurdly nested JSON) yields None
+    so the caller delivers the body unchanged. Never raises.
+    """
+    # Cheap pre-filter: most bodies are not JSON objects, and json.loads is the costly part.
+    if not isinstance(body, str) or not body.lstrip().startswith("{"):
+        return None
+    try:
+        envelope = json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and over-long integer literals; RecursionError a
+        # body of thousands of nested brackets.
+        return None
+    if not isinstance(envelope, dict) or envelope.get("Type") != "Notification":
+        return None
+    if not all(isinstance(envelope.get(key), str) for key in _REQUIRED_STRINGS):
+        return None
+    message: str = envelope["Message"]
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate (JSON "\ud800"): not deliverable as bytes; keep the envelope
+    return message

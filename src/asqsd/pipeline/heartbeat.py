@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 from asqsd.clients.sqs.base import SQSClient, VisibilityEntry
 from asqsd.errors import SQSError
-from asqsd.leases import LeaseTable
 from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.observe.counters import Counters
+from asqsd.pipeline.leases import LeaseTable
 
 log = get_logger("heartbeat")
 MAX_BATCH = 10
