@@ -2,6 +2,6 @@
 
 import sys
 
-from asqsd.cli import main
+from asqsd.cli.main import main
 
 sys.exit(main())

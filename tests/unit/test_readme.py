@@ -29,8 +29,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_config_reference_is_generated_from_the_model() -> None:
-    """The README's configuration table is exactly what `python -m asqsd.reference` prints."""
-    from asqsd.reference import BEGIN, END, readme_block
+    """The README's configuration table is exactly what `python -m asqsd.cli.reference` prints."""
+    from asqsd.cli.reference import BEGIN, END, readme_block
 
     text = (ROOT / "README.md").read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)

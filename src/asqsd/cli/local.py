@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from asqsd.cli.demo import DemoWorker, run_demo
 from asqsd.config import Settings
-from asqsd.demo import DemoWorker, run_demo
 from asqsd.emulator import Emulator
 from asqsd.logs import get_logger
 
@@ -100,7 +100,7 @@ def local_settings(base: Mapping[str, Any], queue_url: str, endpoint: str, demo_
 
 async def run_local(base: Mapping[str, Any], options: LocalOptions, out: TextIO = sys.stdout) -> int:
     """Emulator + daemon (+ demo worker) until a signal, or until the demo has shown everything."""
-    from asqsd.cli import serve
+    from asqsd.cli.serve import serve
 
     log = get_logger("local")
     async with Emulator(host="127.0.0.1", port=options.port) as emulator:
