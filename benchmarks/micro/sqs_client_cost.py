@@ -5,12 +5,12 @@ A canned-response aiohttp stub runs in a *separate* process (``--serve``), so th
 :class:`~asqsd.sqs.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
 stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
 
-    .venv/bin/python -P benchmarks/sqs_client_cost.py                # table + benchmarks/results/*.json
-    .venv/bin/python -P benchmarks/sqs_client_cost.py --profile      # cProfile of LeanSQS only
+    .venv/bin/python -m benchmarks.micro.sqs_client_cost                # table + benchmarks/results/*.json
+    .venv/bin/python -m benchmarks.micro.sqs_client_cost --profile      # cProfile of LeanSQS only
     .venv/bin/py-spy record -r 500 --gil -f raw -o /tmp/lean.txt -- \
-        .venv/bin/python -P benchmarks/sqs_client_cost.py --variants lean --calls 20000 --rounds 1 \
+        .venv/bin/python -m benchmarks.micro.sqs_client_cost --variants lean --calls 20000 --rounds 1 \
         --no-breakdown --output /tmp/lean.json
-    .venv/bin/python -P benchmarks/sqs_client_cost.py --spy-summary /tmp/lean.txt
+    .venv/bin/python -m benchmarks.micro.sqs_client_cost --spy-summary /tmp/lean.txt
 
 Nothing leaves 127.0.0.1; the credentials are dummies set for this process only.
 """
@@ -40,15 +40,9 @@ from aiohttp import web
 
 from asqsd.sqs import BotocoreSQS, DeleteEntry, SQSClient
 from asqsd.sqs_lean import create_lean_sqs
+from benchmarks.micro import microbench
 
-if not __package__:
-    # Run as a file (``python -P``, as the docstring says, and as the child process always is): make
-    # the checkout's ``benchmarks`` package importable, as ``python -m`` from the checkout would.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import microbench
-
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # benchmarks/results/
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bench"
 # "lean" is LeanSQS's default (its own asyncio-Protocol transport); "lean-aiohttp" and
 # "lean-botocore-signer" send through an aiohttp session (transport="aiohttp").
@@ -297,7 +291,7 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = microbench.base_parser(__doc__)
+    parser = microbench.base_parser(__doc__, prog="python -m benchmarks.micro.sqs_client_cost")
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per variant and op")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent tasks issuing calls")
@@ -325,7 +319,7 @@ def main() -> None:
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
         os.environ.pop(var, None)
 
-    with microbench.server_process(__file__, "stub server") as endpoint:
+    with microbench.server_process("benchmarks.micro.sqs_client_cost", "stub server") as endpoint:
         if args.profile:
             profile(args, endpoint)
             return

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from benchmarks.worker import LatencyModel
-from benchmarks.worker_lean import PreciseTimers, WorkerState, start_lean_server
+from benchmarks.workers.lean import PreciseTimers, WorkerState, start_lean_server
+from benchmarks.workers.server import LatencyModel
 
 from asqsd.headers import Request
 from asqsd.http1 import LeanWorkerClient
