@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks.harness import PLACEMENTS, ManagedProcess, Placement
 from benchmarks.scenarios import ROOT, WorkerHandle
-from benchmarks.worker import LatencyModel
+from benchmarks.workers.server import LatencyModel
 
 _REQUEST = (
     b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

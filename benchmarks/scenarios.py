@@ -36,7 +36,7 @@ from benchmarks.harness import (
     read_proc,
     wait_for_quiet_machine,
 )
-from benchmarks.worker import LatencyModel
+from benchmarks.workers.server import LatencyModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -231,7 +231,7 @@ class WorkerHandle:
     ) -> WorkerHandle:
         ready = log_dir / "worker.ready"
         ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "benchmarks.worker", "--port", "0", "--latency", latency]
+        argv = [sys.executable, "-m", "benchmarks.workers.server", "--port", "0", "--latency", latency]
         argv += ["--ready-file", str(ready)]
         process = ManagedProcess("worker", argv, log_dir, env=env, cwd=ROOT, cpus=cpus)
         try:

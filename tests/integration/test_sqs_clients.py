@@ -659,7 +659,7 @@ async def test_lean_request_matches_what_aiobotocore_sends(
         assert ours[name] == headers[name]
     assert ours.get("X-Amz-Security-Token") == headers.get("X-Amz-Security-Token") == token
     # And LeanSQS's own receive body says the same thing as botocore's.
-    lean_body = json.loads(lean._receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60))
+    lean_body = json.loads(lean.receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60))
     assert lean_body == json.loads(body)
 
 

@@ -115,7 +115,7 @@ def test_serialised_request_has_exactly_the_built_headers(message: Message) -> N
     if request.error is not None:
         return
     client = LeanWorkerClient("http://127.0.0.1:8080", 1, 1, 1)
-    raw = client._serialize(request)
+    raw = client.serialize(request)
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert body == request.body

@@ -200,7 +200,7 @@ class LeanSQS:
         self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int
     ) -> list[Message]:
         """ReceiveMessage: long poll, stock system attributes, all message attributes."""
-        body = self._receive_body(
+        body = self.receive_body(
             max_messages=max_messages, wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s
         )
         response = await self._call("ReceiveMessage", body, wait_time_s + self._receive_slack_s)
@@ -213,7 +213,7 @@ class LeanSQS:
             messages.append(parse_message(raw))
         return messages
 
-    def _receive_body(self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int) -> bytes:
+    def receive_body(self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int) -> bytes:
         # Formatted rather than json.dumps'd: the hot path, and only three integers ever change.
         return (
             f'{{"QueueUrl":{self._queue_url_json},"MaxNumberOfMessages":{int(max_messages)},'

@@ -67,7 +67,7 @@ class LeanWorkerClient(KeepAlivePool):
         if self._closing:
             raise RuntimeError("LeanWorkerClient is closed")
         started = time.monotonic()
-        data = self._serialize(request)
+        data = self.serialize(request)
         try:
             parser, resends = await self._request(data, None)
         except ExchangeError as exc:
@@ -90,7 +90,7 @@ class LeanWorkerClient(KeepAlivePool):
         await self.close()
 
     # --- request bytes --------------------------------------------------------------------------
-    def _serialize(self, request: Request) -> bytes:
+    def serialize(self, request: Request) -> bytes:
         headers = request.headers
         body = request.body
         lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if headers else ""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from benchmarks.scenarios import catalogue
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from benchmarks.worker_lean import BadRequest, PreciseTimers, _NeedMore, parse_request
+from benchmarks.workers.lean import BadRequest, NeedMore, PreciseTimers, parse_request
 
 
 def _request(body: bytes = b"{}", *, extra: bytes = b"") -> bytes:
@@ -36,7 +36,7 @@ def test_a_content_length_request_is_parsed_and_its_length_used() -> None:
 @pytest.mark.parametrize("cut", [5, 30, -3])
 def test_an_incomplete_request_asks_for_more(cut: int) -> None:
     data = _request(b'{"a":1}')
-    with pytest.raises(_NeedMore):
+    with pytest.raises(NeedMore):
         parse_request(bytearray(data[:cut]))
 
 
@@ -46,7 +46,7 @@ def test_a_chunked_body_is_reassembled() -> None:
     request, used = parse_request(bytearray(head + body + b"rest"))
     assert request.body == b"abcde"
     assert used == len(head + body)
-    with pytest.raises(_NeedMore):
+    with pytest.raises(NeedMore):
         parse_request(bytearray(head + body[:-2]))
 
 

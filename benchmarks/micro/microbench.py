@@ -1,6 +1,6 @@
-"""What the client micro-benchmarks share (``http_client_cost.py`` and ``sqs_client_cost.py``).
+"""What the client micro-benchmarks share (``http_client_cost`` and ``sqs_client_cost``).
 
-Each runs a canned-answer aiohttp server as a child process (``python -P SCRIPT --serve PORT``), so the
+Each runs a canned-answer aiohttp server as a child process (``python -m MODULE --serve PORT``), so the
 ``time.process_time()`` read in the parent is the client's CPU alone; drives a client from concurrent
 tasks, round after round; writes its summary as JSON; and buckets ``py-spy record -f raw`` profiles of
 itself.  This module holds those parts; the scripts keep their servers, clients and tables.
@@ -28,6 +28,7 @@ from tests.support.servers import free_loopback_port, wait_http
 
 from benchmarks.harness import ManagedProcess
 
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: benchmarks/micro/microbench.py
 # Options that say how to run, not what was measured: left out of the result's "settings".
 NOT_SETTINGS = frozenset({"serve", "output", "spy_summary", "no_breakdown", "profile"})
 # (bucket, needle): a py-spy frame containing ``needle`` belongs to ``bucket``.
@@ -37,9 +38,11 @@ SpyRules = Sequence[tuple[str, str]]
 # --- command line ---------------------------------------------------------------------------------
 
 
-def base_parser(doc: str | None) -> argparse.ArgumentParser:
+def base_parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
     """The script's docstring as help, and the hidden ``--serve PORT`` its child process is run with."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     return parser
 
@@ -68,17 +71,17 @@ def run_side_mode(
 
 
 @contextmanager
-def server_process(script: str, what: str, limit_s: float = 15.0) -> Iterator[str]:
-    """Run ``python -P SCRIPT --serve PORT``; yields its base URL once ``/ping`` answers, stops it by PID.
+def server_process(module: str, what: str, limit_s: float = 15.0) -> Iterator[str]:
+    """Run ``python -m MODULE --serve PORT``; yields its base URL once ``/ping`` answers, stops it by PID.
 
+    The child runs in the checkout, so ``benchmarks`` imports there as it does for ``python -m`` here.
     Its output goes to a temporary directory: it is shown only if the server does not start.
     """
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="asqsd-microbench-") as logs:
-        # -P: the script's own folder (benchmarks/) must not shadow top-level modules in the child.
-        argv = [sys.executable, "-P", script, "--serve", str(port)]
-        proc = ManagedProcess("server", argv, Path(logs))
+        argv = [sys.executable, "-m", module, "--serve", str(port)]
+        proc = ManagedProcess("server", argv, Path(logs), cwd=ROOT)
         try:
             if not wait_http(f"{url}/ping", proc.proc, limit_s):
                 raise RuntimeError(f"{what} did not start\n{proc.tail()}")

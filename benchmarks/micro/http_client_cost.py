@@ -6,11 +6,11 @@ same stock request (a ~210-byte JSON body and the headers ``build_request`` make
 the four system attributes and two custom attributes) from 50 concurrent tasks over 50 keep-alive
 connections, on uvloop, as the daemon does at saturation.
 
-    .venv/bin/python benchmarks/http_client_cost.py            # table + benchmarks/results/*.json
+    .venv/bin/python -m benchmarks.micro.http_client_cost    # table + benchmarks/results/*.json
     .venv/bin/py-spy record -r 500 --gil -f raw -o /tmp/http.txt -- \\
-        .venv/bin/python benchmarks/http_client_cost.py --variants lean --requests 40000 --rounds 1 \\
+        .venv/bin/python -m benchmarks.micro.http_client_cost --variants lean --requests 40000 --rounds 1 \\
         --no-breakdown --output /tmp/http.json
-    .venv/bin/python benchmarks/http_client_cost.py --spy-summary /tmp/http.txt
+    .venv/bin/python -m benchmarks.micro.http_client_cost --spy-summary /tmp/http.txt
 
 Nothing leaves 127.0.0.1.
 """
@@ -35,15 +35,9 @@ from asqsd.clients.worker.base import DeliveryResult, Request
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.message import Message, MessageAttribute
 from asqsd.pipeline.request import StaticHeaders, build_request
+from benchmarks.micro import microbench
 
-if not __package__:
-    # Run as a file (as the docstring says, and as the child process always is): make the checkout's
-    # ``benchmarks`` package importable, as ``python -m`` from the checkout would.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import microbench
-
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # benchmarks/results/
 VARIANTS = ("aiohttp", "lean")
 USER_AGENT = "aws-sqsd/3.0.4"
 
@@ -138,7 +132,7 @@ async def run_all(args: argparse.Namespace, base_url: str) -> list[dict[str, Any
 
 def breakdown(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
     """CPU µs of the lean client's pure steps, timed in-process without I/O (best of ``repeats``)."""
-    from asqsd.clients.http1.parser import _HEAD_CACHE  # the step being timed: the validated-head cache
+    from asqsd.clients.http1.parser import clear_head_cache  # the step being timed: the head cache
 
     client = LeanWorkerClient("http://127.0.0.1:9", 5, 299, 1)
     request = stock_request()
@@ -154,11 +148,11 @@ def breakdown(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
         parser.feed(response)
 
     def parse_uncached() -> None:
-        _HEAD_CACHE.clear()
+        clear_head_cache()
         parse()
 
     steps = {
-        "serialise the request (one bytes buffer)": lambda: client._serialize(request),
+        "serialise the request (one bytes buffer)": lambda: client.serialize(request),
         "parse a 200 response, head seen before (the usual case)": parse,
         "parse a 200 response, new head (full validation)": parse_uncached,
     }
@@ -189,7 +183,7 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = microbench.base_parser(__doc__)
+    parser = microbench.base_parser(__doc__, prog="python -m benchmarks.micro.http_client_cost")
     parser.add_argument("--requests", type=int, default=20_000, help="measured POSTs per variant and round")
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent tasks = pool connections")
@@ -206,14 +200,14 @@ def main() -> None:
     args = parse_args()
     if microbench.run_side_mode(args, serve, spy_summary):
         return
-    with microbench.server_process(__file__, "null worker") as base_url:
+    with microbench.server_process("benchmarks.micro.http_client_cost", "null worker") as base_url:
         summary = uvloop.run(run_all(args, base_url))
     steps = {} if args.no_breakdown else breakdown()
     print(table(summary))
     print("\n| LeanWorkerClient step (in-process, no I/O) | µs per POST |\n|---|---:|")
     for step, us in steps.items():
         print(f"| {step} | {us:.2f} |")
-    request_bytes = len(LeanWorkerClient("http://127.0.0.1:80", 5, 299, 1)._serialize(stock_request()))
+    request_bytes = len(LeanWorkerClient("http://127.0.0.1:80", 5, 299, 1).serialize(stock_request()))
     microbench.write_result(
         args.output,
         args,
@@ -225,7 +219,7 @@ def main() -> None:
 
 
 # py-spy frames -> where the lean client's CPU goes; the first rule matching from the leaf up wins.
-def _write_frame() -> str:
+def write_frame() -> str:
     """The py-spy frame name of the ``transport.write`` line (the send syscall runs under it)."""
     import asqsd.clients.http1.connection
 
@@ -238,13 +232,13 @@ SPY_BUCKETS = (
     ("socket send: transport.write, incl. the send syscall", "<write>"),
     ("response parsing (ResponseParser)", "ResponseParser."),
     ("response parsing (ResponseParser)", "_content_length"),
-    ("request serialisation (_serialize)", "LeanWorkerClient._serialize"),
-    ("request serialisation (_serialize)", "_request_line"),
+    ("request serialisation (serialize)", "LeanWorkerClient.serialize"),
+    ("request serialisation (serialize)", "_request_line"),
     ("DeliveryResult construction (frozen dataclass __init__)", "__create_fn__"),
     ("connection protocol: data_received, send, timer", "Connection."),
     ("client: post / _deliver / _exchange / pool / slots", "LeanWorkerClient."),
     ("benchmark harness (tasks posting in a loop)", "http_client_cost"),
-    ("benchmark harness (tasks posting in a loop)", "benchmarks/microbench.py"),  # the posting loop
+    ("benchmark harness (tasks posting in a loop)", "benchmarks/micro/microbench.py"),  # the posting loop
 )
 
 
@@ -258,7 +252,7 @@ def spy_summary(path: Path) -> None:
         SPY_BUCKETS,
         "event loop: uvloop run_forever, task steps, future callbacks",
         skip_startup=True,
-        aliases={_write_frame(): "<write>"},
+        aliases={write_frame(): "<write>"},
     )
     print(
         microbench.spy_table("Where the lean client's CPU goes ({total} samples, start-up excluded)", counts)

@@ -1,8 +1,8 @@
 """The benchmark worker: an HTTP server (+uvloop) that answers every POST with 200.
 
-    python -m benchmarks.worker --port 0 --latency fixed:20ms --ready-file /tmp/worker.json
+    python -m benchmarks.workers.server --port 0 --latency fixed:20ms --ready-file /tmp/worker.json
 
-``--server lean`` (the default, :mod:`benchmarks.worker_lean`) is a raw asyncio HTTP/1.1 protocol
+``--server lean`` (the default, :mod:`benchmarks.workers.lean`) is a raw asyncio HTTP/1.1 protocol
 whose job timers fire within microseconds of the deadline; ``--server aiohttp`` is the aiohttp app
 below, kept for comparison (its ``asyncio.sleep`` overshoots 20 ms jobs by 0.4-0.7 ms).
 
@@ -334,7 +334,7 @@ async def serve(args: argparse.Namespace) -> None:
         finally:
             await runner.cleanup()
         return
-    from benchmarks.worker_lean import start_lean_server  # imports this module: import late
+    from benchmarks.workers.lean import start_lean_server  # imports this module: import late
 
     server, state = await start_lean_server(model, args.seed, sock)
     _write_ready(
@@ -349,7 +349,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.workers.server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument(

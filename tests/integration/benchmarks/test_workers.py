@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from benchmarks.worker import LatencyModel
-from benchmarks.worker_lean import PreciseTimers, WorkerState, start_lean_server
+from benchmarks.workers.lean import PreciseTimers, WorkerState, start_lean_server
+from benchmarks.workers.server import LatencyModel
 
 from asqsd.clients.worker.base import Request
 from asqsd.clients.worker.lean_impl import LeanWorkerClient

@@ -1,16 +1,17 @@
-"""The client micro-benchmarks' shared parts (benchmarks/microbench.py) and their py-spy bucket rules."""
+"""The client micro-benchmarks' shared parts (benchmarks/micro/microbench.py) and their py-spy rules."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import urllib.request
 from pathlib import Path
 
 import pytest
-from benchmarks import http_client_cost, microbench, sqs_client_cost
+from benchmarks.micro import http_client_cost, microbench, sqs_client_cost
 
 # --- command line ---------------------------------------------------------------------------------
 
@@ -42,15 +43,20 @@ def test_side_modes_run_alone_and_say_so() -> None:
 # --- the server in a child process ----------------------------------------------------------------
 
 
-def _script(tmp_path: Path, body: str) -> str:
-    path = tmp_path / "server.py"
-    path.write_text(textwrap.dedent(body))
-    return str(path)
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> str:
+    """A module ``python -m`` finds in the child (which runs in the checkout): its name."""
+    (tmp_path / "microbench_test_server.py").write_text(textwrap.dedent(body))
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    return "microbench_test_server"
 
 
-def test_the_server_process_is_ready_when_yielded_and_gone_after(tmp_path: Path) -> None:
-    script = _script(
+def test_the_server_process_is_ready_when_yielded_and_gone_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _module(
         tmp_path,
+        monkeypatch,
         """
         import sys
         from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -69,7 +75,7 @@ def test_the_server_process_is_ready_when_yielded_and_gone_after(tmp_path: Path)
         """,
     )
     with (
-        microbench.server_process(script, "ping server") as url,
+        microbench.server_process(module, "ping server") as url,
         urllib.request.urlopen(f"{url}/ping", timeout=5) as response,
     ):
         assert response.read() == b"ok"
@@ -77,11 +83,13 @@ def test_the_server_process_is_ready_when_yielded_and_gone_after(tmp_path: Path)
         urllib.request.urlopen(f"{url}/ping", timeout=1)
 
 
-def test_a_server_that_dies_is_reported_with_its_output(tmp_path: Path) -> None:
-    script = _script(tmp_path, 'import sys\nsys.exit("no port for you")\n')
+def test_a_server_that_dies_is_reported_with_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _module(tmp_path, monkeypatch, 'import sys\nsys.exit("no port for you")\n')
     with (
         pytest.raises(RuntimeError, match="stub server did not start") as failure,
-        microbench.server_process(script, "stub server"),
+        microbench.server_process(module, "stub server"),
     ):
         pytest.fail("yielded a server that never started")
     assert "no port for you" in str(failure.value)
@@ -196,7 +204,8 @@ def test_spy_table_is_largest_first_with_the_total_in_the_heading() -> None:
 
 
 def _sqs_bucket(*frames: str) -> str:
-    return microbench.spy_bucket(["<module> (benchmarks/sqs_client_cost.py:1)", *frames], SQS_RULES, "-")
+    module = "<module> (benchmarks/micro/sqs_client_cost.py:1)"
+    return microbench.spy_bucket([module, *frames], SQS_RULES, "-")
 
 
 SQS_RULES = sqs_client_cost.SPY_BUCKETS
@@ -220,10 +229,10 @@ def test_sqs_profiles_put_http1_connection_and_pool_time_on_the_transport() -> N
 
 
 def test_http_profiles_count_the_send_line_as_the_socket_write() -> None:
-    write_frame = http_client_cost._write_frame()
+    write_frame = http_client_cost.write_frame()
     lines = [
-        f"<module> (benchmarks/http_client_cost.py:1);{write_frame} 2",
-        "<module> (benchmarks/http_client_cost.py:1);Connection.send (asqsd/clients/http1/connection.py:1) 1",
+        f"<module> (benchmarks/micro/http_client_cost.py:1);{write_frame} 2",
+        "<module> (benchmarks/micro/http_client_cost.py:1);Connection.send (asqsd/clients/http1/connection.py:1) 1",
     ]
     counts = microbench.spy_counts(lines, http_client_cost.SPY_BUCKETS, "-", aliases={write_frame: "<write>"})
     assert counts == {

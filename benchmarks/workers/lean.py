@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from benchmarks.worker import MSGID_HEADER, DeliveryStats, LatencyModel, Sampler
+from benchmarks.workers.server import MSGID_HEADER, DeliveryStats, LatencyModel, Sampler
 
 _MSGID = MSGID_HEADER.lower().encode()
 _MAX_HEAD = 64 * 1024
@@ -183,7 +183,7 @@ class _Request:
         self.close = close
 
 
-class _NeedMore(Exception):
+class NeedMore(Exception):
     """The buffer does not hold a whole request yet."""
 
 
@@ -194,14 +194,14 @@ class BadRequest(Exception):
 def parse_request(buffer: bytearray) -> tuple[_Request, int]:
     """One whole request from the start of ``buffer`` and the number of bytes it used.
 
-    Raises ``_NeedMore`` when the request is not complete yet and :class:`BadRequest` when it is
+    Raises ``NeedMore`` when the request is not complete yet and :class:`BadRequest` when it is
     malformed.
     """
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > _MAX_HEAD:
             raise BadRequest("request head too large")
-        raise _NeedMore
+        raise NeedMore
     method, target, head = _parse_head(bytes(buffer[:end]))
     start = end + 4
     if head.chunked:
@@ -210,7 +210,7 @@ def parse_request(buffer: bytearray) -> tuple[_Request, int]:
         if head.length > _MAX_BODY:
             raise BadRequest("body too large")
         if len(buffer) < start + head.length:
-            raise _NeedMore
+            raise NeedMore
         body, used = bytes(buffer[start : start + head.length]), start + head.length
     return _Request(method, target, head.msg_id, body, head.close), used
 
@@ -256,7 +256,7 @@ def _dechunk(buffer: bytearray, pos: int) -> tuple[bytes, int]:
     while True:
         eol = buffer.find(b"\r\n", pos)
         if eol < 0:
-            raise _NeedMore
+            raise NeedMore
         size_text = bytes(buffer[pos:eol]).split(b";", 1)[0].strip()
         try:
             size = int(size_text, 16)
@@ -266,12 +266,12 @@ def _dechunk(buffer: bytearray, pos: int) -> tuple[bytes, int]:
         if size == 0:
             trailer_end = buffer.find(b"\r\n\r\n", pos - 2)
             if trailer_end < 0:
-                raise _NeedMore
+                raise NeedMore
             return bytes(body), trailer_end + 4
         if len(body) + size > _MAX_BODY:
             raise BadRequest("body too large")
         if len(buffer) < pos + size + 2:
-            raise _NeedMore
+            raise NeedMore
         body += buffer[pos : pos + size]
         pos += size + 2
 
@@ -306,7 +306,7 @@ class JobConnection(asyncio.Protocol):
     def _next(self) -> None:
         try:
             request, used = parse_request(self._buffer)
-        except _NeedMore:
+        except NeedMore:
             return
         except BadRequest as exc:
             self._reply(400, json.dumps({"error": str(exc)}).encode(), close=True)

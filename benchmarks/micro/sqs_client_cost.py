@@ -5,12 +5,12 @@ A canned-response aiohttp stub runs in a *separate* process (``--serve``), so th
 :class:`~asqsd.clients.sqs.base.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
 stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
 
-    .venv/bin/python -P benchmarks/sqs_client_cost.py                # table + benchmarks/results/*.json
-    .venv/bin/python -P benchmarks/sqs_client_cost.py --profile      # cProfile of LeanSQS only
+    .venv/bin/python -m benchmarks.micro.sqs_client_cost                # table + benchmarks/results/*.json
+    .venv/bin/python -m benchmarks.micro.sqs_client_cost --profile      # cProfile of LeanSQS only
     .venv/bin/py-spy record -r 500 --gil -f raw -o /tmp/lean.txt -- \
-        .venv/bin/python -P benchmarks/sqs_client_cost.py --variants lean --calls 20000 --rounds 1 \
+        .venv/bin/python -m benchmarks.micro.sqs_client_cost --variants lean --calls 20000 --rounds 1 \
         --no-breakdown --output /tmp/lean.json
-    .venv/bin/python -P benchmarks/sqs_client_cost.py --spy-summary /tmp/lean.txt
+    .venv/bin/python -m benchmarks.micro.sqs_client_cost --spy-summary /tmp/lean.txt
 
 Nothing leaves 127.0.0.1; the credentials are dummies set for this process only.
 """
@@ -41,15 +41,9 @@ from aiohttp import web
 from asqsd.clients.sqs.base import DeleteEntry, SQSClient
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
+from benchmarks.micro import microbench
 
-if not __package__:
-    # Run as a file (``python -P``, as the docstring says, and as the child process always is): make
-    # the checkout's ``benchmarks`` package importable, as ``python -m`` from the checkout would.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import microbench
-
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # benchmarks/results/
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bench"
 # "lean" is LeanSQS's default (its own asyncio-Protocol transport); "lean-aiohttp" and
 # "lean-botocore-signer" send through an aiohttp session (transport="aiohttp").
@@ -224,8 +218,8 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
 
     from asqsd.clients.sqs.lean_impl import LeanSQS
     from asqsd.clients.sqs.sigv4 import BotocoreSigV4, CachedKeySigV4
-    from asqsd.clients.sqs.wire import _decode_binary_attributes as decode_binary  # the step being timed
     from asqsd.clients.sqs.wire import batch_result, parse_message
+    from asqsd.clients.sqs.wire import decode_binary_attributes as decode_binary  # the step being timed
 
     def per_call(step: Callable[[], object], count: int = n) -> float:
         start = time.process_time()
@@ -237,7 +231,7 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
     url = "http://127.0.0.1:9324/"
     async with aiohttp.ClientSession() as http:
         lean = LeanSQS(http, QUEUE_URL, endpoint_url=url, region="us-east-1", credentials=lambda: None)  # type: ignore[arg-type,return-value]
-        body = lean._receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
+        body = lean.receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
     cached, via_botocore = CachedKeySigV4(url, "us-east-1"), BotocoreSigV4(url, "us-east-1")
     expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
 
@@ -269,7 +263,7 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
         ),
         "credentials: AioRefreshableCredentials.get_frozen_credentials (not due)": frozen_us,
         "receive: request body": per_call(
-            lambda: lean._receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
+            lambda: lean.receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
         ),
         "receive: json.loads of 10 messages (5.4 kB)": loads_us,
         "receive: base64 + parse_message x10": per_call(parse_receive, 5000) - loads_us,
@@ -299,7 +293,7 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = microbench.base_parser(__doc__)
+    parser = microbench.base_parser(__doc__, prog="python -m benchmarks.micro.sqs_client_cost")
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per variant and op")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent tasks issuing calls")
@@ -327,7 +321,7 @@ def main() -> None:
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
         os.environ.pop(var, None)
 
-    with microbench.server_process(__file__, "stub server") as endpoint:
+    with microbench.server_process("benchmarks.micro.sqs_client_cost", "stub server") as endpoint:
         if args.profile:
             profile(args, endpoint)
             return
@@ -350,12 +344,12 @@ SPY_BUCKETS = (
     ("signing (CachedKeySigV4)", "CachedKeySigV4."),
     ("signing (botocore SigV4Auth)", "BotocoreSigV4."),
     ("credentials (get_frozen_credentials)", "_frozen_credentials"),
-    ("base64 of Binary attributes", "_decode_binary_attributes"),
+    ("base64 of Binary attributes", "decode_binary_attributes"),
     ("parse_message / batch_result", "parse_message"),
     ("parse_message / batch_result", "batch_result"),
     ("JSON decode", "json/decoder"),
     ("request bodies (json.dumps / format)", "json/"),
-    ("request bodies (json.dumps / format)", "_receive_body"),
+    ("request bodies (json.dumps / format)", "receive_body"),
     ("lean transport: parse the response (http1.ResponseParser)", "ResponseParser."),
     # asqsd.clients.http1's connection and pool (shared with the worker client) before the file-wide rule
     # below: their frames name that file too, and they are transport, not parsing.
