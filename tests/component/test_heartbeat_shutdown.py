@@ -72,7 +72,7 @@ async def test_buffered_messages_are_released_at_shutdown(
     settings = make_settings(http_connections=1, channel_capacity=3, visibility_timeout=60)
     async with run_daemon(settings) as daemon:
         await wait_until(lambda: worker.in_flight == 1, what="one in flight")
-        await wait_until(lambda: daemon.channel.stats().buffered == 2, what="2 buffered")
+        await wait_until(lambda: daemon.pipeline.channel.stats().buffered == 2, what="2 buffered")
         daemon.request_stop()
 
         async def released() -> bool:
@@ -137,7 +137,7 @@ async def test_drain_mode_delivers_buffered_messages_within_grace(
     settings = make_settings(http_connections=1, channel_capacity=2, release_buffered_on_shutdown=False)
     async with run_daemon(settings) as daemon:
         await wait_until(lambda: worker.in_flight == 1, what="one in flight")
-        await wait_until(lambda: daemon.channel.stats().buffered == 1, what="1 buffered")
+        await wait_until(lambda: daemon.pipeline.channel.stats().buffered == 1, what="1 buffered")
         daemon.request_stop()
         gate.set()
     assert daemon.counters.deleted == 2
@@ -151,7 +151,7 @@ async def test_poll_outstanding_at_stop_is_released(
     """A long poll in progress at stop is allowed to finish; a message it brings back is released
     (visible again), not delivered."""
     async with run_daemon(make_settings(wait_time_s=5, receivers=1)) as daemon:
-        await wait_until(lambda: daemon.receivers_polling == 1, what="a poll outstanding")
+        await wait_until(lambda: daemon.pipeline.receivers_polling == 1, what="a poll outstanding")
         daemon.request_stop()
         await sqs.send_message(QueueUrl=queue_url, MessageBody="late")
     assert worker.deliveries == []

@@ -27,7 +27,7 @@ async def test_health_readiness_and_metrics_of_a_running_daemon(
     settings = make_settings(health_server=True, health_port=0, health_check_ttl_s=0)
     async with run_daemon(settings) as daemon:
         await wait_until(lambda: daemon.counters.deleted == 1, what="delivery")
-        health = daemon.observability.health
+        health = daemon.observers.health
         assert health is not None
         assert health.url.startswith("http://127.0.0.1:")
         assert (await get(health.url + "/healthz"))[0] == 200
@@ -49,7 +49,7 @@ async def test_readiness_fails_when_the_worker_is_down(
         closed_port = sock.getsockname()[1]
     settings = make_settings(health_server=True, health_port=0, health_check_ttl_s=0, http_port=closed_port)
     async with run_daemon(settings) as daemon:
-        health = daemon.observability.health
+        health = daemon.observers.health
         assert health is not None
         status, body = await get(health.url + "/readyz")
         assert status == 503

@@ -242,9 +242,9 @@ async def test_no_more_than_http_connections_in_flight(
     async with run_daemon(make_settings(http_connections=3)) as daemon:
         await wait_until(lambda: worker.in_flight == 3, what="3 in flight")
         # Let the receivers fill the buffer: it holds at most http_connections more messages.
-        await wait_until(lambda: daemon.channel.stats().buffered == 3, what="buffer full")
+        await wait_until(lambda: daemon.pipeline.channel.stats().buffered == 3, what="buffer full")
         assert worker.max_in_flight == 3
-        assert len(daemon.leases) == 6
+        assert len(daemon.pipeline.leases) == 6
         gate.set()
         await wait_until(lambda: daemon.counters.deleted == 12, timeout_s=20, what="all deleted")
     assert worker.max_in_flight == 3

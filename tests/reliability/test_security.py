@@ -134,7 +134,7 @@ async def test_health_server_binds_loopback_by_default(rig: Rig) -> None:
     """``health_server`` without ``health_host`` listens on 127.0.0.1 only."""
     rig.load(1)
     async with daemon_running(rig.settings(health_server=True, health_port=0)) as daemon:
-        health = daemon.observability.health
+        health = daemon.observers.health
         assert health is not None
         assert health.url.startswith("http://127.0.0.1:")
         assert health._runner is not None

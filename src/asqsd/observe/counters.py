@@ -37,7 +37,7 @@ class Counters:
         key = f"{status // 100}xx" if status is not None else "error"
         self.by_status_class[key] = self.by_status_class.get(key, 0) + 1
 
-    def count_call(self, operation: str, *, error: bool = False) -> None:
+    def count_call(self, operation: str, error: bool = False) -> None:
         """Count one SQS API call (and whether it failed)."""
         self.sqs_calls[operation] = self.sqs_calls.get(operation, 0) + 1
         if error:

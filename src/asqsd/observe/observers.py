@@ -5,21 +5,18 @@ except the stock log's one line per failure (and per POST when enabled).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asqsd.config import Settings
 from asqsd.errors import StartupError
 from asqsd.logs import get_logger
 from asqsd.observe.backlog import QueueBacklogPoller
 from asqsd.observe.cloudwatch import HealthMetricPublisher
-from asqsd.observe.health import HealthServer
+from asqsd.observe.health import DaemonView, HealthServer
 from asqsd.observe.stocklog import StockLogWriter
-
-if TYPE_CHECKING:
-    from asqsd.daemon import Daemon
+from asqsd.tasks import TaskSet
 
 log = get_logger("observability")
 _STOP_WAIT_S = 5.0
@@ -34,9 +31,9 @@ class Observers:
         self.backlog: QueueBacklogPoller | None = None
         self.health: HealthServer | None = None
         self._publisher: HealthMetricPublisher | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet()
 
-    async def open(self, daemon: Daemon, stack: contextlib.AsyncExitStack) -> None:
+    async def open(self, daemon: DaemonView, stack: contextlib.AsyncExitStack) -> None:
         """Start the health server first, so liveness answers during start-up."""
         settings = self._settings
         if not settings.health_server:
@@ -72,7 +69,7 @@ class Observers:
 
     def start(
         self,
-        daemon: Daemon,
+        daemon: DaemonView,
         queue_attributes: Callable[[list[str]], Awaitable[dict[str, str]]],
         cloudwatch: Any,
     ) -> None:
@@ -80,7 +77,7 @@ class Observers:
         settings = self._settings
         if settings.health_server and settings.backlog_poll_interval_s > 0:
             self.backlog = QueueBacklogPoller(queue_attributes, settings.backlog_poll_interval_s)
-            self._tasks.append(asyncio.create_task(self.backlog.run()))
+            self._tasks.spawn(self.backlog.run())
         if cloudwatch is not None and settings.environment_name:
             self._publisher = HealthMetricPublisher(
                 cloudwatch,
@@ -89,7 +86,7 @@ class Observers:
                 settings.cloudwatch_interval_s,
                 fault_file=settings.fault_file,
             )
-            self._tasks.append(asyncio.create_task(self._publisher.run()))
+            self._tasks.spawn(self._publisher.run())
 
     async def stop(self) -> None:
         """Stop the observers (the health server closes with the exit stack)."""
@@ -97,10 +94,7 @@ class Observers:
             self.backlog.stop()
         if self._publisher is not None:
             self._publisher.stop()
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
-            for task in pending:
-                task.cancel()
+        await self._tasks.stop(_STOP_WAIT_S)
         if self.stock_log is not None:
             self.stock_log.close()
 

@@ -22,6 +22,7 @@ from asqsd.periodic.cron_yaml import DEFAULT_SEARCH_DIRS, CronTask, find_cron_fi
 from asqsd.periodic.leader import LeaderElection
 from asqsd.periodic.registry import RegistryTable
 from asqsd.periodic.scheduler import PeriodicScheduler
+from asqsd.tasks import OnCrash, TaskSet
 
 log = get_logger("periodic")
 _GET_CONFIG = "/opt/elasticbeanstalk/bin/get-config"
@@ -79,7 +80,9 @@ class PeriodicTasks:
         self._clock = clock  # tests run cron minutes faster than real time
         self.election: LeaderElection | None = None
         self.scheduler: PeriodicScheduler | None = None
-        self._running: list[asyncio.Task[None]] = []
+        self._running = TaskSet(self._crashed)
+        self._on_crash: OnCrash | None = None
+        self._scheduler_task: asyncio.Task[None] | None = None
 
     async def open(
         self, session: Any, region: str | None, stack: contextlib.AsyncExitStack, sqs: SQSClient
@@ -100,21 +103,23 @@ class PeriodicTasks:
         self.scheduler = PeriodicScheduler(self._tasks, sqs, self.election, registry, self._clock)
         log.info("periodic-tasks", tasks=[t.name for t in self._tasks], table=self._settings.registry_table)
 
-    def start(self) -> list[asyncio.Task[None]]:
-        """Start election and scheduler; the caller watches the tasks for fatal errors."""
+    def start(self, on_crash: OnCrash) -> None:
+        """Start election and scheduler; a crash of either is reported to ``on_crash``."""
         assert self.election is not None and self.scheduler is not None
-        self._running = [asyncio.create_task(self.election.run()), asyncio.create_task(self.scheduler.run())]
-        return self._running
+        self._running.spawn(self.election.run())
+        self._scheduler_task = self._running.spawn(self.scheduler.run())
+        self._on_crash = on_crash
 
     async def stop(self) -> None:
         """Scheduler first (it finishes the occurrence in hand), then release the lease."""
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self._scheduler_task is not None:
+            await asyncio.wait([self._scheduler_task], timeout=_STOP_WAIT_S)
         if self.election is not None:
-            if self._running:
-                await asyncio.wait(self._running[1:], timeout=_STOP_WAIT_S)
             self.election.stop()
-        if self._running:
-            _done, pending = await asyncio.wait(self._running, timeout=_STOP_WAIT_S)
-            for task in pending:
-                task.cancel()
+        await self._running.stop(_STOP_WAIT_S)
+
+    def _crashed(self, exc: BaseException) -> None:
+        if self._on_crash is not None:
+            self._on_crash(exc)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -25,6 +26,42 @@ T = TypeVar("T")
 
 SendBatch = Callable[[list[tuple[str, T]]], Awaitable[BatchResult]]
 OnSettled = Callable[[T, str | None], None]  # (item, None on success or the failure reason)
+
+
+class EntryFate(enum.Enum):
+    """What a batch response says of one entry."""
+
+    DONE = "done"  # listed as successful
+    RETRY = "retry"  # a server-side failure, or missing from the response: worth another try
+    FAILED = "failed"  # a sender fault: trying again cannot help
+
+
+MISSING_FROM_RESPONSE = "missing from the batch response"
+
+
+def classify_entries(
+    result: BatchResult, entries: Sequence[tuple[str, object]]
+) -> list[tuple[EntryFate, str | None]]:
+    """Each entry's fate and failure code, in the order of ``entries`` ((id, item) pairs).
+
+    One reading of a batch response for every batch caller (the settle batchers and the
+    heartbeat): an entry that is neither successful nor failed is never assumed to have worked.
+    """
+    failed = {f.entry_id: f for f in result.failed}
+    succeeded = set(result.succeeded)
+    fates: list[tuple[EntryFate, str | None]] = []
+    for entry_id, _item in entries:
+        failure = failed.get(entry_id)
+        if failure is None:
+            if entry_id in succeeded:
+                fates.append((EntryFate.DONE, None))
+            else:
+                fates.append((EntryFate.RETRY, MISSING_FROM_RESPONSE))
+        elif failure.sender_fault:
+            fates.append((EntryFate.FAILED, failure.code))
+        else:
+            fates.append((EntryFate.RETRY, failure.code))
+    return fates
 
 
 @dataclass(slots=True)
@@ -164,25 +201,18 @@ class BatchSender(Generic[T]):
         except Exception as exc:  # noqa: BLE001 - an unexpected client error is retried like a 5xx
             self.stats.call_errors += 1
             return batch, {id(item): type(exc).__name__ for item in batch}
-        failed = {f.entry_id: f for f in result.failed}
-        succeeded = set(result.succeeded)
         retry: list[T] = []
         reasons: dict[int, str] = {}
-        for entry_id, item in entries:
-            failure = failed.get(entry_id)
-            if entry_id in succeeded and failure is None:
+        for (_entry_id, item), (fate, code) in zip(entries, classify_entries(result, entries), strict=True):
+            if fate is EntryFate.DONE:
                 self.stats.entries_ok += 1
                 self._on_settled(item, None)
-            elif failure is None:
-                # Neither Successful nor Failed: never assume success, try again.
-                retry.append(item)
-                reasons[id(item)] = "missing from the batch response"
-            elif failure.sender_fault:
+            elif fate is EntryFate.FAILED:
                 self.stats.entries_failed += 1
-                self._on_settled(item, failure.code)
+                self._on_settled(item, code)
             else:
                 retry.append(item)
-                reasons[id(item)] = failure.code
+                reasons[id(item)] = code or MISSING_FROM_RESPONSE
         return retry, reasons
 
     def _settle_all(self, batch: list[T], reason: str) -> None:

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
 from asqsd.logs import get_logger
-from asqsd.message import Message, Outcome, VisibilityChange
+from asqsd.message import Message, Outcome
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.stocklog import StockLogWriter
-from asqsd.pipeline.batcher import BatchSender
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
+from asqsd.pipeline.settle import Settler
 
 log = get_logger("dispatcher")
 
@@ -61,17 +61,15 @@ def is_expired(message: Message, retention_period_s: int, now_s: float) -> bool:
 
 @dataclass(slots=True)
 class DispatchShared:
-    """What every dispatcher shares: the channel, the settlers, the worker client, the counters."""
+    """What every dispatcher shares: the channel, the settler, the worker client, the counters."""
 
     channel: Channel
     leases: LeaseTable
     worker: WorkerPoster
     static: StaticHeaders
     policy: DeliveryPolicy
-    deleter: BatchSender[Message]
-    changer: BatchSender[VisibilityChange]
+    settler: Settler
     counters: Counters
-    release: Callable[[list[Message]], None] = lambda _messages: None
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
@@ -87,8 +85,7 @@ class Dispatcher:
         self._worker = shared.worker
         self._static = shared.static
         self._policy = shared.policy
-        self._deleter = shared.deleter
-        self._changer = shared.changer
+        self._settler = shared.settler
         self._counters = shared.counters
         self._wall_clock = shared.wall_clock
         self.current: Message | None = None
@@ -148,7 +145,7 @@ class Dispatcher:
             self._shared.stock_log.expired_msg(message.message_id, self._wall_clock() - first_ms / 1000)
         self._leases.remove(message)
         self._group_done(message, failed=False)
-        self._deleter.add(message)
+        self._settler.delete(message)
 
     def _settle(self, message: Message, result: DeliveryResult) -> None:
         # Drop the lease first so the heartbeat stops extending a message being settled.
@@ -167,7 +164,7 @@ class Dispatcher:
         self._group_done(message, failed=outcome is not Outcome.DELETE)
         if outcome is Outcome.DELETE:
             counters.succeeded += 1
-            self._deleter.add(message)
+            self._settler.delete(message)
             return
         counters.failed += 1
         self._stock_log_failure(message, result)
@@ -181,7 +178,7 @@ class Dispatcher:
             retry_in_s=delay,
         )
         if outcome is Outcome.RETRY and delay is not None:
-            self._changer.add(VisibilityChange(message, delay))
+            self._settler.retry_in(message, delay)
 
     def _group_done(self, message: Message, failed: bool) -> None:
         # FIFO queues: the group may go on; after a failure its later messages are released so
@@ -189,7 +186,7 @@ class Dispatcher:
         held_back = self._channel.done(message, failed)
         if held_back:
             log.info("fifo-group-released", group=message.group_id, messages=len(held_back))
-            self._shared.release(held_back)
+            self._settler.release(held_back)
 
     def _stock_log_failure(self, message: Message, result: DeliveryResult) -> None:
         stock_log = self._shared.stock_log

@@ -17,10 +17,10 @@ from asqsd.errors import SQSError
 from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.observe.counters import Counters
+from asqsd.pipeline.batcher import MAX_BATCH, MISSING_FROM_RESPONSE, EntryFate, classify_entries
 from asqsd.pipeline.leases import LeaseTable
 
 log = get_logger("heartbeat")
-MAX_BATCH = 10
 
 
 def timing(visibility_timeout_s: int) -> tuple[float, float]:
@@ -77,25 +77,18 @@ class Heartbeat:
             result = await self._sqs.change_visibility_batch(entries)
         except Exception as exc:  # noqa: BLE001 - SQSError or a client bug: retried next tick either way
             # Try again next tick: the margin leaves several ticks before the lease ends.
-            self._counters.count_call("ChangeMessageVisibilityBatch", error=True)
             code = exc.code if isinstance(exc, SQSError) else type(exc).__name__
             log.warning("heartbeat-failed", code=code, error=str(exc), messages=len(batch))
             return
-        self._counters.count_call("ChangeMessageVisibilityBatch")
-        failed = {f.entry_id: f for f in result.failed}
-        succeeded = set(result.succeeded)
-        for entry in entries:
-            message = batch[int(entry.entry_id)]
-            failure = failed.get(entry.entry_id)
-            if failure is None and entry.entry_id in succeeded:
+        pairs = [(entry.entry_id, message) for entry, message in zip(entries, batch, strict=True)]
+        for (_entry_id, message), (fate, failure) in zip(pairs, classify_entries(result, pairs), strict=True):
+            if fate is EntryFate.DONE:
                 self._counters.extended += 1
                 self._leases.extended(message, sent_at + self._visibility_timeout_s)
-            elif failure is None:
-                continue  # not in the response at all: try again next tick
-            elif failure.sender_fault:
-                self._lost(message, failure.code)
-            else:
-                log.warning("heartbeat-entry-failed", message_id=message.message_id, code=failure.code)
+            elif fate is EntryFate.FAILED:
+                self._lost(message, failure or "failed")
+            elif failure != MISSING_FROM_RESPONSE:  # missing: simply try again next tick
+                log.warning("heartbeat-entry-failed", message_id=message.message_id, code=failure)
 
     def _lost(self, message: Message, code: str) -> None:
         if message not in self._leases:

@@ -124,12 +124,10 @@ class Receiver:
         except Exception as exc:  # noqa: BLE001 - a receiver must outlive any client bug: back off, retry
             self._failed(type(exc).__name__, repr(exc), True)
             return None
-        self._counters.count_call("ReceiveMessage")
         return messages
 
     def _failed(self, code: str, error: str, retryable: bool) -> None:
         self._counters.receive_errors += 1
-        self._counters.count_call("ReceiveMessage", error=True)
         log.warning(
             "receive-failed",
             receiver=self.index,

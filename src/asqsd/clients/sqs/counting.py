@@ -1,0 +1,75 @@
+"""An SQS client that reports every call it makes: one place counts calls, for every caller.
+
+The daemon wraps its SQS client once; the receivers, the settler, the heartbeat, the backlog
+poller, readiness and the periodic scheduler all share the wrapped client, so every SQS call
+(and every failed one) reaches the counters behind ``/metrics`` and the exit summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
+from asqsd.message import BatchResult, Message, MessageAttribute
+
+OnCall = Callable[[str, bool], None]  # (operation, failed)
+T = TypeVar("T")
+
+
+class CountingSQS:
+    """Wraps an :class:`~asqsd.clients.sqs.base.SQSClient`; ``on_call(operation, failed)`` after
+    each call. A call that raises counts as failed; a cancelled one (shutdown) is not counted."""
+
+    def __init__(self, inner: SQSClient, on_call: OnCall) -> None:
+        self.queue_url = inner.queue_url
+        self._inner = inner
+        self._on_call = on_call
+
+    async def receive(
+        self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+    ) -> list[Message]:
+        """ReceiveMessage."""
+        return await self._counted(
+            "ReceiveMessage",
+            self._inner.receive(
+                max_messages=max_messages, wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s
+            ),
+        )
+
+    async def delete_batch(self, entries: Sequence[DeleteEntry]) -> BatchResult:
+        """DeleteMessageBatch."""
+        return await self._counted("DeleteMessageBatch", self._inner.delete_batch(entries))
+
+    async def change_visibility_batch(self, entries: Sequence[VisibilityEntry]) -> BatchResult:
+        """ChangeMessageVisibilityBatch."""
+        return await self._counted(
+            "ChangeMessageVisibilityBatch", self._inner.change_visibility_batch(entries)
+        )
+
+    async def get_queue_attributes(self, names: Sequence[str]) -> dict[str, str]:
+        """GetQueueAttributes."""
+        return await self._counted("GetQueueAttributes", self._inner.get_queue_attributes(names))
+
+    async def send_message(
+        self,
+        body: str,
+        attributes: Mapping[str, MessageAttribute] | None = None,
+        *,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """SendMessage."""
+        return await self._counted(
+            "SendMessage",
+            self._inner.send_message(body, attributes, group_id=group_id, deduplication_id=deduplication_id),
+        )
+
+    async def _counted(self, operation: str, call: Awaitable[T]) -> T:
+        try:
+            result = await call
+        except Exception:
+            self._on_call(operation, True)
+            raise
+        self._on_call(operation, False)
+        return result

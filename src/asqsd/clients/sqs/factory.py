@@ -1,0 +1,65 @@
+"""Open the configured SQS client (``sqs_client``: lean by default, or botocore) for one queue.
+
+Both share one aiobotocore client for credentials, region and endpoint resolution, so
+``AWS_ENDPOINT_URL_SQS``, profiles and instance roles behave exactly as for any AWS SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from asqsd.clients.sqs.base import SQSClient
+from asqsd.clients.sqs.botocore_impl import BotocoreSQS
+from asqsd.clients.sqs.lean_impl import create_lean_sqs
+from asqsd.clients.sqs.wire import region_from_queue_url
+from asqsd.config import Settings
+from asqsd.logs import get_logger
+
+log = get_logger("daemon")
+
+# Slack on top of the long-poll wait before a receive call times out on the client side.
+POLL_SLACK_S = 10.0
+
+
+async def open_sqs(
+    session: Any, settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[SQSClient, str]:
+    """The configured SQS client (closed with ``stack``) and the region it resolved."""
+    from aiobotocore.config import AioConfig
+
+    assert settings.queue_url is not None
+    queue_url = settings.queue_url
+    region = settings.region or region_from_queue_url(queue_url)
+    config = AioConfig(
+        # botocore's own retries would hide errors from our backoff; we retry ourselves.
+        retries={"max_attempts": 1, "mode": "standard"},
+        read_timeout=settings.wait_time_s + POLL_SLACK_S,
+        connect_timeout=10,
+        max_pool_connections=settings.receiver_count + 20,
+        parameter_validation=False,
+        tcp_keepalive=True,
+    )
+    if region is None and session.get_config_variable("region") is None:
+        region = "us-east-1"
+        log.info("region-defaulted", region=region, detail="no region configured or in the queue URL")
+    client = await stack.enter_async_context(
+        session.create_client("sqs", region_name=region, endpoint_url=settings.endpoint_url, config=config)
+    )
+    resolved: str = client.meta.region_name
+    log.info("sqs-client", endpoint=client.meta.endpoint_url, region=resolved, client=settings.sqs_client)
+    if settings.sqs_client == "botocore":
+        return BotocoreSQS(client, queue_url), resolved
+    # Lean client: the botocore client's credentials, region and endpoint at a fraction of
+    # its CPU per call (docs/sqs-client.md). Its own keep-alive pool covers every long poll
+    # plus the batch calls.
+    sqs = await create_lean_sqs(
+        session,
+        client,
+        None,
+        queue_url,
+        receive_slack_s=POLL_SLACK_S,
+        connections=settings.receiver_count + 20,
+    )
+    stack.push_async_callback(sqs.aclose)
+    return sqs, resolved

@@ -1,0 +1,197 @@
+"""The pipeline: receivers → channel → dispatchers → settler, with the heartbeat beside them.
+
+:class:`Pipeline` builds the hot path for one queue, starts its tasks and shuts it down in a
+fixed order. Invariant: every received receipt handle is at any time in exactly one of the
+channel (buffered), a dispatcher (being delivered), the settler (pending delete or visibility
+change), released (visibility 0), or abandoned after the grace period (left to its lease). A
+message is deleted only after the worker answered a success status (or it was past the
+retention period), so every failure path ends in redelivery by SQS, never in loss. The shutdown
+phases are listed in :meth:`Pipeline.shutdown`; docs/daemon.md tells the longer story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asqsd.clients.sqs.base import SQSClient
+from asqsd.clients.sqs.factory import POLL_SLACK_S
+from asqsd.clients.worker.base import WorkerPoster
+from asqsd.config import Settings
+from asqsd.logs import get_logger
+from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
+from asqsd.observe.stocklog import StockLogWriter
+from asqsd.pipeline.channel import Channel, GroupedChannel
+from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
+from asqsd.pipeline.heartbeat import Heartbeat
+from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.receiver import ReceivePolicy, Receiver
+from asqsd.pipeline.request import StaticHeaders
+from asqsd.pipeline.settle import Settler
+from asqsd.tasks import OnCrash, TaskSet, stop_tasks
+
+log = get_logger("daemon")  # shutdown log lines keep the component name they always had
+
+# How long a forced shutdown still waits for outstanding polls and for the settle flush.
+FORCED_FLUSH_S = 2.0
+_HEARTBEAT_STOP_S = 5.0
+
+
+@dataclass(slots=True, frozen=True)
+class PipelineParts:
+    """What the pipeline is built from: the clients and the figures it writes."""
+
+    sqs: SQSClient
+    worker: WorkerPoster
+    queue_name: str
+    fifo: bool
+    counters: Counters
+    delivery: DeliveryStats
+    stock_log: StockLogWriter | None = None
+    wall_clock: Callable[[], float] = time.time
+
+
+class Pipeline:
+    """The hot path of one daemon: create, :meth:`start`, then :meth:`shutdown` once."""
+
+    def __init__(self, settings: Settings, parts: PipelineParts, on_crash: OnCrash) -> None:
+        self._settings = settings
+        self._parts = parts
+        self.leases = LeaseTable()
+        capacity = settings.buffer_capacity
+        self.channel: Channel = GroupedChannel(capacity) if parts.fifo else Channel(capacity)
+        self.settler = Settler(parts.sqs, self.leases, parts.counters, settings.delete_batch_wait_s)
+        self.heartbeat: Heartbeat | None = None
+        if settings.heartbeat and settings.visibility_timeout >= 1:
+            self.heartbeat = Heartbeat(parts.sqs, self.leases, settings.visibility_timeout, parts.counters)
+        self._receivers: dict[Receiver, asyncio.Task[None]] = {}
+        self._dispatchers: dict[Dispatcher, asyncio.Task[None]] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet(on_crash)
+
+    # --- start ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the settler and heartbeat first, then the dispatchers and receivers."""
+        self.settler.start(self._tasks)
+        if self.heartbeat is not None:
+            self._heartbeat_task = self._tasks.spawn(self.heartbeat.run())
+        for _ in range(self._settings.http_connections):
+            dispatcher = Dispatcher(self._dispatch_shared())
+            self._dispatchers[dispatcher] = self._tasks.spawn(dispatcher.run())
+        for receiver in self._build_receivers():
+            self._receivers[receiver] = self._tasks.spawn(receiver.run())
+
+    def _build_receivers(self) -> list[Receiver]:
+        settings, parts = self._settings, self._parts
+        policy = ReceivePolicy(settings.wait_time_s, settings.visibility_timeout)
+        return [
+            Receiver(
+                index, parts.sqs, self.channel, self.leases, policy, parts.counters, self.settler.release
+            )
+            for index in range(settings.receiver_count)
+        ]
+
+    def _dispatch_shared(self) -> DispatchShared:
+        settings, parts = self._settings, self._parts
+        return DispatchShared(
+            channel=self.channel,
+            leases=self.leases,
+            worker=parts.worker,
+            static=StaticHeaders(
+                settings.mime_type, settings.user_agent, parts.queue_name, settings.http_path
+            ),
+            policy=DeliveryPolicy(
+                settings.success_statuses,
+                settings.error_visibility_timeout,
+                settings.retention_period,
+                settings.retry_after_max_s,
+                settings.unwrap_sns,
+            ),
+            settler=self.settler,
+            counters=parts.counters,
+            delivery=parts.delivery,
+            stock_log=parts.stock_log,
+            wall_clock=parts.wall_clock,
+        )
+
+    # --- what it holds ---------------------------------------------------------------------------
+    @property
+    def receivers_polling(self) -> int:
+        """How many ReceiveMessage calls are outstanding right now."""
+        return sum(1 for receiver in self._receivers if receiver.polling)
+
+    def gauges(self) -> dict[str, float]:
+        """In-flight, buffered and held messages."""
+        return {
+            IN_FLIGHT: sum(1 for d in self._dispatchers if d.current is not None),
+            CHANNEL_DEPTH: self.channel.stats().buffered,
+            HELD_MESSAGES: len(self.leases),
+        }
+
+    # --- shutdown --------------------------------------------------------------------------------
+    async def shutdown(self, force: asyncio.Event) -> None:
+        """Stop in order; ``force`` (a second signal) cuts every wait short."""
+        self._stop_intake()  # 1. no new ReceiveMessage; what an outstanding poll returns is released
+        self._release_buffered()  # 2. buffered, unstarted messages go back to SQS at once
+        await self._drain_dispatchers(force)  # 3. in-flight POSTs get shutdown_grace_s to finish
+        await self._cancel_stragglers()  # 4. then they are cancelled and left to SQS
+        await self._wait_receivers(force)  # 5. outstanding polls end (bounded by wait time + slack)
+        await self._stop_heartbeat()  # 6. leases are no longer extended
+        # 7. pending deletes and visibility changes are sent, bounded by flush_timeout_s.
+        await self.settler.flush(FORCED_FLUSH_S if force.is_set() else self._settings.flush_timeout_s)
+
+    def _stop_intake(self) -> None:
+        for receiver, task in self._receivers.items():
+            if not receiver.stop():
+                task.cancel()  # idle (waiting for capacity or backing off): nothing to lose
+
+    def _release_buffered(self) -> None:
+        if self._settings.release_buffered_on_shutdown:
+            buffered = self.channel.close()
+            if buffered:
+                log.info("releasing-buffered", messages=len(buffered))
+            self.settler.release(buffered)
+        else:
+            self.channel.close_keep_buffer()  # delivered within the grace period instead
+
+    async def _drain_dispatchers(self, force: asyncio.Event) -> None:
+        pending = {t for t in self._dispatchers.values() if not t.done()}
+        if not pending or force.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.shutdown_grace_s
+        forced = asyncio.create_task(force.wait())
+        try:
+            while pending and not forced.done() and (left := deadline - loop.time()) > 0:
+                done, _ = await asyncio.wait(
+                    pending | {forced}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending -= done
+        finally:
+            forced.cancel()
+
+    async def _cancel_stragglers(self) -> None:
+        # Whatever is still buffered (drain mode ran out of time, or FIFO groups freed after the
+        # dispatchers left) goes back to SQS now rather than after its lease.
+        self.settler.release(self.channel.close())
+        stragglers = [t for t in self._dispatchers.values() if not t.done()]
+        if not stragglers:
+            return
+        log.warning(
+            "abandoning-in-flight", messages=len(stragglers), detail="left to SQS; they reappear later"
+        )
+        # The worker may still be running these: their messages are left alone, not released.
+        await stop_tasks(stragglers, 0, self._settings.cancel_deadline_s or None)
+
+    async def _wait_receivers(self, force: asyncio.Event) -> None:
+        timeout = FORCED_FLUSH_S if force.is_set() else self._settings.wait_time_s + POLL_SLACK_S
+        await stop_tasks(self._receivers.values(), timeout, self._settings.cancel_deadline_s or None)
+
+    async def _stop_heartbeat(self) -> None:
+        if self.heartbeat is not None and self._heartbeat_task is not None:
+            self.heartbeat.stop()
+            await stop_tasks([self._heartbeat_task], _HEARTBEAT_STOP_S)

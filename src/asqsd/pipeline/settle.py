@@ -1,0 +1,107 @@
+"""The settler: every delete, retry delay and release of a held message goes through here.
+
+It owns the two batchers (DeleteMessageBatch and ChangeMessageVisibilityBatch), turns their
+per-message results into counters and log lines, and flushes them at shutdown within a bound.
+A message reaches the settler only after the dispatcher has decided its fate (the lease is
+already dropped), except :meth:`Settler.release`, which also drops the lease. What the settler
+could not send is left to SQS, which redelivers it when its visibility ends: never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
+from asqsd.logs import get_logger
+from asqsd.message import BatchResult, Message, VisibilityChange
+from asqsd.observe.counters import Counters
+from asqsd.pipeline.batcher import BatchSender
+from asqsd.pipeline.leases import LeaseTable
+from asqsd.tasks import TaskSet
+
+log = get_logger("daemon")  # the settle log lines predate this module; their logger name stays
+
+
+class Settler:
+    """Batches settles to SQS and accounts for their results. Start, use, then :meth:`flush`."""
+
+    def __init__(self, sqs: SQSClient, leases: LeaseTable, counters: Counters, max_wait_s: float) -> None:
+        self._sqs = sqs
+        self._leases = leases
+        self._counters = counters
+        self.deleter: BatchSender[Message] = BatchSender(
+            self._send_deletes, self._deleted, max_wait_s=max_wait_s
+        )
+        self.changer: BatchSender[VisibilityChange] = BatchSender(
+            self._send_visibility, self._visibility_changed, max_wait_s=max_wait_s
+        )
+        self._delete_task: asyncio.Task[None] | None = None
+        self._change_task: asyncio.Task[None] | None = None
+
+    def start(self, tasks: TaskSet) -> None:
+        """Start both batchers' flush loops as tasks of ``tasks``."""
+        self._delete_task = tasks.spawn(self.deleter.run())
+        self._change_task = tasks.spawn(self.changer.run())
+
+    def delete(self, message: Message) -> None:
+        """Delete (the worker succeeded, or the message is past the retention period)."""
+        self.deleter.add(message)
+
+    def retry_in(self, message: Message, delay_s: int) -> None:
+        """Make a failed message visible again after ``delay_s`` seconds."""
+        self.changer.add(VisibilityChange(message, delay_s))
+
+    def release(self, messages: list[Message]) -> None:
+        """Make unstarted messages visible again at once (visibility 0), batched."""
+        for message in messages:
+            self._leases.remove(message)
+            self.changer.add(VisibilityChange(message, 0, release=True))
+
+    async def flush(self, timeout_s: float) -> int:
+        """Send what is queued within ``timeout_s``; returns how many settles were given up on."""
+        given_up = 0
+        if self._delete_task is not None:
+            given_up += await self.deleter.close(self._delete_task, timeout_s)
+        if self._change_task is not None:
+            given_up += await self.changer.close(self._change_task, timeout_s)
+        if given_up:
+            log.warning("flush-incomplete", entries=given_up, detail="left to SQS for redelivery")
+        return given_up
+
+    # --- the batchers' calls and results ---------------------------------------------------------
+    async def _send_deletes(self, entries: list[tuple[str, Message]]) -> BatchResult:
+        return await self._sqs.delete_batch([DeleteEntry(i, m.receipt_handle) for i, m in entries])
+
+    async def _send_visibility(self, entries: list[tuple[str, VisibilityChange]]) -> BatchResult:
+        return await self._sqs.change_visibility_batch(
+            [VisibilityEntry(i, c.message.receipt_handle, c.timeout_s) for i, c in entries]
+        )
+
+    def _deleted(self, message: Message, failure: str | None) -> None:
+        if failure is None:
+            self._counters.deleted += 1
+            return
+        self._counters.delete_failed += 1
+        log.warning(
+            "delete-failed", message_id=message.message_id, code=failure, detail="will be redelivered"
+        )
+
+    def _visibility_changed(self, change: VisibilityChange, failure: str | None) -> None:
+        counters = self._counters
+        if failure is None:
+            if change.release:
+                counters.released += 1
+            else:
+                counters.retried += 1
+            return
+        if change.release:
+            counters.release_failed += 1
+        else:
+            counters.retry_failed += 1
+        log.warning(
+            "visibility-change-failed",
+            message_id=change.message.message_id,
+            code=failure,
+            timeout_s=change.timeout_s,
+            detail="the message reappears when its current visibility timeout ends",
+        )
