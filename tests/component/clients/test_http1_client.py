@@ -31,7 +31,7 @@ from asqsd.headers import Request, StaticHeaders, build_request
 from asqsd.http1 import LeanWorkerClient
 from asqsd.message import Message, MessageAttribute
 from asqsd.worker import WorkerClient, create_session
-from tests.component import test_delivery, test_outcomes
+from tests.component.pipeline import test_delivery, test_outcomes
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker
 
@@ -753,7 +753,7 @@ async def test_daemon_checks_pass_with_the_aiohttp_client(
     make_settings: Any,
     run_daemon: Any,
 ) -> None:
-    """The daemon-level checks (tests/component/test_delivery.py, test_outcomes.py) run with the
+    """The daemon-level checks (tests/component/pipeline/test_delivery.py, test_outcomes.py) run with the
     lean client by default; here they run unchanged with ``http_client=aiohttp``."""
     used: list[str] = []
 
