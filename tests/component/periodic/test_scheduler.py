@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import aiobotocore.session
 import pytest
 
 from asqsd.cron import CronTask, parse_cron_yaml
@@ -25,7 +24,7 @@ from asqsd.leader import LeaderElection, RegistryTable, RegistryUnavailableError
 from asqsd.message import MessageAttribute
 from asqsd.scheduler import PeriodicScheduler, fifo_ids
 from asqsd.sqs import BotocoreSQS
-from tests.support.dynamo import AcceleratedClock, ManualClock, dynamodb_client, new_registry
+from tests.support.dynamo import AcceleratedClock, ManualClock
 from tests.support.polling import wait_until
 
 # 2030-01-01T12:00:00Z: any fixed minute boundary works for the manual clock.
@@ -51,31 +50,10 @@ def stamp(epoch: float) -> str:
 
 
 @pytest.fixture
-async def sqs(moto_url: str) -> AsyncIterator[Any]:
-    """An aiobotocore SQS client on moto_server."""
-    session = aiobotocore.session.get_session()
-    async with session.create_client("sqs", endpoint_url=moto_url, region_name="us-east-1") as client:
-        yield client
-
-
-@pytest.fixture
 async def queue(sqs: Any) -> BotocoreSQS:
     """A fresh standard queue behind the SQSClient the scheduler uses."""
     response = await sqs.create_queue(QueueName=f"cron-{uuid.uuid4().hex[:12]}")
     return BotocoreSQS(sqs, response["QueueUrl"])
-
-
-@pytest.fixture
-async def dynamodb(moto_url: str) -> AsyncIterator[Any]:
-    """An aiobotocore DynamoDB client on moto_server."""
-    async with dynamodb_client(moto_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def registry(dynamodb: Any) -> RegistryTable:
-    """A fresh registry table."""
-    return await new_registry(dynamodb)
 
 
 class StubElection:
