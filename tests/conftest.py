@@ -1,13 +1,15 @@
-"""Session-wide fixtures: AWS test credentials, a moto_server subprocess on loopback."""
+"""Session-wide fixtures: AWS test credentials, a moto_server subprocess on loopback, and a
+recording worker (the reliability suite overrides ``worker`` with its ledger worker)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.support.servers import run_moto_server
+from tests.support.worker import RecordingWorker, recording_worker
 
 # Fake credentials and region for every client the tests create; nothing here reaches AWS.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -22,3 +24,10 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a moto_server (SQS + DynamoDB) shared by the whole session."""
     with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
+
+
+@pytest.fixture
+async def worker() -> AsyncIterator[RecordingWorker]:
+    """A recording aiohttp worker on 127.0.0.1 answering 200 unless a test changes its handler."""
+    async with recording_worker() as recorder:
+        yield recorder

@@ -1,4 +1,7 @@
-"""Fixtures for component tests: SQS (moto_server), a recording worker, a daemon in-process."""
+"""Fixtures for component tests: SQS (moto_server), settings and a daemon in-process.
+
+The recording worker (``worker``) comes from tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -29,17 +32,6 @@ async def queue_url(sqs: Any) -> str:
     """A fresh, uniquely named standard queue (moto is O(depth): one small queue per test)."""
     response = await sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:12]}")
     return str(response["QueueUrl"])
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[RecordingWorker]:
-    """A recording aiohttp worker on 127.0.0.1 answering 200 unless a test changes its handler."""
-    recorder = RecordingWorker()
-    runner = await recorder.start()
-    try:
-        yield recorder
-    finally:
-        await runner.cleanup()
 
 
 SettingsFactory = Callable[..., Settings]

@@ -1,7 +1,7 @@
 """Security: no credential, secret or receipt handle in the logs at any level; the health server on
 loopback unless allowed; no header injection from message content on the wire; TLS verification
 on for https workers. (The Dockerfile's non-root USER is checked in
-tests/integration/test_packaging.py.)"""
+tests/integration/packaging/test_docker.py.)"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -89,3 +90,14 @@ class RecordingWorker:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return runner
+
+
+@contextlib.asynccontextmanager
+async def recording_worker(handler: Handler | None = None) -> AsyncIterator[RecordingWorker]:
+    """A :class:`RecordingWorker` started on the running loop (asyncio or uvloop), stopped on exit."""
+    worker = RecordingWorker() if handler is None else RecordingWorker(handler=handler)
+    runner = await worker.start()
+    try:
+        yield worker
+    finally:
+        await runner.cleanup()

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tests.component.conftest import SettingsFactory, queue_counts
 from tests.support.polling import wait_until
+from tests.support.servers import free_loopback_port
 from tests.support.worker import Delivery, RecordingWorker
 
 
@@ -103,9 +104,7 @@ async def test_connection_refused_counts_as_failure(
     sqs: Any, queue_url: str, worker: RecordingWorker, make_settings: SettingsFactory, run_daemon: Any
 ) -> None:
     """Nothing listens on the worker port: the message is kept and its visibility set for a retry."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_loopback_port()
     await send(sqs, queue_url)
     settings = make_settings(http_port=closed_port, error_visibility_timeout=20)
     async with run_daemon(settings) as daemon:

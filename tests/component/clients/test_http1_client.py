@@ -18,7 +18,7 @@ import ssl
 import struct
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,10 @@ from asqsd.clients.worker.base import Request
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.message import Message, MessageAttribute
 from asqsd.pipeline.request import StaticHeaders, build_request
-from tests.component import test_delivery, test_outcomes
+from tests.component.pipeline import test_delivery, test_outcomes
 from tests.support.polling import wait_until
-from tests.support.worker import Delivery, RecordingWorker
+from tests.support.servers import free_loopback_port
+from tests.support.worker import Delivery, RecordingWorker, recording_worker
 
 HEADERS = {
     "Content-Type": "application/json",
@@ -54,17 +55,6 @@ def lean(port: int, *, connections: int = 4, inactivity_s: float = 5.0, **kw: An
 
 
 # --- servers ---------------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def recording_worker(handler: Any = None) -> AsyncIterator[RecordingWorker]:
-    """The shared aiohttp test worker, started on the running loop (asyncio or uvloop)."""
-    worker = RecordingWorker() if handler is None else RecordingWorker(handler=handler)
-    runner = await worker.start()
-    try:
-        yield worker
-    finally:
-        await runner.cleanup()
 
 
 @dataclass
@@ -183,13 +173,6 @@ def full_backlog_listener() -> Iterator[int]:
     finally:
         for sock in [*fillers, listener]:
             sock.close()
-
-
-def unused_port() -> int:
-    """A port nothing listens on (bound without listen, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- statuses, Retry-After, timeouts (aiohttp worker) ---------------------------------------------
@@ -494,7 +477,7 @@ async def test_ten_megabyte_body_is_discarded_with_bounded_memory(chunked: bool)
 
 
 async def test_connection_refused() -> None:
-    async with lean(unused_port()) as client:
+    async with lean(free_loopback_port()) as client:
         result = await client.post(request())
     assert result.status is None
     assert result.error is not None and result.error.startswith("connection failed: ")
@@ -754,7 +737,7 @@ async def test_daemon_checks_pass_with_the_aiohttp_client(
     make_settings: Any,
     run_daemon: Any,
 ) -> None:
-    """The daemon-level checks (tests/component/test_delivery.py, test_outcomes.py) run with the
+    """The daemon-level checks (tests/component/pipeline/test_delivery.py, test_outcomes.py) run with the
     lean client by default; here they run unchanged with ``http_client=aiohttp``."""
     used: list[str] = []
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import aiobotocore.session
 import pytest
 from aiohttp import web
 
+from tests.support.ledger import DaemonProcess
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker
 
@@ -100,48 +100,11 @@ def test_missing_queue_is_a_startup_failure(moto_url: str) -> None:
 
 
 @pytest.fixture
-async def worker() -> AsyncIterator[RecordingWorker]:
-    recorder = RecordingWorker()
-    runner = await recorder.start()
-    try:
-        yield recorder
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
 async def queue(moto_url: str) -> AsyncIterator[tuple[Any, str]]:
     session = aiobotocore.session.get_session()
     async with session.create_client("sqs", endpoint_url=moto_url, region_name="us-east-1") as client:
         url = (await client.create_queue(QueueName=f"cli-{uuid.uuid4().hex[:10]}"))["QueueUrl"]
         yield client, url
-
-
-class DaemonProcess:
-    """`python -m asqsd run` as a child; its JSON log lines collected from a file."""
-
-    def __init__(self, log_path: Path, args: list[str], env: dict[str, str]) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "asqsd", "run", "--log-format", "json", *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def saw(self, event: str) -> bool:
-        return any(e.get("event") == event for e in self.events())
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 @pytest.fixture
@@ -156,14 +119,6 @@ def spawn(tmp_path: Path, moto_url: str) -> Iterator[Any]:
     yield factory
     for process in started:
         process.close()
-
-
-async def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None:
-        assert time.monotonic() < deadline, "daemon did not exit in time"
-        await asyncio.sleep(0.05)
-    return proc.returncode
 
 
 @pytest.mark.slow
@@ -197,7 +152,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     daemon.proc.send_signal(signal.SIGTERM)
     await wait_until(lambda: daemon.saw("stopping"), what="stopping logged")
     gate.set()
-    assert await wait_exit(daemon.proc, 30) == 0
+    assert await daemon.wait_exit(30) == 0
     started = next(e for e in daemon.events() if e["event"] == "started")
     assert started["loop"] == "uvloop"  # the default loop
     summary = next(e for e in daemon.events() if e["event"] == "stopped")
@@ -238,7 +193,7 @@ async def test_second_signal_forces_exit(queue: tuple[Any, str], worker: Recordi
         daemon.proc.send_signal(signal.SIGTERM)
         await wait_until(lambda: daemon.saw("stopping"), what="stopping logged")
         daemon.proc.send_signal(signal.SIGTERM)
-        assert await wait_exit(daemon.proc, 15) == 128 + signal.SIGTERM
+        assert await daemon.wait_exit(15) == 128 + signal.SIGTERM
         assert daemon.saw("forced-shutdown")
         attrs = await client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
         assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"

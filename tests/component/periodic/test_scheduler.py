@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import aiobotocore.session
 import pytest
 
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
@@ -26,7 +25,7 @@ from asqsd.periodic.cron_yaml import CronTask, parse_cron_yaml
 from asqsd.periodic.leader import LeaderElection
 from asqsd.periodic.registry import RegistryTable, RegistryUnavailableError
 from asqsd.periodic.scheduler import PeriodicScheduler, fifo_ids
-from tests.support.dynamo import AcceleratedClock, ManualClock, dynamodb_client, new_registry
+from tests.support.dynamo import AcceleratedClock, ManualClock
 from tests.support.polling import wait_until
 
 # 2030-01-01T12:00:00Z: any fixed minute boundary works for the manual clock.
@@ -52,31 +51,10 @@ def stamp(epoch: float) -> str:
 
 
 @pytest.fixture
-async def sqs(moto_url: str) -> AsyncIterator[Any]:
-    """An aiobotocore SQS client on moto_server."""
-    session = aiobotocore.session.get_session()
-    async with session.create_client("sqs", endpoint_url=moto_url, region_name="us-east-1") as client:
-        yield client
-
-
-@pytest.fixture
 async def queue(sqs: Any) -> BotocoreSQS:
     """A fresh standard queue behind the SQSClient the scheduler uses."""
     response = await sqs.create_queue(QueueName=f"cron-{uuid.uuid4().hex[:12]}")
     return BotocoreSQS(sqs, response["QueueUrl"])
-
-
-@pytest.fixture
-async def dynamodb(moto_url: str) -> AsyncIterator[Any]:
-    """An aiobotocore DynamoDB client on moto_server."""
-    async with dynamodb_client(moto_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def registry(dynamodb: Any) -> RegistryTable:
-    """A fresh registry table."""
-    return await new_registry(dynamodb)
 
 
 class StubElection:

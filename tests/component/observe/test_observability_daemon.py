@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from aiohttp import web
 
 from tests.component.conftest import SettingsFactory
 from tests.support.polling import wait_until, wait_until_async
+from tests.support.servers import free_loopback_port
 from tests.support.worker import Delivery, RecordingWorker
 
 
@@ -44,9 +44,7 @@ async def test_readiness_fails_when_the_worker_is_down(
     sqs: Any, queue_url: str, make_settings: SettingsFactory, run_daemon: Any
 ) -> None:
     """Nothing listens on the worker port: /readyz says 503 and names the worker check."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_loopback_port()
     settings = make_settings(health_server=True, health_port=0, health_check_ttl_s=0, http_port=closed_port)
     async with run_daemon(settings) as daemon:
         health = daemon.observers.health

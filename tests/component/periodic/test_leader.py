@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from asqsd.errors import StartupError
 from asqsd.periodic.leader import LEADER_RECORD_ID, LeaderElection
 from asqsd.periodic.registry import RegistryError, RegistryTable, RegistryUnavailableError
-from tests.support.dynamo import ManualClock, dynamodb_client, new_registry, unique_table_name
+from tests.support.dynamo import ManualClock, unique_table_name
 from tests.support.polling import wait_until
 
 # Short leases keep the suite quick; the proportions match stock's 10 s / 5 s / 1 s.
@@ -27,19 +27,6 @@ def fast(registry: RegistryTable, **overrides: Any) -> LeaderElection:
     """An election with a 2 s lease (renewed every 1 s within 0.7 s) checking every 0.1 s."""
     options: dict[str, Any] = {"lease_s": LEASE_S, "check_interval_s": 0.1, "renew_timeout_s": 0.7}
     return LeaderElection(registry, **(options | overrides))
-
-
-@pytest.fixture
-async def dynamodb(moto_url: str) -> AsyncIterator[Any]:
-    """An aiobotocore DynamoDB client on moto_server."""
-    async with dynamodb_client(moto_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def registry(dynamodb: Any) -> RegistryTable:
-    """A fresh registry table."""
-    return await new_registry(dynamodb)
 
 
 @pytest.fixture
