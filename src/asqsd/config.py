@@ -45,10 +45,10 @@ EB_OPTION_NAMES: dict[str, str] = {
     "RetentionPeriod": "retention_period",
 }
 
-# Keys the stock daemon reads that asqsd accepts in its file but does not use (warned, not fatal).
 # Stock file keys that map to an asqsd key of another name.
 STOCK_KEY_ALIASES: dict[str, str] = {"via_sns": "unwrap_sns", "cloudwatch_interval": "cloudwatch_interval_s"}
 
+# Keys the stock daemon reads that asqsd accepts in its file but does not use (warned, not fatal).
 STOCK_KEYS_IGNORED = frozenset(
     {
         "keepalive",

@@ -1,8 +1,6 @@
-"""Command-line entry point: ``asqsd run | config | version``.
+"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | config | version``.
 
-Exit codes: 0 clean stop; 1 runtime failure (a component crashed); 2 invalid configuration or
-usage; 3 start-up failure (queue missing, credentials refused); 128+N when a second signal N
-forced the shutdown (unfinished work is left to SQS).
+The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqsd.cli.serve`.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ class PeriodicScheduler:
     async def run(self) -> None:
         """Wait for leadership, enqueue occurrences while leading, repeat until :meth:`stop`.
 
-        Raises :class:`~asqsd.leader.RegistryUnavailableError` if the registry table cannot be
+        Raises :class:`~asqsd.periodic.registry.RegistryUnavailableError` if the registry table cannot be
         used; transient registry errors are retried with backoff.
         """
         if not self._tasks:
