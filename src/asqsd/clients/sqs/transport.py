@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from asqsd.addresses import http_address
 from asqsd.clients.http1.connection import ExchangeError, Failure
 from asqsd.clients.http1.pool import KeepAlivePool
+from asqsd.clients.http1.request import encode_request
 
 
 def request_url(endpoint_url: str) -> str:
@@ -83,13 +84,8 @@ class LeanHTTPTransport(KeepAlivePool):
 
     def serialize(self, headers: Mapping[str, str], body: bytes) -> bytes:
         """The request bytes: the signer's headers (Host included), Content-Length, the body."""
-        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        head = f"{self._request_line}{lines}Content-Length: {len(body)}\r\n\r\n"
         # Signed values come from botocore's config and credentials; still refuse header splitting.
-        expected = len(headers) + 3
-        if head.count("\n") != expected or head.count("\r") != expected:
-            raise ValueError("CR or LF in a request header name or value")
-        return head.encode("utf-8") + body
+        return encode_request(self._request_line, 1, headers, body)
 
     async def post(self, data: bytes, timeout_s: float) -> tuple[int, bytes, str | None]:
         """Send one serialized request; (status, body, x-amzn-query-error) or TransportError."""

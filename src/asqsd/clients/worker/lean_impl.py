@@ -17,6 +17,7 @@ from asqsd.addresses import http_address
 from asqsd.clients.http1.connection import ExchangeError, Failure, describe_os_error
 from asqsd.clients.http1.parser import MAX_HEAD_BYTES
 from asqsd.clients.http1.pool import KeepAlivePool
+from asqsd.clients.http1.request import encode_request
 from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
 
 
@@ -93,17 +94,10 @@ class LeanWorkerClient(KeepAlivePool):
 
     # --- request bytes --------------------------------------------------------------------------
     def serialize(self, request: Request) -> bytes:
-        headers = request.headers
-        body = request.body
-        lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if headers else ""
-        head = f"{self._request_line(request.path)}{lines}Content-Length: {len(body)}\r\n\r\n"
-        # Header values were validated upstream; this one C-speed count still guarantees that no
-        # CR or LF smuggled into a name or value can split the request (aiohttp refuses those too).
-        expected = len(headers) + 4
-        if head.count("\n") != expected or head.count("\r") != expected:
-            raise ValueError("CR or LF in a request header name or value")
-        # UTF-8, like aiohttp: Latin-1 values outside ASCII go out as UTF-8 bytes (stock parity).
-        return head.encode("utf-8") + body
+        """The request bytes; ValueError for a CR or LF in a header (aiohttp refuses those too)."""
+        # Header values were validated upstream; encode_request's count check still guarantees
+        # that nothing smuggled into a name or value can split the request.
+        return encode_request(self._request_line(request.path), 2, request.headers, request.body)
 
     def _request_line(self, path: str) -> str:
         line = self._request_lines.get(path)
