@@ -29,7 +29,6 @@ from asqsd.errors import ConfigError
 
 ENV_PREFIX = "ASQSD_"
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
-DEFAULT_CONFIG_FILE = Path("/etc/aws-sqsd.d/default.yaml")
 
 # Option names of the aws:elasticbeanstalk:sqsd namespace → our keys.
 EB_OPTION_NAMES: dict[str, str] = {
