@@ -24,12 +24,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from asqsd import __version__
-from asqsd.addresses import is_loopback_host
+from asqsd.addresses import HTTP_SCHEMES, is_loopback_host, url_address
 from asqsd.errors import ConfigError
 
 ENV_PREFIX = "ASQSD_"
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
-DEFAULT_CONFIG_FILE = Path("/etc/aws-sqsd.d/default.yaml")
 
 # Option names of the aws:elasticbeanstalk:sqsd namespace → our keys.
 EB_OPTION_NAMES: dict[str, str] = {
@@ -236,7 +235,7 @@ class Settings(BaseSettings):
         if value is None:
             return value
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in HTTP_SCHEMES or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("must not carry a path or query (use http_path)")
@@ -296,7 +295,7 @@ class Settings(BaseSettings):
     @property
     def worker_url(self) -> str:
         """Scheme, host and port of the worker: a port written in ``http_url`` wins over ``http_port``."""
-        if urlsplit(self.http_url).port is not None:
+        if url_address(self.http_url).port_given:
             return self.http_url
         return f"{self.http_url}:{self.http_port}"
 

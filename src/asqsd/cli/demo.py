@@ -16,6 +16,7 @@ from typing import TextIO
 
 from aiohttp import web
 
+from asqsd.clients.sqs.wire import queue_name
 from asqsd.emulator import Emulator
 
 SAMPLES = ("ok", "flaky", "poison")
@@ -81,7 +82,7 @@ async def run_demo(
         for kind in SAMPLES:
             await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"demo": kind}))
             out.write(f"  demo    → sent {kind!r}\n")
-    dlq_name = dlq_url.rsplit("/", 1)[-1]
+    dlq_name = queue_name(dlq_url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if _all_seen(emulator, dlq_name, worker):

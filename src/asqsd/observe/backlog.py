@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from asqsd.backoff import backoff_delay
 from asqsd.logs import get_logger
 from asqsd.observe.prometheus import QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
 
@@ -117,8 +118,8 @@ class QueueBacklogPoller:
 
     def backoff_delay(self, failures: int) -> float:
         """Pause after ``failures`` consecutive failures: doubling from the interval, capped, jittered."""
-        ceiling = min(self._max_backoff_s, self._interval_s * 2.0 ** min(failures, 16))
-        return ceiling * self._rng.uniform(0.5, 1.0)  # jitter: many instances must not poll in step
+        # Half jitter: many instances must not poll in step, yet each waits at least half the ceiling.
+        return backoff_delay(failures, self._interval_s, self._max_backoff_s, self._rng, jitter=0.5)
 
     async def _sleep(self, delay_s: float) -> None:
         with contextlib.suppress(TimeoutError):

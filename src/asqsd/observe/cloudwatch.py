@@ -35,7 +35,6 @@ log = get_logger("cloudwatch")
 NAMESPACE = "ElasticBeanstalk/SQSD"
 METRIC_NAME = "Health"
 DIMENSION_NAME = "EnvironmentName"
-DEFAULT_FAULT_FILE = Path("/var/run/aws-sqsd/fault.json")
 
 CAUSE_WORKER = "worker not accepting connections"
 CAUSE_SQS = "no successful SQS receive since the last check"

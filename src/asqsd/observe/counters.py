@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -42,7 +42,3 @@ class Counters:
         self.sqs_calls[operation] = self.sqs_calls.get(operation, 0) + 1
         if error:
             self.sqs_errors[operation] = self.sqs_errors.get(operation, 0) + 1
-
-    def summary(self) -> dict[str, object]:
-        """Everything, for the exit log line."""
-        return asdict(self)

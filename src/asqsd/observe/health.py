@@ -25,7 +25,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from asqsd.addresses import is_loopback_host
+from asqsd.addresses import is_loopback_host, join_host_port
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
@@ -232,8 +232,7 @@ class HealthServer:
     @property
     def url(self) -> str:
         """Base URL of the bound server (meaningful after :meth:`start`)."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return f"http://{join_host_port(self._host, self.port)}"
 
     async def start(self) -> None:
         """Bind and serve; raises OSError if the address is taken."""

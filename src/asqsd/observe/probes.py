@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
 
 import aiohttp
 
-from asqsd.addresses import host_port
+from asqsd.addresses import join_host_port, url_address
 from asqsd.config import WorkerHealthcheck
 
 
 async def tcp_check(url: str, timeout_s: float = 2.0) -> bool:
     """True if a TCP connection to the URL's host and port opens within ``timeout_s``."""
-    host, port = host_port(url)
+    address = url_address(url)
     try:
         async with asyncio.timeout(timeout_s):
-            _reader, writer = await asyncio.open_connection(host, port)
+            _reader, writer = await asyncio.open_connection(address.host, address.port)
     except (OSError, TimeoutError):
         return False
     writer.close()
@@ -47,11 +46,10 @@ async def probe_worker(
     worker_url: str, healthcheck: WorkerHealthcheck | None, timeout_s: float = 2.0
 ) -> bool:
     """Probe the worker host of ``worker_url`` as ``healthcheck`` says (default: TCP on its port)."""
-    host, port = host_port(worker_url)
-    if healthcheck is not None:
-        port = healthcheck.port
-    scheme = urlsplit(worker_url).scheme or "http"
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = url_address(worker_url)
+    port = address.port if healthcheck is None else healthcheck.port
+    scheme = address.scheme or "http"
+    netloc = join_host_port(address.host, port)
     if healthcheck is not None and healthcheck.kind == "http":
         return await http_check(f"{scheme}://{netloc}{healthcheck.path}", timeout_s)
     return await tcp_check(f"{scheme}://{netloc}", timeout_s)

@@ -19,7 +19,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.utils import normalize_url_path
 
 from asqsd import __version__
-from asqsd.clients.sqs.transport import host_header
+from asqsd.addresses import url_address
 
 _SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 
@@ -68,7 +68,7 @@ class CachedKeySigV4:
         parts = urlsplit(url)
         self._region = region
         self._service = service
-        self._host = host_header(url)
+        self._host = url_address(url).host_header
         self._scope_tail = f"/{region}/{service}/aws4_request"
         canonical_path = quote(normalize_url_path(parts.path), safe="/~")
         # As botocore's _canonical_query_string_url: split on "&", sort the pairs, re-join as sent.
@@ -142,7 +142,7 @@ class BotocoreSigV4:
         self._url = url
         self._region = region
         self._service = service
-        self._host = host_header(url)
+        self._host = url_address(url).host_header
 
     def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
         """Headers for one POST of ``body`` to ``AmazonSQS.<target>``, signed now by botocore."""

@@ -12,8 +12,10 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from asqsd.addresses import http_address
 from asqsd.clients.http1.connection import ExchangeError, Failure
 from asqsd.clients.http1.pool import KeepAlivePool
+from asqsd.clients.http1.request import encode_request
 
 
 def request_url(endpoint_url: str) -> str:
@@ -21,17 +23,6 @@ def request_url(endpoint_url: str) -> str:
     parts = urlsplit(endpoint_url)
     # botocore's _urljoin keeps the endpoint's own path (or "/" when there is none) and its query.
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
-
-
-def host_header(url: str) -> str:
-    """The Host value botocore signs: lower-case host, IPv6 bracketed, port only when non-default."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    return host
 
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -71,21 +62,21 @@ class LeanHTTPTransport(KeepAlivePool):
         max_body_bytes: int = MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"SQS endpoint must be http(s)://host[:port][/path]: {url!r}")
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            address = http_address(url)
+        except ValueError:
+            raise ValueError(f"SQS endpoint must be http(s)://host[:port][/path]: {url!r}") from None
         super().__init__(
-            host,
-            port,
+            address.host,
+            address.port,
             connections,
-            ssl_context=(ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None,
+            ssl_context=(ssl_context or ssl.create_default_context()) if address.scheme == "https" else None,
             idle_timeout_s=None,  # every call has its own total deadline instead
             connect_timeout_s=None,  # so has connecting
             max_body_bytes=max_body_bytes,
         )
-        self._address = f"{host}:{port}"
+        self._address = f"{address.host}:{address.port}"  # as aiohttp names it: no IPv6 brackets
+        parts = urlsplit(url)
         target = parts.path or "/"
         if parts.query:
             target = f"{target}?{parts.query}"
@@ -93,13 +84,8 @@ class LeanHTTPTransport(KeepAlivePool):
 
     def serialize(self, headers: Mapping[str, str], body: bytes) -> bytes:
         """The request bytes: the signer's headers (Host included), Content-Length, the body."""
-        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        head = f"{self._request_line}{lines}Content-Length: {len(body)}\r\n\r\n"
         # Signed values come from botocore's config and credentials; still refuse header splitting.
-        expected = len(headers) + 3
-        if head.count("\n") != expected or head.count("\r") != expected:
-            raise ValueError("CR or LF in a request header name or value")
-        return head.encode("utf-8") + body
+        return encode_request(self._request_line, 1, headers, body)
 
     async def post(self, data: bytes, timeout_s: float) -> tuple[int, bytes, str | None]:
         """Send one serialized request; (status, body, x-amzn-query-error) or TransportError."""

@@ -13,21 +13,24 @@ import time
 
 from yarl import URL
 
+from asqsd.addresses import http_address
 from asqsd.clients.http1.connection import ExchangeError, Failure, describe_os_error
 from asqsd.clients.http1.parser import MAX_HEAD_BYTES
 from asqsd.clients.http1.pool import KeepAlivePool
+from asqsd.clients.http1.request import encode_request
 from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
 
 
 class LeanWorkerClient(KeepAlivePool):
     """POSTs requests to the worker at ``base_url`` over a pool of keep-alive connections.
 
-    Same interface and semantics as :class:`asqsd.clients.worker.aiohttp_impl.WorkerClient`: ``post`` never raises for
-    a delivery problem, it returns a :class:`~asqsd.clients.worker.base.DeliveryResult` with the status, or an
-    error string (``connect timeout``, ``inactivity timeout``, ``connection failed: ...``,
-    ``server disconnected ...``, ``protocol error: ...``). At most ``connections`` connections
-    exist; more concurrent posts than that wait for a free one. ``request.headers`` must not
-    contain ``Host``, ``Content-Length`` or ``Transfer-Encoding``: those are the client's.
+    Same interface and semantics as :class:`asqsd.clients.worker.aiohttp_impl.WorkerClient`:
+    ``post`` never raises for a delivery problem, it returns a
+    :class:`~asqsd.clients.worker.base.DeliveryResult` with the status, or an error string
+    (``connect timeout``, ``inactivity timeout``, ``connection failed: ...``, ``server
+    disconnected ...``, ``protocol error: ...``). At most ``connections`` connections exist;
+    more concurrent posts than that wait for a free one. ``request.headers`` must not contain
+    ``Host``, ``Content-Length`` or ``Transfer-Encoding``: those are the client's.
     """
 
     def __init__(
@@ -40,21 +43,21 @@ class LeanWorkerClient(KeepAlivePool):
         max_head_bytes: int = MAX_HEAD_BYTES,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        url = URL(base_url)
-        host, port = url.raw_host, url.port
-        if url.scheme not in ("http", "https") or not host or port is None:
-            raise ValueError(f"worker URL must be http(s)://host[:port]: {base_url!r}")
+        try:
+            address = http_address(base_url)
+        except ValueError:
+            raise ValueError(f"worker URL must be http(s)://host[:port]: {base_url!r}") from None
         super().__init__(
-            host,
-            port,
+            address.host,
+            address.port,
             connections,
-            ssl_context=(ssl_context or ssl.create_default_context()) if url.scheme == "https" else None,
+            ssl_context=(ssl_context or ssl.create_default_context()) if address.scheme == "https" else None,
             idle_timeout_s=inactivity_timeout_s,
             connect_timeout_s=connect_timeout_s,
             max_head_bytes=max_head_bytes,
         )
         self._base_url = base_url.rstrip("/")
-        self._host_line = f"Host: {url.host_port_subcomponent}\r\n"
+        self._host_line = f"Host: {address.host_header}\r\n"
         self._request_lines: dict[str, str] = {}
 
     @property
@@ -91,17 +94,10 @@ class LeanWorkerClient(KeepAlivePool):
 
     # --- request bytes --------------------------------------------------------------------------
     def serialize(self, request: Request) -> bytes:
-        headers = request.headers
-        body = request.body
-        lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if headers else ""
-        head = f"{self._request_line(request.path)}{lines}Content-Length: {len(body)}\r\n\r\n"
-        # Header values were validated upstream; this one C-speed count still guarantees that no
-        # CR or LF smuggled into a name or value can split the request (aiohttp refuses those too).
-        expected = len(headers) + 4
-        if head.count("\n") != expected or head.count("\r") != expected:
-            raise ValueError("CR or LF in a request header name or value")
-        # UTF-8, like aiohttp: Latin-1 values outside ASCII go out as UTF-8 bytes (stock parity).
-        return head.encode("utf-8") + body
+        """The request bytes; ValueError for a CR or LF in a header (aiohttp refuses those too)."""
+        # Header values were validated upstream; encode_request's count check still guarantees
+        # that nothing smuggled into a name or value can split the request.
+        return encode_request(self._request_line(request.path), 2, request.headers, request.body)
 
     def _request_line(self, path: str) -> str:
         line = self._request_lines.get(path)
