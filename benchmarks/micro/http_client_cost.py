@@ -1,4 +1,4 @@
-"""Client CPU per POST to the worker: aiohttp ``WorkerClient`` vs ``LeanWorkerClient`` (asqsd.clients.worker.lean_impl).
+"""Client CPU per POST to the worker: aiohttp ``WorkerClient`` vs ``LeanWorkerClient`` (the default).
 
 The null worker (aiohttp on uvloop, reads the body, answers ``200 ok``) runs in a *separate* process
 (``--serve``), so ``time.process_time()`` read here is the client's CPU alone. Both clients post the

@@ -2,8 +2,8 @@
 
 A canned-response aiohttp stub runs in a *separate* process (``--serve``), so the CPU read here with
 ``time.process_time()`` is the client's alone. Each variant makes the same calls through the
-:class:`~asqsd.clients.sqs.base.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message with the
-stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
+:class:`~asqsd.clients.sqs.base.SQSClient` interface the daemon uses: ReceiveMessage(10) (every message
+with the stock system attributes and two message attributes, one of them Binary) and DeleteMessageBatch(10).
 
     .venv/bin/python -m benchmarks.micro.sqs_client_cost                # table + benchmarks/results/*.json
     .venv/bin/python -m benchmarks.micro.sqs_client_cost --profile      # cProfile of LeanSQS only

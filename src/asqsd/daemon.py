@@ -135,7 +135,7 @@ class Daemon:
 
     async def _check_queue(self, sqs: SQSClient) -> bool:
         """Read the queue's attributes; retry transient errors, fail fast on permanent ones."""
-        backoff = Backoff(base_s=0.5, cap_s=20.0)
+        backoff = Backoff(base_s=0.5, cap_s=20.0, jitter=0.0)  # 0.5, 1, 2 ... 20 s
         while not self._stopping.is_set():
             try:
                 self.queue_attributes = await sqs.get_queue_attributes(_STARTUP_ATTRIBUTES)
@@ -145,7 +145,7 @@ class Daemon:
                 if not exc.retryable:
                     raise StartupError(f"queue {self.queue_url}: {exc.code}: {exc}") from exc
                 delay = backoff.next_delay()
-                log.warning("queue-check-failed", code=exc.code, error=str(exc), retry_in_s=round(delay, 2))
+                log.warning("queue-check-failed", code=exc.code, error=str(exc), retry_in_s=delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()

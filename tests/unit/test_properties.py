@@ -90,7 +90,16 @@ def test_build_request_never_emits_an_unsafe_header(message: Message) -> None:
         if name.startswith(RESERVED_PREFIX) or attr.string_value is None:
             continue
         if not attr.data_type.startswith(("String", "Number")):
-            assert wire_name("X-Aws-Sqsd-Attr-" + name) not in request.headers or name in skipped
+            # Not forwarded; the header may still exist for a String attribute of the same folded
+            # name (hypothesis found "R" String beside "r" Binary).
+            header = wire_name("X-Aws-Sqsd-Attr-" + name)
+            folded_strings = {
+                n
+                for n, a in message.message_attributes.items()
+                if a.data_type.startswith(("String", "Number"))
+                and wire_name("X-Aws-Sqsd-Attr-" + n) == header
+            }
+            assert header not in request.headers or name in skipped or folded_strings
             continue
         header = wire_name("X-Aws-Sqsd-Attr-" + name)
         if name in skipped or header not in request.headers:

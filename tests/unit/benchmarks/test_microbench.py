@@ -232,7 +232,8 @@ def test_http_profiles_count_the_send_line_as_the_socket_write() -> None:
     write_frame = http_client_cost.write_frame()
     lines = [
         f"<module> (benchmarks/micro/http_client_cost.py:1);{write_frame} 2",
-        "<module> (benchmarks/micro/http_client_cost.py:1);Connection.send (asqsd/clients/http1/connection.py:1) 1",
+        "<module> (benchmarks/micro/http_client_cost.py:1);"
+        "Connection.send (asqsd/clients/http1/connection.py:1) 1",
     ]
     counts = microbench.spy_counts(lines, http_client_cost.SPY_BUCKETS, "-", aliases={write_frame: "<write>"})
     assert counts == {

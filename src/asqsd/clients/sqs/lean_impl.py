@@ -15,8 +15,8 @@ only the mechanical part itself:
   :class:`CachedKeySigV4`, which builds the same canonical request but derives the signing key only
   once per day and secret key. The test suite checks that both produce byte-identical Authorization
   headers to botocore's for the same request and timestamp;
-* responses and errors go through the helpers in :mod:`asqsd.clients.sqs.wire`, so the rest of the daemon sees the
-  same :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult` and
+* responses and errors go through the helpers in :mod:`asqsd.clients.sqs.wire`, so the rest of the
+  daemon sees the same :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult` and
   :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.clients.sqs.botocore_impl.BotocoreSQS`.
 
 Two transports carry the signed POSTs (``transport=``):
@@ -113,7 +113,7 @@ def _dumps(payload: Mapping[str, Any]) -> bytes:
 
 
 class LeanSQS:
-    """:class:`~asqsd.clients.sqs.base.SQSClient` that POSTs SQS JSON requests over a lean or an aiohttp transport.
+    """An :class:`~asqsd.clients.sqs.base.SQSClient` POSTing SQS JSON requests (lean or aiohttp transport).
 
     Safe to share between any number of concurrent tasks on one event loop. With
     ``transport="aiohttp"`` it owns nothing: the aiohttp session and the credential source are
