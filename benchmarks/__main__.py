@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "total_s": round(time.monotonic() - began, 1),
         },
         "scenarios": scenarios,
-        "targets": report.evaluate(medians),
+        "targets": report.evaluate(medians, quick=args.quick),
     }
     paths = report.write_all(result, args.output_dir, stamp, chart=not args.no_chart)
     print(report.markdown(result))
