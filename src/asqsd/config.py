@@ -108,13 +108,17 @@ class Settings(BaseSettings):
 
     # --- asqsd's own keys ---------------------------------------------------------------------
     endpoint_url: str | None = Field(
-        None, description="SQS endpoint; default follows AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL."
+        None,
+        description="SQS endpoint; default AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL, else the queue URL's "
+        "host when it is not AWS (or a VPC endpoint / FIPS host), else the region's AWS endpoint.",
     )
-    region: str | None = Field(None, description="AWS region; default from the environment or the queue URL.")
+    region: str | None = Field(
+        None, description="AWS region; default the queue URL's, else AWS_REGION / the AWS profile."
+    )
     sqs_client: Literal["lean", "botocore"] = Field(
         "lean",
         description="SQS client for the hot path: lean (signed aiohttp, ~4x less CPU) or botocore "
-        "(aiobotocore). Both take credentials, region and endpoint from botocore.",
+        "(aiobotocore). Both use botocore's credentials and the same region and endpoint.",
     )
     http_client: Literal["lean", "aiohttp"] = Field(
         "lean",

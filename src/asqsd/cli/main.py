@@ -6,6 +6,7 @@ The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqs
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import Any
 from asqsd import __version__
 from asqsd.cli.exits import EXIT_OK, config_error
 from asqsd.cli.serve import run_command
+from asqsd.clients.sqs.endpoint import regional_endpoint, sqs_target
 from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
 from asqsd.errors import ConfigError
 from asqsd.logs import configure_logging
@@ -79,8 +81,6 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def load(args: argparse.Namespace) -> LoadedSettings:
     """Settings from flags, environment and the config file."""
-    import os
-
     return load_settings(cli_values(args), os.environ, args.config)
 
 
@@ -115,15 +115,41 @@ def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
 
 
 def print_config(loaded: LoadedSettings) -> int:
-    """``asqsd config``: key, value, source; then where AWS credentials would come from."""
+    """``asqsd config``: key, value, source, with the region and SQS endpoint the daemon would use;
+    then where AWS credentials would come from. Exit 2 when the region cannot be resolved."""
     rows = describe_settings(loaded)
+    warnings = list(loaded.warnings)
+    problems: list[str] = []
+    if loaded.settings.queue_url is not None:
+        try:
+            rows = _with_sqs_target(rows, loaded, warnings)
+        except ConfigError as exc:
+            problems = exc.problems
     width = max(len(key) for key, _value, _source in rows)
     for key, value, source in rows:
         print(f"{key:<{width}}  {value}  [{source}]")
     print(f"{'credentials':<{width}}  {_credential_source()}")
-    for warning in loaded.warnings:
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return EXIT_OK
+    return config_error(problems) if problems else EXIT_OK
+
+
+def _with_sqs_target(
+    rows: list[tuple[str, str, str]], loaded: LoadedSettings, warnings: list[str]
+) -> list[tuple[str, str, str]]:
+    """``rows`` with the effective region and endpoint (and their sources) in place of the settings."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    target = sqs_target(loaded.settings, session, os.environ, loaded.sources)
+    endpoint = target.endpoint_url or regional_endpoint(session, target.region)
+    if target.region_conflict is not None:
+        warnings.append(target.region_conflict)
+    effective = {
+        "region": (target.region, target.region_source),
+        "endpoint_url": (endpoint, target.endpoint_source),
+    }
+    return [(key, *effective.get(key, (value, source))) for key, value, source in rows]
 
 
 def _credential_source() -> str:

@@ -8,12 +8,14 @@ stock log file. The process-global parts (signal handlers, the event loop) live 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from asqsd._compat import run as run_loop
 from asqsd.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, config_error
+from asqsd.clients.sqs.endpoint import sqs_target
 from asqsd.config import LoadedSettings, Settings
 from asqsd.errors import ConfigError, StartupError
 from asqsd.logs import configure_logging, get_logger
@@ -29,6 +31,7 @@ def run_command(loaded: LoadedSettings) -> int:
         return config_error([f"queue_url is required: {hint}"])
     try:
         cron_path, tasks = load_tasks(settings, loaded.warnings)
+        _check_sqs_target(loaded)
     except ConfigError as exc:
         return config_error(exc.problems)
     configure_logging(settings.log_level, settings.log_format)
@@ -44,6 +47,14 @@ def run_command(loaded: LoadedSettings) -> int:
         return EXIT_STARTUP
     except ImportError as exc:
         return config_error([f"loop={settings.loop}: {exc}"])
+
+
+def _check_sqs_target(loaded: LoadedSettings) -> None:
+    """Raise ConfigError now, before anything starts, if the SQS region cannot be resolved (the
+    daemon's client factory resolves it again the same way)."""
+    import botocore.session
+
+    sqs_target(loaded.settings, botocore.session.get_session(), os.environ, loaded.sources)
 
 
 async def serve(

@@ -1,18 +1,21 @@
 """Open the configured SQS client (``sqs_client``: lean by default, or botocore) for one queue.
 
-Both share one aiobotocore client for credentials, region and endpoint resolution, so
-``AWS_ENDPOINT_URL_SQS``, profiles and instance roles behave exactly as for any AWS SDK.
+The region and endpoint come from :func:`~asqsd.clients.sqs.endpoint.sqs_target` (the queue URL,
+the settings and the AWS configuration, as ``asqsd config`` shows them). Both clients share one
+aiobotocore client for credentials and the rest of botocore's resolution, so profiles and
+instance roles behave exactly as for any AWS SDK.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
+from asqsd.clients.sqs.endpoint import sqs_target
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
-from asqsd.clients.sqs.wire import region_from_queue_url
 from asqsd.config import Settings
 from asqsd.logs import get_logger
 
@@ -30,7 +33,7 @@ async def open_sqs(
 
     assert settings.queue_url is not None
     queue_url = settings.queue_url
-    region = settings.region or region_from_queue_url(queue_url)
+    target = sqs_target(settings, session, os.environ)
     config = AioConfig(
         # botocore's own retries would hide errors from our backoff; we retry ourselves.
         retries={"max_attempts": 1, "mode": "standard"},
@@ -40,14 +43,24 @@ async def open_sqs(
         parameter_validation=False,
         tcp_keepalive=True,
     )
-    if region is None and session.get_config_variable("region") is None:
-        region = "us-east-1"
-        log.info("region-defaulted", region=region, detail="no region configured or in the queue URL")
+    if target.region_defaulted:
+        log.info("region-defaulted", region=target.region, detail="no region configured or in the queue URL")
+    if target.region_conflict is not None:
+        log.warning("region-conflict", detail=target.region_conflict)
     client = await stack.enter_async_context(
-        session.create_client("sqs", region_name=region, endpoint_url=settings.endpoint_url, config=config)
+        session.create_client(
+            "sqs", region_name=target.region, endpoint_url=target.endpoint_url, config=config
+        )
     )
     resolved: str = client.meta.region_name
-    log.info("sqs-client", endpoint=client.meta.endpoint_url, region=resolved, client=settings.sqs_client)
+    log.info(
+        "sqs-client",
+        endpoint=client.meta.endpoint_url,
+        region=resolved,
+        client=settings.sqs_client,
+        endpoint_source=target.endpoint_source,
+        region_source=target.region_source,
+    )
     if settings.sqs_client == "botocore":
         return BotocoreSQS(client, queue_url), resolved
     # Lean client: the botocore client's credentials, region and endpoint at a fraction of

@@ -1,13 +1,13 @@
-"""SQS wire helpers shared by both SQS clients: messages, batch results, error codes, queue URLs.
+"""SQS wire helpers shared by both SQS clients: messages, batch results, error codes, queue names.
 
 Everything above the clients sees :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult`
-and :class:`~asqsd.errors.SQSError`; the wire's dictionaries and error codes stay in here.
+and :class:`~asqsd.errors.SQSError`; the wire's dictionaries and error codes stay in here. What a
+queue URL says about the region and endpoint is in :mod:`asqsd.clients.sqs.endpoint`.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,12 +40,6 @@ _QUERY_PREFIX = "AWS.SimpleQueueService."
 _CODE_ALIASES = {"NonExistentQueue": "QueueDoesNotExist"}
 
 
-_REGION_FROM_URL = re.compile(
-    r"^https?://(?:sqs[.-](?P<a>[a-z0-9-]+)\.amazonaws\.com|(?P<b>[a-z0-9-]+)\.queue\.amazonaws\.com)",
-    re.IGNORECASE,
-)
-
-
 def normalise_error_code(code: str) -> str:
     """Map the several spellings servers use for one error to a single code."""
     if code.startswith(_QUERY_PREFIX):
@@ -56,14 +50,6 @@ def normalise_error_code(code: str) -> str:
 def is_retryable(code: str, http_status: int) -> bool:
     """Whether an SQS error is worth retrying after a pause."""
     return http_status >= 500 or http_status == 429 or code in _RETRYABLE_CODES
-
-
-def region_from_queue_url(queue_url: str) -> str | None:
-    """The region a standard SQS queue URL names (``sqs.<region>.amazonaws.com``), if any."""
-    match = _REGION_FROM_URL.match(queue_url)
-    if match is None:
-        return None
-    return match.group("a") or match.group("b")
 
 
 def queue_name(queue_url: str) -> str:
