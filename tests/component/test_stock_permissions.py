@@ -26,6 +26,7 @@ from structlog.testing import capture_logs
 from asqsd.daemon import Daemon
 from asqsd.errors import StartupError
 from asqsd.periodic.cron_yaml import parse_cron_yaml
+from asqsd.pipeline.channel import GroupedChannel
 from tests.component.conftest import SettingsFactory, queue_counts
 from tests.support.dynamo import AcceleratedClock, new_registry
 from tests.support.iam import STOCK_QUEUE, STOCK_QUEUE_ACTIONS, AccessKey, IamMoto, allow, as_moto_checks
@@ -179,6 +180,35 @@ async def test_stock_permissions_run_every_sqs_duty(
     assert warning["fifo"] is False
     assert [e.get("confirmed_by") for e in events(logs, "queue-ok")] == ["ReceiveMessage"]
     assert daemon.delivery.max_receive_count is None
+
+
+async def test_fifo_is_read_from_the_queue_name(
+    iam_moto: IamMoto,
+    sqs: Any,
+    worker: RecordingWorker,
+    make_settings: SettingsFactory,
+    run_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without GetQueueAttributes a queue named *.fifo gets the group-aware buffer: one group's
+    messages arrive one at a time, in order."""
+    fifo_url = (
+        await sqs.create_queue(
+            QueueName=f"f-{uuid.uuid4().hex[:10]}.fifo",
+            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+        )
+    )["QueueUrl"]
+    for index in range(3):
+        await sqs.send_message(QueueUrl=fifo_url, MessageBody=f"m{index}", MessageGroupId="g")
+    act_as(monkeypatch, await iam_moto.create_user([STOCK_QUEUE]))
+    with capture_logs() as logs:
+        async with run_daemon(make_settings(queue_url=fifo_url)) as daemon:
+            assert daemon.pipeline is not None
+            assert isinstance(daemon.pipeline.channel, GroupedChannel)
+            await wait_until(lambda: daemon.counters.deleted == 3, timeout_s=20, what="3 deletes")
+    assert [e["fifo"] for e in events(logs, "queue-attributes-denied")] == [True]
+    assert [d.body for d in worker.deliveries] == [b"m0", b"m1", b"m2"]
+    assert worker.max_in_flight == 1
 
 
 async def test_missing_queue_ends_startup_without_get_queue_attributes(
