@@ -1,5 +1,6 @@
-"""Session-wide fixtures: AWS test credentials, a moto_server subprocess on loopback, and a
-recording worker (the reliability suite overrides ``worker`` with its ledger worker)."""
+"""Session-wide fixtures: AWS test credentials, a moto_server subprocess on loopback (and one that
+enforces IAM), and a recording worker (the reliability suite overrides ``worker`` with its ledger
+worker)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.support.iam import IamMoto, run_iam_moto_server
 from tests.support.servers import run_moto_server
 from tests.support.worker import RecordingWorker, recording_worker
 
@@ -24,6 +26,13 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a moto_server (SQS + DynamoDB) shared by the whole session."""
     with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
+    """A second moto_server that enforces IAM (signatures and policies), with an admin user."""
+    with run_iam_moto_server(tmp_path_factory.mktemp("moto-iam") / "moto.log") as server:
+        yield server
 
 
 @pytest.fixture

@@ -39,6 +39,13 @@ log = get_logger("daemon")
 _STARTUP_ATTRIBUTES = ("QueueArn", "VisibilityTimeout", "FifoQueue", "RedrivePolicy")
 
 
+# What asqsd does without sqs:GetQueueAttributes (the stock worker-tier policy does not grant it).
+_WITHOUT_ATTRIBUTES = (
+    "no queue backlog gauges (asqsd_queue_*), no dead-letter-bound figures (the redrive "
+    "policy's maxReceiveCount), no queue attributes in queue-ok"
+)
+
+
 class Daemon:
     """One asqsd instance. Create, ``await run()``, stop with :meth:`request_stop`."""
 
@@ -59,6 +66,8 @@ class Daemon:
         self.delivery = DeliveryStats()
         self.ready = asyncio.Event()
         self.queue_attributes: dict[str, str] = {}
+        self.attributes_denied = False  # the IAM policy refuses sqs:GetQueueAttributes
+        self._last_sqs_call_ok = False
         self.forced = False
         self.failure: BaseException | None = None
         self.pipeline: Pipeline | None = None
@@ -110,7 +119,7 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             await self.observers.open(self, stack)
             sqs, region = await open_sqs(session, self.settings, stack)
-            self._sqs = CountingSQS(sqs, self.counters.count_call)
+            self._sqs = CountingSQS(sqs, self._count_call)
             cloudwatch = await self.observers.open_cloudwatch(session, region, stack)
             if not await self._check_queue(self._sqs):
                 return
@@ -118,13 +127,15 @@ class Daemon:
                 self.queue_attributes.get("RedrivePolicy")
             )
             pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack), self._crashed)
-            self.observers.start(self, self._sqs.get_queue_attributes, cloudwatch)
+            attributes = None if self.attributes_denied else self._sqs.get_queue_attributes
+            self.observers.start(self, attributes, cloudwatch)
             if self.periodic is not None:  # no cron.yaml: no DynamoDB client, no call
                 await self.periodic.open(session, self.settings.region or region, stack, self._sqs)
                 self.periodic.start(self._crashed)
             pipeline.start()
             try:
-                await self._serve()
+                if await self._queue_confirmed(pipeline):
+                    await self._serve()
             finally:
                 self._stopping.set()
                 await pipeline.shutdown(self._force)
@@ -134,7 +145,11 @@ class Daemon:
         log.info("stopped", uptime_s=round(time.monotonic() - started, 1), **self._summary())
 
     async def _check_queue(self, sqs: SQSClient) -> bool:
-        """Read the queue's attributes; retry transient errors, fail fast on permanent ones."""
+        """Read the queue's attributes; retry transient errors, fail fast on permanent ones.
+
+        A policy that refuses GetQueueAttributes is not a failure: the first receive then
+        confirms the queue (:meth:`_queue_confirmed`).
+        """
         backoff = Backoff(base_s=0.5, cap_s=20.0, jitter=0.0)  # 0.5, 1, 2 ... 20 s
         while not self._stopping.is_set():
             try:
@@ -142,6 +157,9 @@ class Daemon:
                 log.info("queue-ok", queue=queue_name(self.queue_url), **self.queue_attributes)
                 return True
             except SQSError as exc:
+                if exc.denied:
+                    self._without_attributes(exc)
+                    return True
                 if not exc.retryable:
                     raise StartupError(f"queue {self.queue_url}: {exc.code}: {exc}") from exc
                 delay = backoff.next_delay()
@@ -150,6 +168,44 @@ class Daemon:
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
         return False
+
+    def _without_attributes(self, exc: SQSError) -> None:
+        self.attributes_denied = True
+        log.warning(
+            "queue-attributes-denied",
+            queue=queue_name(self.queue_url),
+            permission=exc.permission,
+            code=exc.code,
+            fifo=self.fifo,
+            turned_off=_WITHOUT_ATTRIBUTES,
+            detail="running without them: FIFO is read from the queue name (.fifo), and the first "
+            "ReceiveMessage confirms the queue",
+        )
+
+    async def _queue_confirmed(self, pipeline: Pipeline) -> bool:
+        """Without GetQueueAttributes, the first receive's answer is the queue check.
+
+        Its permanent errors (the queue does not exist, ReceiveMessage is not allowed) end the
+        start-up like the attribute check's would; False if a stop came first.
+        """
+        if not self.attributes_denied:
+            return True
+        first = pipeline.first_receive
+        settled = asyncio.create_task(first.settled.wait())
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({settled, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            settled.cancel()
+            stopping.cancel()
+        if first.error is not None:
+            error = first.error
+            hint = f" (the IAM policy must allow {error.permission} on this queue)" if error.denied else ""
+            raise StartupError(f"queue {self.queue_url}: {error.code}: {error}{hint}") from error
+        if not first.settled.is_set():
+            return False
+        log.info("queue-ok", queue=queue_name(self.queue_url), fifo=self.fifo, confirmed_by="ReceiveMessage")
+        return True
 
     async def _parts(self, stack: contextlib.AsyncExitStack) -> PipelineParts:
         assert self._sqs is not None
@@ -195,9 +251,12 @@ class Daemon:
         return values
 
     async def check_sqs(self) -> bool:
-        """One cheap call on the queue."""
+        """One cheap call on the queue; without GetQueueAttributes, whether the last call worked."""
         if self._sqs is None:
             return False
+        if self.attributes_denied:
+            # No permitted call is free of side effects: the calls the daemon makes anyway answer.
+            return self._last_sqs_call_ok
         try:
             await self._sqs.get_queue_attributes(["QueueArn"])
         except SQSError:
@@ -207,6 +266,10 @@ class Daemon:
     async def check_worker(self) -> bool:
         """The worker port accepts a connection (or the stock HTTP health check answers 200)."""
         return await probe_worker(self.settings.worker_url, self._healthcheck, self.settings.connect_timeout)
+
+    def _count_call(self, operation: str, failed: bool) -> None:
+        self.counters.count_call(operation, failed)
+        self._last_sqs_call_ok = not failed
 
     def _summary(self) -> dict[str, Any]:
         c = self.counters

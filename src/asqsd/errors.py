@@ -20,10 +20,20 @@ class StartupError(AsqsdError):
 
 
 class SQSError(AsqsdError):
-    """An SQS call failed. ``retryable`` tells whether trying again later may help."""
+    """An SQS call failed. ``retryable`` tells whether trying again later may help; ``denied``
+    that SQS accepted the credentials but the IAM policy does not allow :attr:`permission`."""
 
-    def __init__(self, operation: str, code: str, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, operation: str, code: str, message: str, *, retryable: bool, denied: bool = False
+    ) -> None:
         super().__init__(f"{operation} failed: {code}: {message}")
         self.operation = operation
         self.code = code
         self.retryable = retryable
+        self.denied = denied
+
+    @property
+    def permission(self) -> str:
+        """The IAM action that authorises the call: SQS authorises each ``*Batch`` call by its
+        singular action (DeleteMessageBatch by ``sqs:DeleteMessage``)."""
+        return "sqs:" + self.operation.removesuffix("Batch")

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -44,8 +44,11 @@ def moto_server_command() -> str:
 
 
 @contextlib.contextmanager
-def run_moto_server(log_path: Path) -> Iterator[str]:
-    """Run moto_server on a free loopback port; yields its base URL and stops it by PID."""
+def run_moto_server(log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run moto_server on a free loopback port; yields its base URL and stops it by PID.
+
+    ``env``: extra environment variables for the server (e.g. ``INITIAL_NO_AUTH_ACTION_COUNT``).
+    """
     with log_path.open("wb") as log:
         proc: subprocess.Popen[bytes] | None = None
         port = 0
@@ -55,7 +58,7 @@ def run_moto_server(log_path: Path) -> Iterator[str]:
                 [moto_server_command(), "-H", "127.0.0.1", "-p", str(port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             )
             if wait_http(f"http://127.0.0.1:{port}/moto-api/", proc, timeout_s=15):
                 break

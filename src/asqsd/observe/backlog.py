@@ -1,7 +1,9 @@
 """The queue backlog gauge: polls the queue's approximate message counts for autoscalers.
 
 One GetQueueAttributes call per interval (with jittered backoff on errors), only while the
-health server is on; its values are exposed as gauges on /metrics.
+health server is on; its values are exposed as gauges on /metrics. When the IAM policy refuses
+``sqs:GetQueueAttributes`` the poller says so once and stops asking: another call every interval
+would only fill the account's audit log with denials.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from asqsd.backoff import backoff_delay
+from asqsd.errors import SQSError
 from asqsd.logs import get_logger
 from asqsd.observe.prometheus import QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
 
@@ -72,6 +75,7 @@ class QueueBacklogPoller:
         self._failures = 0
         self._stopped = asyncio.Event()
         self.latest: QueueBacklog | None = None
+        self.denied = False  # the policy refused GetQueueAttributes: no more polls
 
     @property
     def failures(self) -> int:
@@ -83,9 +87,11 @@ class QueueBacklogPoller:
         self._stopped.set()
 
     async def run(self) -> None:
-        """Poll until :meth:`stop`."""
+        """Poll until :meth:`stop`, or until the permission to poll is refused."""
         while not self._stopped.is_set():
             ok = await self.poll_once()
+            if self.denied:
+                return
             await self._sleep(self._interval_s if ok else self.backoff_delay(self._failures))
 
     async def poll_once(self) -> bool:
@@ -95,15 +101,30 @@ class QueueBacklogPoller:
                 attributes = await self._get_attributes(list(BACKLOG_ATTRIBUTES))
             visible, in_flight, delayed = (int(attributes[name]) for name in BACKLOG_ATTRIBUTES)
         except Exception as exc:  # noqa: BLE001 - a metrics poller must outlive any SQS or client error
-            self._failures += 1
-            level = log.warning if self._failures == 1 else log.debug
-            level("backlog-poll-failed", error=repr(exc), failures=self._failures)
+            if isinstance(exc, SQSError) and exc.denied:
+                self._refused(exc)
+            else:
+                self._failed(exc)
             return False
         if self._failures:
             log.info("backlog-poll-recovered", after_failures=self._failures)
         self._failures = 0
         self.latest = QueueBacklog(visible, in_flight, delayed, self._clock())
         return True
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        level = log.warning if self._failures == 1 else log.debug
+        level("backlog-poll-failed", error=repr(exc), failures=self._failures)
+
+    def _refused(self, exc: SQSError) -> None:
+        self.denied = True
+        log.warning(
+            "backlog-poll-denied",
+            permission=exc.permission,
+            code=exc.code,
+            detail="polling stopped: the backlog gauges stay empty until asqsd restarts with it granted",
+        )
 
     def gauges(self) -> dict[str, float]:
         """The latest counts under the :data:`QUEUE_VISIBLE` ... keys; empty if none or stale."""

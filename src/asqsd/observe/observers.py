@@ -70,12 +70,13 @@ class Observers:
     def start(
         self,
         daemon: DaemonView,
-        queue_attributes: Callable[[list[str]], Awaitable[dict[str, str]]],
+        queue_attributes: Callable[[list[str]], Awaitable[dict[str, str]]] | None,
         cloudwatch: Any,
     ) -> None:
-        """Start the background observers (after the queue check succeeded)."""
+        """Start the background observers (after the queue check succeeded); no backlog poller
+        without ``queue_attributes`` (the policy refuses GetQueueAttributes)."""
         settings = self._settings
-        if settings.health_server and settings.backlog_poll_interval_s > 0:
+        if queue_attributes is not None and settings.health_server and settings.backlog_poll_interval_s > 0:
             self.backlog = QueueBacklogPoller(queue_attributes, settings.backlog_poll_interval_s)
             self._tasks.spawn(self.backlog.run())
         if cloudwatch is not None and settings.environment_name:

@@ -4,7 +4,8 @@ Dispatchers hand over a message synchronously with :meth:`BatchSender.add`; a fl
 10 entries per call, waiting at most ``max_wait_s`` to fill a batch. Entries SQS fails with a
 server-side fault (or whole calls that fail with a retryable error) are retried with backoff;
 after ``max_attempts`` they are reported as failed: the message is then left to SQS, which
-redelivers it (at-least-once), never lost.
+redelivers it (at-least-once), never lost. A call the IAM policy refuses is not retried; one
+``permission-denied`` line names the missing permission until a call succeeds again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from typing import Generic, TypeVar
 
 from asqsd.backoff import Backoff
 from asqsd.errors import SQSError
+from asqsd.logs import get_logger
 from asqsd.message import BatchResult
+
+log = get_logger("daemon")  # beside the settle lines (delete-failed ...) it explains
 
 MAX_BATCH = 10
 T = TypeVar("T")
@@ -99,6 +103,7 @@ class BatchSender(Generic[T]):
         self._slots = asyncio.Semaphore(max_in_flight)
         self._flushes: dict[asyncio.Task[None], int] = {}  # flush task → entries it carries
         self._closing = False
+        self._denied = False  # the last call was refused by the IAM policy (already logged)
         self.stats = BatchStats()
 
     def __len__(self) -> int:
@@ -196,11 +201,14 @@ class BatchSender(Generic[T]):
             self.stats.call_errors += 1
             if exc.retryable:
                 return batch, {id(item): exc.code for item in batch}
+            if exc.denied:
+                self._report_denied(exc, len(batch))
             self._settle_all(batch, exc.code)
             return [], {}
         except Exception as exc:  # noqa: BLE001 - an unexpected client error is retried like a 5xx
             self.stats.call_errors += 1
             return batch, {id(item): type(exc).__name__ for item in batch}
+        self._denied = False
         retry: list[T] = []
         reasons: dict[int, str] = {}
         for (_entry_id, item), (fate, code) in zip(entries, classify_entries(result, entries), strict=True):
@@ -214,6 +222,21 @@ class BatchSender(Generic[T]):
                 retry.append(item)
                 reasons[id(item)] = code or MISSING_FROM_RESPONSE
         return retry, reasons
+
+    def _report_denied(self, exc: SQSError, entries: int) -> None:
+        """Once per streak of refused calls: a log line per call would say nothing new."""
+        if self._denied:
+            return
+        self._denied = True
+        log.warning(
+            "permission-denied",
+            operation=exc.operation,
+            permission=exc.permission,
+            code=exc.code,
+            entries=entries,
+            detail="not retried: the messages are left to SQS, which makes them visible again when "
+            "their visibility timeout ends; logged once until such a call succeeds",
+        )
 
     def _settle_all(self, batch: list[T], reason: str) -> None:
         for item in batch:

@@ -29,7 +29,7 @@ from asqsd.pipeline.channel import Channel, GroupedChannel
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
 from asqsd.pipeline.leases import LeaseTable
-from asqsd.pipeline.receiver import ReceivePolicy, Receiver
+from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders
 from asqsd.pipeline.settle import Settler
 from asqsd.tasks import OnCrash, TaskSet, stop_tasks
@@ -68,6 +68,7 @@ class Pipeline:
         self.heartbeat: Heartbeat | None = None
         if settings.heartbeat and settings.visibility_timeout >= 1:
             self.heartbeat = Heartbeat(parts.sqs, self.leases, settings.visibility_timeout, parts.counters)
+        self.first_receive = FirstReceive()
         self._receivers: dict[Receiver, asyncio.Task[None]] = {}
         self._dispatchers: dict[Dispatcher, asyncio.Task[None]] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -90,7 +91,14 @@ class Pipeline:
         policy = ReceivePolicy(settings.wait_time_s, settings.visibility_timeout)
         return [
             Receiver(
-                index, parts.sqs, self.channel, self.leases, policy, parts.counters, self.settler.release
+                index,
+                parts.sqs,
+                self.channel,
+                self.leases,
+                policy,
+                parts.counters,
+                self.settler.release,
+                first=self.first_receive,
             )
             for index in range(settings.receiver_count)
         ]

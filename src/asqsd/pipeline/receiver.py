@@ -37,6 +37,26 @@ class ReceivePolicy:
     max_messages: int = 10
 
 
+class FirstReceive:
+    """How the first ReceiveMessage that ended went: a success, or a permanent error.
+
+    Without ``sqs:GetQueueAttributes`` the daemon has no other call that tells whether the queue
+    exists and may be read, so it waits for this before it calls itself started. A retryable
+    error does not settle it: the receivers retry those with backoff.
+    """
+
+    def __init__(self) -> None:
+        self.settled = asyncio.Event()
+        self.error: SQSError | None = None
+
+    def record(self, error: SQSError | None) -> None:
+        """Note one receive's outcome (only the first success or permanent error counts)."""
+        if self.settled.is_set() or (error is not None and error.retryable):
+            return
+        self.error = error
+        self.settled.set()
+
+
 class Receiver:
     """One ReceiveMessage loop."""
 
@@ -50,6 +70,7 @@ class Receiver:
         counters: Counters,
         release: Callable[[list[Message]], None],
         clock: Callable[[], float] = time.monotonic,
+        first: FirstReceive | None = None,
     ) -> None:
         self.index = index
         self._sqs = sqs
@@ -59,6 +80,7 @@ class Receiver:
         self._counters = counters
         self._release = release
         self._clock = clock
+        self._first = first or FirstReceive()
         self._errors = Backoff(base_s=0.5, cap_s=20.0)
         self._idle = Backoff(base_s=1.0, cap_s=5.0)
         self.polling = False
@@ -119,11 +141,13 @@ class Receiver:
                 visibility_timeout_s=policy.visibility_timeout_s,
             )
         except SQSError as exc:
+            self._first.record(exc)
             self._failed(exc.code, str(exc), exc.retryable)
             return None
         except Exception as exc:  # noqa: BLE001 - a receiver must outlive any client bug: back off, retry
             self._failed(type(exc).__name__, repr(exc), True)
             return None
+        self._first.record(None)
         return messages
 
     def _failed(self, code: str, error: str, retryable: bool) -> None:

@@ -17,6 +17,7 @@ import aiobotocore.session
 import pytest
 from aiohttp import web
 
+from tests.support.iam import STOCK_QUEUE, IamMoto
 from tests.support.ledger import DaemonProcess
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker
@@ -96,6 +97,26 @@ def test_missing_queue_is_a_startup_failure(moto_url: str) -> None:
     result = asqsd("run", "--queue-url", url, "--log-format", "json", env=cli_env(moto_url))
     assert result.returncode == 3
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "startup-failed" and "QueueDoesNotExist" in e["error"] for e in events)
+
+
+async def test_missing_queue_with_stock_permissions_exits_3(iam_moto: IamMoto) -> None:
+    """Credentials with only the stock worker-tier queue permissions: GetQueueAttributes is
+    refused (one warning), and the first receive finds the queue missing: exit 3, not a loop."""
+    user = await iam_moto.create_user([STOCK_QUEUE])
+    env = cli_env(iam_moto.url) | {
+        "AWS_ACCESS_KEY_ID": user.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": user.secret_access_key,
+    }
+    url = f"{iam_moto.url}/123456789012/does-not-exist-{uuid.uuid4().hex[:6]}"
+    result = await asyncio.to_thread(
+        asqsd, "run", "--queue-url", url, "--wait-time-s", "1", "--log-format", "json", env=env
+    )
+    assert result.returncode == 3
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [e["permission"] for e in events if e["event"] == "queue-attributes-denied"] == [
+        "sqs:GetQueueAttributes"
+    ]
     assert any(e["event"] == "startup-failed" and "QueueDoesNotExist" in e["error"] for e in events)
 
 

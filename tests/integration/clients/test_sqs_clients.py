@@ -436,6 +436,74 @@ async def test_error_responses_map_alike(
     )
 
 
+# Permission denials as SQS sends them (JSON with the query-compatible code, or the JSON type
+# alone) and as an authorisation layer in front of it may (moto's IAM check: XML, HTTP 403),
+# beside credential errors, which no policy change fixes and which are therefore not denials.
+DENIAL_CASES = [
+    pytest.param(
+        StubReply(
+            403,
+            b'<?xml version="1.0" encoding="utf-8"?>\n<ErrorResponse><Errors><Error><Code>AccessDenied</Code>'
+            b"<Message>User: arn:aws:iam::123456789012:user/u is not authorized to perform: "
+            b"sqs:GetQueueAttributes &amp; more</Message><Type>Sender</Type></Error></Errors>"
+            b"</ErrorResponse>",
+            {"Content-Type": "text/html; charset=utf-8"},
+        ),
+        "AccessDenied",
+        True,
+        "is not authorized to perform: sqs:GetQueueAttributes & more",
+        id="xml-403",
+    ),
+    pytest.param(
+        StubReply(
+            400,
+            b'{"__type":"com.amazon.coral.service#AccessDeniedException","Message":"not authorized"}',
+            {"x-amzn-query-error": "AccessDenied;Sender"},
+        ),
+        "AccessDenied",
+        True,
+        "not authorized",
+        id="json-query-error",
+    ),
+    pytest.param(
+        StubReply(400, b'{"__type":"com.amazon.coral.service#AccessDeniedException","message":"no"}'),
+        "AccessDeniedException",
+        True,
+        "no",
+        id="json-type",
+    ),
+    pytest.param(
+        StubReply(
+            403,
+            b'{"__type":"com.amazon.coral.service#InvalidClientTokenId","message":"bad key"}',
+            {"x-amzn-query-error": "InvalidClientTokenId;Sender"},
+        ),
+        "InvalidClientTokenId",
+        False,
+        "bad key",
+        id="bad-credentials",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "code", "denied", "message"), DENIAL_CASES)
+async def test_permission_denials_are_recognised_alike(
+    aws: Aws, impl: str, stub: Stub, reply: StubReply, code: str, denied: bool, message: str
+) -> None:
+    """Both clients read the same code and message from a denial, mark it ``denied`` (not
+    retryable) and name the IAM action; a credential error is not a denial."""
+    stub.reply = reply
+    sqs = await aws.sqs(impl, f"{stub.url}/123456789012/q", raw=await aws.raw_client(stub.url))
+
+    with pytest.raises(SQSError) as caught:
+        await sqs.get_queue_attributes(["All"])
+
+    error = caught.value
+    assert (error.code, error.denied, error.retryable) == (code, denied, False)
+    assert message in str(error)
+    assert error.permission == "sqs:GetQueueAttributes"
+
+
 async def test_slow_response_times_out_retryable(aws: Aws, impl: str, stub: Stub) -> None:
     stub.reply = StubReply(delay_s=3.0)
     raw = await aws.session.create_client(

@@ -356,6 +356,30 @@ class TestQueueBacklogPoller:
         now[0] += 2
         assert poller.gauges() == {}
 
+    async def test_denied_permission_stops_polling_with_one_warning(self) -> None:
+        """A policy that refuses GetQueueAttributes ends run() after one call and one warning
+        naming the permission, instead of a denied call (and a log line) every interval."""
+        from structlog.testing import capture_logs
+
+        calls = 0
+
+        async def get(_names: list[str]) -> dict[str, str]:
+            nonlocal calls
+            calls += 1
+            raise SQSError("GetQueueAttributes", "AccessDenied", "no", retryable=False, denied=True)
+
+        poller = QueueBacklogPoller(get, interval_s=0.01, max_backoff_s=0.01)
+        with capture_logs() as logs:
+            async with asyncio.timeout(2):
+                await poller.run()
+        assert calls == 1
+        assert poller.denied
+        assert poller.gauges() == {}
+        warnings = [e for e in logs if e["log_level"] == "warning"]
+        assert [(e["event"], e["permission"]) for e in warnings] == [
+            ("backlog-poll-denied", "sqs:GetQueueAttributes")
+        ]
+
     async def test_run_backs_off_and_stops(self) -> None:
         """Consecutive failures lengthen the pause (capped); stop() ends run() at once."""
         calls = 0

@@ -16,6 +16,7 @@ from asqsd.pipeline.channel import Channel, ChannelClosed, GroupedChannel
 from asqsd.pipeline.dispatcher import DeliveryPolicy, decide, is_expired
 from asqsd.pipeline.heartbeat import timing
 from asqsd.pipeline.leases import LeaseTable
+from tests.support.polling import wait_until
 
 
 def msg(n: int, leased_until: float = 0.0, first_ms: str | None = None) -> Message:
@@ -179,6 +180,31 @@ class TestBatchSender:
         settled = await self.run_sender(api, [msg(0)], max_wait_s=0)
         assert len(api.calls) == 3
         assert settled == {"id0": "ThrottlingException"}
+
+    async def test_denied_call_is_final_and_reported_once_per_streak(self) -> None:
+        """A call the IAM policy refuses is not retried (its messages are left to SQS); one
+        permission-denied line names the permission until a call succeeds again."""
+        from structlog.testing import capture_logs
+
+        denied = SQSError("DeleteMessageBatch", "AccessDenied", "no", retryable=False, denied=True)
+        api = FakeBatchAPI([denied, denied, "ok", denied])
+        settled: dict[str, str | None] = {}
+        sender: BatchSender[Message] = BatchSender(
+            api, lambda m, reason: settled.__setitem__(m.message_id, reason), max_wait_s=0
+        )
+        runner = asyncio.create_task(sender.run())
+        with capture_logs() as logs:
+            for count in range(1, 5):  # one call each, in order
+                sender.add(msg(count - 1))
+                await wait_until(lambda n=count: len(settled) == n, what=f"{count} items settled")
+            assert await sender.close(runner, timeout_s=5) == 0
+        assert settled == {"id0": "AccessDenied", "id1": "AccessDenied", "id2": None, "id3": "AccessDenied"}
+        assert len(api.calls) == 4
+        reports = [e for e in logs if e["event"] == "permission-denied"]
+        assert [(e["permission"], e["operation"]) for e in reports] == [
+            ("sqs:DeleteMessage", "DeleteMessageBatch"),
+            ("sqs:DeleteMessage", "DeleteMessageBatch"),
+        ]
 
     async def test_missing_entries_are_not_assumed_deleted(self) -> None:
         """An entry in neither Successful nor Failed is retried, never counted as done."""

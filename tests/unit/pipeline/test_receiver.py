@@ -11,7 +11,7 @@ from asqsd.message import BatchResult, Message, MessageAttribute
 from asqsd.observe.counters import Counters
 from asqsd.pipeline.channel import Channel
 from asqsd.pipeline.leases import LeaseTable
-from asqsd.pipeline.receiver import ReceivePolicy, Receiver
+from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 
 
 class ScriptedSQS:
@@ -130,3 +130,22 @@ async def test_fast_empty_receives_pause() -> None:
     receiver = await run_until_exhausted(sqs, Channel(10), clock_step=0.0)
     assert receiver._counters.empty_receives == 2
     assert receiver._idle.attempt == 2
+
+
+async def test_first_receive_settles_on_the_first_success_or_permanent_error() -> None:
+    """FirstReceive ignores retryable errors (the receiver retries them) and keeps the first
+    success or permanent error: later outcomes do not change it."""
+    throttled = SQSError("ReceiveMessage", "ServiceUnavailable", "down", retryable=True)
+    missing = SQSError("ReceiveMessage", "QueueDoesNotExist", "gone", retryable=False)
+    for script, error in (([throttled, missing, []], missing), ([throttled, [], missing], None)):
+        first = FirstReceive()
+        sqs = ScriptedSQS(list(script))
+        receiver = Receiver(
+            0, sqs, Channel(10), LeaseTable(), ReceivePolicy(20, 300), Counters(), lambda m: None, first=first
+        )
+        assert not first.settled.is_set()
+        task = asyncio.create_task(receiver.run())
+        await asyncio.wait_for(sqs.exhausted.wait(), 5)
+        task.cancel()
+        assert first.settled.is_set()
+        assert first.error is error

@@ -14,10 +14,9 @@ from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
 from asqsd.clients.sqs.wire import (
     attributes_to_wire,
     batch_result,
-    is_retryable,
-    normalise_error_code,
     parse_message,
     send_message_params,
+    server_error,
 )
 from asqsd.errors import SQSError
 from asqsd.message import (
@@ -108,11 +107,9 @@ class BotocoreSQS:
             yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            code = normalise_error_code(str(error.get("Code", "Unknown")))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            raise SQSError(
-                operation, code, str(error.get("Message", "")), retryable=is_retryable(code, status)
-            ) from exc
+            code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+            raise server_error(operation, code, message, status) from exc
         except (BotoCoreError, OSError, TimeoutError) as exc:
             # Transport problems (endpoint down, connection reset, read timeout): always retryable.
             raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc

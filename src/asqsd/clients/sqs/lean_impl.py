@@ -60,10 +60,9 @@ from asqsd.clients.sqs.wire import (
     attributes_to_wire,
     batch_result,
     decode_binary_attributes,
-    is_retryable,
-    normalise_error_code,
     parse_message,
     send_message_params,
+    server_error,
 )
 from asqsd.errors import SQSError
 from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
@@ -350,8 +349,7 @@ def _error_from_response(operation: str, status: int, raw: bytes, query_error: s
         legacy_code, sep, fault = query_error.partition(";")
         if sep and legacy_code and ";" not in fault:
             code = legacy_code
-    code = normalise_error_code(code)
-    return SQSError(operation, code, message, retryable=is_retryable(code, status))
+    return server_error(operation, code, message, status)
 
 
 def _connections_of(http: aiohttp.ClientSession | None) -> int:

@@ -8,9 +8,12 @@ queue URL says about the region and endpoint is in :mod:`asqsd.clients.sqs.endpo
 from __future__ import annotations
 
 import base64
+import html
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from asqsd.errors import SQSError
 from asqsd.message import (
     BatchFailure,
     BatchResult,
@@ -40,6 +43,18 @@ _QUERY_PREFIX = "AWS.SimpleQueueService."
 _CODE_ALIASES = {"NonExistentQueue": "QueueDoesNotExist"}
 
 
+# "The credentials are valid, the policy does not allow this call": AccessDenied (query protocol,
+# and the JSON protocol's x-amzn-query-error), AccessDeniedException (JSON __type), the older
+# AccessFailure and the common NotAuthorized. Credential problems (InvalidClientTokenId,
+# SignatureDoesNotMatch, ExpiredToken...) are not denials: no policy change fixes them.
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "AccessFailure", "NotAuthorized"})
+
+
+# An XML error document where the JSON protocol expects JSON: what an authorisation layer in front
+# of the service may send (moto's IAM check does, with HTTP 403).
+_XML_ERROR_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
+
+
 def normalise_error_code(code: str) -> str:
     """Map the several spellings servers use for one error to a single code."""
     if code.startswith(_QUERY_PREFIX):
@@ -50,6 +65,21 @@ def normalise_error_code(code: str) -> str:
 def is_retryable(code: str, http_status: int) -> bool:
     """Whether an SQS error is worth retrying after a pause."""
     return http_status >= 500 or http_status == 429 or code in _RETRYABLE_CODES
+
+
+def server_error(operation: str, code: str, message: str, http_status: int) -> SQSError:
+    """The :class:`SQSError` for an error response, as either client read its code and message.
+
+    A client that could not parse the body reports the HTTP status as the code and the raw body
+    as the message; when that body is an XML error document its own code and message are used.
+    """
+    if code == str(http_status) and message.lstrip().startswith("<"):
+        fields = {name: html.unescape(value) for name, value in _XML_ERROR_FIELD.findall(message)}
+        code, message = fields.get("Code", code), fields.get("Message", message)
+    code = normalise_error_code(code)
+    return SQSError(
+        operation, code, message, retryable=is_retryable(code, http_status), denied=code in _DENIED_CODES
+    )
 
 
 def queue_name(queue_url: str) -> str:
