@@ -1,11 +1,12 @@
 """The daemon: the composition root that opens the clients, starts the parts, and stops them.
 
 :class:`Daemon` creates one AWS session (shared by the SQS, CloudWatch and DynamoDB clients),
-checks the queue, builds the :class:`~asqsd.pipeline.pipeline.Pipeline` and the optional
-periodic tasks and observers, and on :meth:`Daemon.request_stop` (SIGTERM/SIGINT) calls the
-pipeline's shutdown, then stops periodic tasks and observers; resources close in reverse order
-of opening and a summary line is logged. The hot path's invariants live in the pipeline; the
-order of start and shutdown is described in docs/daemon.md.
+waits for its credentials (one explained log line per problem, never an exit), checks the queue,
+builds the :class:`~asqsd.pipeline.pipeline.Pipeline` and the optional periodic tasks and
+observers, and on :meth:`Daemon.request_stop` (SIGTERM/SIGINT) calls the pipeline's shutdown,
+then stops periodic tasks and observers; resources close in reverse order of opening and a
+summary line is logged. The hot path's invariants live in the pipeline; the order of start and
+shutdown is described in docs/daemon.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from asqsd.backoff import Backoff
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.counting import CountingSQS
+from asqsd.clients.sqs.credentials import CredentialStatus, explain, wait_for_credentials
 from asqsd.clients.sqs.factory import open_sqs
 from asqsd.clients.sqs.wire import queue_name
 from asqsd.clients.worker.factory import open_worker
@@ -63,6 +65,7 @@ class Daemon:
         self.settings = settings
         self.queue_url: str = settings.queue_url
         self.counters = Counters()
+        self.credentials = CredentialStatus()
         self.delivery = DeliveryStats()
         self.ready = asyncio.Event()
         self.queue_attributes: dict[str, str] = {}
@@ -118,8 +121,10 @@ class Daemon:
         session = get_session()  # one credential chain for SQS, CloudWatch and DynamoDB
         async with contextlib.AsyncExitStack() as stack:
             await self.observers.open(self, stack)
+            if not await self._wait_for_credentials(session):
+                return
             sqs, region = await open_sqs(session, self.settings, stack)
-            self._sqs = CountingSQS(sqs, self._count_call)
+            self._sqs = CountingSQS(sqs, self._sqs_called)
             cloudwatch = await self.observers.open_cloudwatch(session, region, stack)
             if not await self._check_queue(self._sqs):
                 return
@@ -144,6 +149,16 @@ class Daemon:
                 await self.observers.stop()
         log.info("stopped", uptime_s=round(time.monotonic() - started, 1), **self._summary())
 
+    async def _wait_for_credentials(self, session: Any) -> bool:
+        """Until the credential chain gives credentials (False: stopped first); see docs/deployment.md."""
+        backoff = Backoff(base_s=1.0, cap_s=60.0, jitter=0.5)  # ~1, 2, 4 ... 60 s
+        return await wait_for_credentials(session, self.credentials, self._stopping, backoff)
+
+    def _sqs_called(self, operation: str, error: Exception | None, sent_at: float) -> None:
+        self.counters.count_call(operation, error is not None)
+        self._last_sqs_call_ok = error is None
+        self.credentials.observe(operation, error, sent_at)
+
     async def _check_queue(self, sqs: SQSClient) -> bool:
         """Read the queue's attributes; retry transient errors, fail fast on permanent ones.
 
@@ -163,7 +178,8 @@ class Daemon:
                 if not exc.retryable:
                     raise StartupError(f"queue {self.queue_url}: {exc.code}: {exc}") from exc
                 delay = backoff.next_delay()
-                log.warning("queue-check-failed", code=exc.code, error=str(exc), retry_in_s=delay)
+                if explain(exc) is None:  # a credential problem is logged once, by self.credentials
+                    log.warning("queue-check-failed", code=exc.code, error=str(exc), retry_in_s=delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
@@ -244,6 +260,11 @@ class Daemon:
         log.info("stopping", held=len(self.pipeline.leases), buffered=self.pipeline.channel.stats().buffered)
 
     # --- health view (asqsd.observe.health.DaemonView) ----------------------------------------
+    @property
+    def credential_problem(self) -> str | None:
+        """The current credential problem (``credentials-missing`` ...), None when there is none."""
+        return self.credentials.cause
+
     def gauges(self) -> dict[str, float]:
         """In-flight, buffered and held messages, plus the queue backlog when it is polled."""
         values = self.pipeline.gauges() if self.pipeline is not None else {}
@@ -266,10 +287,6 @@ class Daemon:
     async def check_worker(self) -> bool:
         """The worker port accepts a connection (or the stock HTTP health check answers 200)."""
         return await probe_worker(self.settings.worker_url, self._healthcheck, self.settings.connect_timeout)
-
-    def _count_call(self, operation: str, failed: bool) -> None:
-        self.counters.count_call(operation, failed)
-        self._last_sqs_call_ok = not failed
 
     def _summary(self) -> dict[str, Any]:
         c = self.counters

@@ -16,7 +16,7 @@ class ConfigError(AsqsdError):
 
 
 class StartupError(AsqsdError):
-    """The daemon cannot start (queue missing, credentials refused, bad cron.yaml...)."""
+    """The daemon cannot start (queue missing, access key rejected, bad cron.yaml...)."""
 
 
 class SQSError(AsqsdError):

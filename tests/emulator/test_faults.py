@@ -28,6 +28,7 @@ async def queue_url(emulator: Emulator) -> str:
         ("unavailable", 503, "ServiceUnavailable"),
         ("throttling", 400, "ThrottlingException"),
         ("request_throttled", 403, "RequestThrottled"),
+        ("expired_token", 403, "ExpiredToken"),
     ],
 )
 async def test_injected_errors(

@@ -171,3 +171,8 @@ def throttling(message: str = "Rate exceeded") -> SqsError:
 def request_throttled(message: str = "Request is throttled.") -> SqsError:
     # SQS's own modelled throttling error; legacy retry mode matches it only with HTTP 403.
     return SqsError("RequestThrottled", message, status=403)
+
+
+def expired_token(message: str = "The security token included in the request is expired") -> SqsError:
+    # What AWS answers for temporary credentials past their expiry (query code ExpiredToken, 403).
+    return SqsError("ExpiredTokenException", message, status=403, code="ExpiredToken")

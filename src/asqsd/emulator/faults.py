@@ -19,6 +19,7 @@ ERROR_KINDS: dict[str, Callable[[], errors.SqsError]] = {
     "unavailable": errors.service_unavailable,  # HTTP 503 ServiceUnavailable
     "throttling": errors.throttling,  # HTTP 400 ThrottlingException
     "request_throttled": errors.request_throttled,  # HTTP 403 RequestThrottled (SQS's modelled error)
+    "expired_token": errors.expired_token,  # HTTP 403 ExpiredToken (temporary credentials expired)
 }
 UNAVAILABLE_MODES = ("error", "drop")
 

@@ -3,7 +3,10 @@
 * ``GET /healthz`` (liveness): 200 while the event loop answers and no component crashed; also
   200 while draining after a stop request, so a supervisor does not kill a graceful shutdown.
 * ``GET /readyz`` (readiness): 200 only when the daemon is serving, SQS is reachable and the
-  worker port accepts connections; otherwise 503 with a JSON body naming the failed checks.
+  worker port accepts connections; otherwise 503 with a JSON body naming the failed checks. A
+  credential problem is named in place of the state it holds up (``"daemon":
+  "credentials-missing"`` while start-up waits for credentials, ``"sqs": "credentials-expired"``
+  once serving).
   SQS counts as reachable when a ReceiveMessage succeeded recently (free: no extra call);
   otherwise the daemon's cheap check runs. Check results are cached for a few seconds so a
   tight probe loop cannot turn into load on SQS or the worker.
@@ -76,6 +79,11 @@ class DaemonView(HealthSource, Protocol):
     @property
     def failure(self) -> BaseException | None:
         """The exception of a crashed component; None while healthy."""
+        ...
+
+    @property
+    def credential_problem(self) -> str | None:
+        """The current credential problem's log event (``credentials-missing`` ...); None if none."""
         ...
 
     @property
@@ -269,7 +277,7 @@ class HealthServer:
         elif view.stopping:
             state = "stopping"
         elif not view.ready.is_set():
-            state = "starting"
+            state = view.credential_problem or "starting"
         else:
             state = "ok"
         if state != "ok":
@@ -277,9 +285,12 @@ class HealthServer:
             # exist yet) or after it stopped.
             return Readiness(False, {"daemon": state, "sqs": "skipped", "worker": "skipped"})
         sqs_ok, worker_ok = await asyncio.gather(self._sqs(), self._worker())
+        # Refused credentials hold SQS up even when a receive succeeded a moment ago.
+        problem = view.credential_problem
+        sqs_ok = sqs_ok and problem is None
         checks = {
             "daemon": "ok",
-            "sqs": "ok" if sqs_ok else "unreachable",
+            "sqs": "ok" if sqs_ok else problem or "unreachable",
             "worker": "ok" if worker_ok else "unreachable",
         }
         return Readiness(sqs_ok and worker_ok, checks)

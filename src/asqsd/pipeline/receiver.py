@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from asqsd.backoff import Backoff
 from asqsd.clients.sqs.base import SQSClient
+from asqsd.clients.sqs.credentials import explain
 from asqsd.errors import SQSError
 from asqsd.logs import get_logger
 from asqsd.message import Message
@@ -152,7 +153,10 @@ class Receiver:
 
     def _failed(self, code: str, error: str, retryable: bool) -> None:
         self._counters.receive_errors += 1
-        log.warning(
+        # A refused credential is logged once for the whole daemon (its credential status), not
+        # by every receiver on every retry.
+        level = log.debug if explain(code) is not None else log.warning
+        level(
             "receive-failed",
             receiver=self.index,
             code=code,

@@ -35,6 +35,7 @@ class StubView:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
     failure: BaseException | None = None
+    credential_problem: str | None = None
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
     gauge_values: dict[str, float] = field(default_factory=dict)
     sqs_ok: bool = True
@@ -145,6 +146,30 @@ class TestReadiness:
             "failed": [],
             "checks": {"daemon": "ok", "sqs": "ok", "worker": "ok"},
         }
+
+    async def test_waiting_for_credentials_names_the_problem(
+        self, server: HealthServer, view: StubView, http: aiohttp.ClientSession
+    ) -> None:
+        """Start-up held by missing credentials: the daemon check names the problem, not "starting"."""
+        view.credential_problem = "credentials-imds-unreachable"
+        status, body = await get(http, server, "/readyz")
+        assert status == 503
+        assert body["checks"]["daemon"] == "credentials-imds-unreachable"
+        view.credential_problem = None
+        assert (await get(http, server, "/readyz"))[1]["checks"]["daemon"] == "starting"
+
+    async def test_refused_credentials_outrank_a_recent_receive(
+        self, server: HealthServer, view: StubView, http: aiohttp.ClientSession
+    ) -> None:
+        """Serving, a receive succeeded a moment ago, but SQS now refuses the credentials: not ready."""
+        view.ready.set()
+        view.counters.count_call("ReceiveMessage")
+        view.credential_problem = "credentials-expired"
+        status, body = await get(http, server, "/readyz")
+        assert (status, body["failed"]) == (503, ["sqs"])
+        assert body["checks"]["sqs"] == "credentials-expired"
+        view.credential_problem = None
+        assert (await get(http, server, "/readyz"))[0] == 200
 
     @pytest.mark.parametrize(
         ("sqs_ok", "worker_ok", "failed"),

@@ -8,10 +8,15 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
-from asqsd.clients.sqs.counting import CountingSQS
+from asqsd.clients.sqs.counting import CountingSQS, OnCall
 from asqsd.errors import SQSError
 from asqsd.message import BatchResult, Message, MessageAttribute
 from asqsd.observe.counters import Counters
+
+
+def counted(counters: Counters) -> OnCall:
+    """The daemon's use of the callback, reduced to the counting."""
+    return lambda operation, error, _sent_at: counters.count_call(operation, error is not None)
 
 
 class ScriptedClient:
@@ -58,7 +63,7 @@ class ScriptedClient:
 
 async def test_every_operation_is_counted_once_with_its_result_passed_through() -> None:
     counters = Counters()
-    sqs = CountingSQS(ScriptedClient(), counters.count_call)
+    sqs = CountingSQS(ScriptedClient(), counted(counters))
     assert [
         m.message_id for m in await sqs.receive(max_messages=1, wait_time_s=0, visibility_timeout_s=30)
     ] == ["m1"]
@@ -82,7 +87,7 @@ async def test_every_operation_is_counted_once_with_its_result_passed_through() 
 )
 async def test_a_call_that_raises_counts_as_failed_and_the_error_reaches_the_caller(error: Exception) -> None:
     counters = Counters()
-    sqs = CountingSQS(ScriptedClient({"SendMessage": error}), counters.count_call)
+    sqs = CountingSQS(ScriptedClient({"SendMessage": error}), counted(counters))
     with pytest.raises(type(error)):
         await sqs.send_message("b")
     assert counters.sqs_calls == {"SendMessage": 1}
@@ -91,7 +96,7 @@ async def test_a_call_that_raises_counts_as_failed_and_the_error_reaches_the_cal
 
 async def test_a_cancelled_call_is_not_counted() -> None:
     counters = Counters()
-    sqs = CountingSQS(ScriptedClient({"ReceiveMessage": asyncio.CancelledError()}), counters.count_call)
+    sqs = CountingSQS(ScriptedClient({"ReceiveMessage": asyncio.CancelledError()}), counted(counters))
     with pytest.raises(asyncio.CancelledError):
         await sqs.receive(max_messages=1, wait_time_s=0, visibility_timeout_s=30)
     assert counters.sqs_calls == {}

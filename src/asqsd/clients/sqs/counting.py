@@ -2,24 +2,28 @@
 
 The daemon wraps its SQS client once; the receivers, the settler, the heartbeat, the backlog
 poller, readiness and the periodic scheduler all share the wrapped client, so every SQS call
-(and every failed one) reaches the counters behind ``/metrics`` and the exit summary.
+(and every failed one) reaches the counters behind ``/metrics`` and the exit summary, and every
+refused credential reaches the daemon's credential status.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
 from asqsd.message import BatchResult, Message, MessageAttribute
 
-OnCall = Callable[[str, bool], None]  # (operation, failed)
+# (operation, the error it raised or None, when it was sent on the time.monotonic clock)
+OnCall = Callable[[str, Exception | None, float], None]
 T = TypeVar("T")
 
 
 class CountingSQS:
-    """Wraps an :class:`~asqsd.clients.sqs.base.SQSClient`; ``on_call(operation, failed)`` after
-    each call. A call that raises counts as failed; a cancelled one (shutdown) is not counted."""
+    """Wraps an :class:`~asqsd.clients.sqs.base.SQSClient`; ``on_call(operation, error, sent_at)``
+    after each call, with the exception it raised or None and when it started (a long poll answers
+    long after). A cancelled call (shutdown) is not reported."""
 
     def __init__(self, inner: SQSClient, on_call: OnCall) -> None:
         self.queue_url = inner.queue_url
@@ -66,10 +70,11 @@ class CountingSQS:
         )
 
     async def _counted(self, operation: str, call: Awaitable[T]) -> T:
+        sent_at = time.monotonic()
         try:
             result = await call
-        except Exception:
-            self._on_call(operation, True)
+        except Exception as exc:
+            self._on_call(operation, exc, sent_at)
             raise
-        self._on_call(operation, False)
+        self._on_call(operation, None, sent_at)
         return result

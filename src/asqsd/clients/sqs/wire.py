@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from asqsd.clients.sqs.credentials import EXPIRED_CODES
 from asqsd.errors import SQSError
 from asqsd.message import (
     BatchFailure,
@@ -63,8 +64,12 @@ def normalise_error_code(code: str) -> str:
 
 
 def is_retryable(code: str, http_status: int) -> bool:
-    """Whether an SQS error is worth retrying after a pause."""
-    return http_status >= 500 or http_status == 429 or code in _RETRYABLE_CODES
+    """Whether an SQS error is worth retrying after a pause.
+
+    Expired credentials count: role credentials refresh themselves, so the daemon waits for them
+    instead of exiting. A key SQS does not know (InvalidClientTokenId) does not.
+    """
+    return http_status >= 500 or http_status == 429 or code in _RETRYABLE_CODES or code in EXPIRED_CODES
 
 
 def server_error(operation: str, code: str, message: str, http_status: int) -> SQSError:
