@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiobotocore.session
-from aiobotocore.config import AioConfig
 
+from asqsd.clients.dynamodb import client_config
 from asqsd.periodic.registry import RegistryTable
 
 
@@ -20,9 +20,8 @@ async def dynamodb_client(endpoint_url: str) -> AsyncIterator[Any]:
     """An aiobotocore DynamoDB client on moto_server, configured as the daemon should be:
     no SDK retries (the election retries itself) and short timeouts."""
     session = aiobotocore.session.get_session()
-    config = AioConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5)
     async with session.create_client(
-        "dynamodb", endpoint_url=endpoint_url, region_name="us-east-1", config=config
+        "dynamodb", endpoint_url=endpoint_url, region_name="us-east-1", config=client_config()
     ) as client:
         yield client
 
