@@ -1,4 +1,5 @@
-"""Helpers for tests of leader election and the scheduler: DynamoDB clients, tables, clocks."""
+"""Helpers for tests that use DynamoDB (leader election, the scheduler, dedup): clients, tables,
+clocks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import aiobotocore.session
 
-from asqsd.clients.dynamodb import client_config
+from asqsd.clients.dynamodb import DynamoDBTable, client_config
 from asqsd.periodic.registry import RegistryTable
 
 
@@ -36,6 +37,15 @@ async def new_registry(client: Any) -> RegistryTable:
     registry = RegistryTable(client, unique_table_name())
     await registry.create_if_missing()
     return registry
+
+
+async def new_dedup_table(client: Any) -> str:
+    """A freshly created dedup table in the stock layout (hash key ``partition`` number, range
+    key ``id`` string); returns its name."""
+    name = f"dedup-{uuid.uuid4().hex[:12]}"
+    table = DynamoDBTable(client, name, setting="dedup_table", actions="")
+    await table.create_if_missing([("partition", "N"), ("id", "S")])
+    return name
 
 
 class AcceleratedClock:
