@@ -43,7 +43,7 @@ async def new_dedup_table(client: Any) -> str:
     """A freshly created dedup table in the stock layout (hash key ``partition`` number, range
     key ``id`` string); returns its name."""
     name = f"dedup-{uuid.uuid4().hex[:12]}"
-    table = DynamoDBTable(client, name, setting="dedup_table", actions="")
+    table = DynamoDBTable(client, name, setting="dedup_table", actions="", key="")
     await table.create_if_missing([("partition", "N"), ("id", "S")])
     return name
 

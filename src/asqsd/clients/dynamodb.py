@@ -109,17 +109,19 @@ def decode_item(item: Mapping[str, Any]) -> dict[str, object]:
 class DynamoDBTable:
     """One table on an aiobotocore DynamoDB client created elsewhere.
 
-    ``setting`` names the option that chose the table and ``actions`` the IAM actions the table's
-    user needs; both go into the hint of a :class:`TableUnavailableError`.
+    ``setting`` names the option that chose the table, ``actions`` the IAM actions the table's
+    user needs and ``key`` the key the table must have; they go into the hint of a
+    :class:`TableUnavailableError`.
     """
 
-    def __init__(self, client: Any, name: str, *, setting: str, actions: str) -> None:
+    def __init__(self, client: Any, name: str, *, setting: str, actions: str, key: str) -> None:
         if not name:
             raise ValueError(f"the table needs a name ({setting})")
         self._client = client
         self.name = name
         self._setting = setting
         self._actions = actions
+        self._key = key
 
     async def call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
         """``client.<method>(TableName=..., **kwargs)``; None when its condition did not hold.
@@ -190,4 +192,6 @@ class DynamoDBTable:
             return f"(check {self._setting}: it must name an existing table in this region)"
         if code in _ACCESS_CODES:
             return f"(the instance role needs {self._actions} on the {self._setting} table)"
+        if code == "ValidationException":
+            return f"(check {self._setting}: the table's key must be {self._key})"
         return ""

@@ -30,6 +30,7 @@ class RegistryTable:
             table_name,
             setting="registry_table",
             actions="dynamodb:GetItem, PutItem and UpdateItem",
+            key="id (string)",
         )
         self.name = table_name
 

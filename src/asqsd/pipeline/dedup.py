@@ -108,7 +108,11 @@ class DedupTable:
 
     def __init__(self, client: Any, table_name: str, queue_url: str) -> None:
         self._table = DynamoDBTable(
-            client, table_name, setting="dedup_table", actions="dynamodb:GetItem, PutItem and DeleteItem"
+            client,
+            table_name,
+            setting="dedup_table",
+            actions="dynamodb:GetItem, PutItem and DeleteItem",
+            key="partition (number, hash key) and id (string, range key)",
         )
         self._queue_url = queue_url
         self.name = table_name

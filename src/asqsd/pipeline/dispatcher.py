@@ -104,8 +104,8 @@ class Dispatcher:
                 await self.handle(message)
             except asyncio.CancelledError:
                 # Grace period over: the worker may still be processing it, so leave it alone;
-                # SQS makes it visible again when its lease runs out. (Not held any more: it was
-                # settled, and only the dedup record was still being written.)
+                # SQS makes it visible again when its lease runs out. A message no longer held was
+                # settled already (only its dedup record was being written): not abandoned.
                 if self._leases.remove(message):
                     self._counters.abandoned += 1
                 raise

@@ -19,7 +19,7 @@ from asqsd.daemon import Daemon
 from asqsd.emulator import Emulator
 from asqsd.errors import StartupError
 from tests.component.conftest import SettingsFactory
-from tests.support.dynamo import new_dedup_table
+from tests.support.dynamo import new_dedup_table, new_registry
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker
 
@@ -126,16 +126,26 @@ async def test_a_failing_dedup_table_never_holds_a_message_back(
     assert daemon.counters.dedup_errors == 2
 
 
-async def test_a_missing_dedup_table_ends_start_up(
-    sqs: Any, queue_url: str, dedup_endpoint: str, worker: RecordingWorker, make_settings: SettingsFactory
+@pytest.mark.parametrize("table", ["missing", "registry-layout"])
+async def test_an_unusable_dedup_table_ends_start_up(
+    table: str,
+    sqs: Any,
+    queue_url: str,
+    dynamodb: Any,
+    dedup_endpoint: str,
+    worker: RecordingWorker,
+    make_settings: SettingsFactory,
 ) -> None:
-    """dedup_table naming no table: start-up fails with an error naming the setting (the CLI
-    exits 3), before any message is received."""
+    """dedup_table naming no table, or a table whose key is not the stock one (here: the registry
+    table's single ``id`` key): start-up fails with an error naming the setting (the CLI exits
+    3), before any message is received."""
+    name = "no-such-dedup-table" if table == "missing" else (await new_registry(dynamodb)).name
     await sqs.send_message(QueueUrl=queue_url, MessageBody="not yet")
-    daemon = Daemon(make_settings(dedup=True, dedup_table="no-such-dedup-table"))
+    daemon = Daemon(make_settings(dedup=True, dedup_table=name))
     async with asyncio.timeout(15):
         with pytest.raises(TableUnavailableError) as caught:
             await daemon.run()
     assert isinstance(caught.value, StartupError)
-    assert "dedup_table" in str(caught.value) and "no-such-dedup-table" in str(caught.value)
+    assert name in str(caught.value) and "check dedup_table" in str(caught.value)
+    assert caught.value.code == ("ResourceNotFoundException" if table == "missing" else "ValidationException")
     assert daemon.counters.received == 0 and worker.deliveries == []
