@@ -47,19 +47,37 @@ EB_OPTION_NAMES: dict[str, str] = {
 # Stock file keys that map to an asqsd key of another name.
 STOCK_KEY_ALIASES: dict[str, str] = {"via_sns": "unwrap_sns", "cloudwatch_interval": "cloudwatch_interval_s"}
 
+# Stock file keys that set an asqsd key only when no source sets that key itself.
+STOCK_KEY_FALLBACKS: dict[str, str] = {"drain_timeout": "shutdown_grace_s"}
+
 # Keys the stock daemon reads that asqsd accepts in its file but does not use (warned, not fatal).
+# docs/migrating.md says for each why it has no meaning for asqsd.
 STOCK_KEYS_IGNORED = frozenset(
     {
         "keepalive",
         "threads",
         "concurrent_sqs_polls",
         "backlog_size",
-        "drain_timeout",
-        "dedup",
-        "dedup_table",
         "sqs_batch_delete",
+        "sqs_batch_delete_size",
+        "sqs_batch_receive_size",
+        "batch_delete_timer",
         "sqs_ssl",
+        "sqs_verify_checksums",
         "dynamodb_ssl",
+        "sqs_wait_time_seconds",
+        "sqs_max_wait_time_seconds",
+        "sqs_max_batch_size",
+        "current_sqs_max_batch_size",
+        "poll_timer",
+        "idle_mode_delay",
+        "backlog_process_time",
+        "autotuning_threshold_slow",
+        "autotuning_threshold_slowest",
+        "poll_mode_switch_interval",
+        "record_message_retries",
+        "hole_detection_retries",
+        "message_resend_grace_period",
         "verbose",
         "debug",
         "quiet",
@@ -105,6 +123,14 @@ class Settings(BaseSettings):
     )
     registry_table: str | None = Field(None, description="DynamoDB table for periodic-task leader election.")
     environment_name: str | None = Field(None, description="Environment name (CloudWatch dimension).")
+    dedup: bool = Field(
+        False,
+        description="Skip messages the dedup_table records as processed or in progress (stock 2.0 "
+        "DynamoDB duplicate suppression).",
+    )
+    dedup_table: str | None = Field(
+        None, description="DynamoDB table of message ids for dedup (hash key partition N, range key id S)."
+    )
 
     # --- asqsd's own keys ---------------------------------------------------------------------
     endpoint_url: str | None = Field(
@@ -141,7 +167,11 @@ class Settings(BaseSettings):
     )
     user_agent: str = Field(f"aws-sqsd/{__version__}", description="User-Agent header of every POST.")
     shutdown_grace_s: float = Field(
-        25, ge=0, le=3600, description="Seconds in-flight POSTs may take to finish after SIGTERM."
+        25,
+        ge=0,
+        le=3600,
+        description="Seconds in-flight POSTs may take to finish after SIGTERM; the stock file key "
+        "drain_timeout sets it when nothing else does.",
     )
     cancel_deadline_s: float = Field(5, ge=0, le=60, description="Seconds cancelled POSTs get to unwind.")
     release_buffered_on_shutdown: bool = Field(
@@ -280,6 +310,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_dedup_table(self) -> Settings:
+        if self.dedup and not self.dedup_table:
+            raise ValueError("dedup needs dedup_table (the DynamoDB table of processed message ids)")
+        return self
+
+    @model_validator(mode="after")
     def _check_queue_url(self) -> Settings:
         if self.queue_url is not None and not self.queue_url.startswith(("http://", "https://")):
             raise ValueError("queue_url must be an http(s) SQS queue URL")
@@ -341,6 +377,7 @@ class _Layer:
 
     values: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    fallbacks: dict[str, tuple[Any, str]] = field(default_factory=dict)  # STOCK_KEY_FALLBACKS
 
     def put(self, key: str, value: Any, label: str) -> None:
         self.values[key] = value
@@ -358,13 +395,9 @@ def load_settings(
     """
     env = os.environ if env is None else env
     warnings: list[str] = []
-    layers = [
-        _file_layer(config_file, warnings) if config_file else _Layer(),
-        _eb_env_layer(env),
-        _env_layer(env),
-        _cli_layer(cli or {}),
-    ]
-    merged, labels = _merge(layers)
+    file_layer = _file_layer(config_file, warnings) if config_file else _Layer()
+    merged, labels = _merge([file_layer, _eb_env_layer(env), _env_layer(env), _cli_layer(cli or {})])
+    _apply_stock_fallbacks(merged, labels, file_layer.fallbacks, warnings)
     _apply_inactivity_fallback(merged, labels)
     try:
         settings = Settings(**merged)
@@ -381,6 +414,22 @@ def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, str]]:
         merged.update(layer.values)
         labels.update(layer.labels)
     return merged, labels
+
+
+def _apply_stock_fallbacks(
+    merged: dict[str, Any],
+    labels: dict[str, str],
+    fallbacks: Mapping[str, tuple[Any, str]],
+    warnings: list[str],
+) -> None:
+    # A stock key such as drain_timeout means what it meant unless the asqsd key it maps to is
+    # set by any source (file, environment or flag): the explicit asqsd key is the newer intent.
+    for target, (value, label) in fallbacks.items():
+        if target in merged:
+            warnings.append(f"{label}={value!r} is overridden by {target} (from {labels[target]})")
+            continue
+        merged[target] = value
+        labels[target] = label
 
 
 def _apply_inactivity_fallback(merged: dict[str, Any], labels: dict[str, str]) -> None:
@@ -417,7 +466,9 @@ def _file_layer(path: Path, warnings: list[str]) -> _Layer:
     for raw_key, value in data.items():
         key = str(raw_key)
         target = EB_OPTION_NAMES.get(key) or STOCK_KEY_ALIASES.get(key, key)
-        if target in Settings.model_fields:
+        if key in STOCK_KEY_FALLBACKS:
+            layer.fallbacks[STOCK_KEY_FALLBACKS[key]] = (value, f"file {path}: {key}")
+        elif target in Settings.model_fields:
             layer.put(target, value, f"file {path}: {key}")
         elif key in STOCK_KEYS_IGNORED:
             warnings.append(f"config file {path}: stock key {key!r} is accepted but not used by asqsd")

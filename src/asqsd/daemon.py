@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from asqsd.backoff import Backoff
+from asqsd.clients.dynamodb import open_dynamodb
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.counting import CountingSQS
 from asqsd.clients.sqs.credentials import CredentialStatus, explain, wait_for_credentials
@@ -34,6 +35,7 @@ from asqsd.observe.probes import probe_worker
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import CronTask
 from asqsd.periodic.runner import PeriodicTasks
+from asqsd.pipeline.dedup import Deduplicator, DedupTable
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 
 log = get_logger("daemon")
@@ -131,7 +133,8 @@ class Daemon:
             self.delivery.max_receive_count = max_receive_count_from(
                 self.queue_attributes.get("RedrivePolicy")
             )
-            pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack), self._crashed)
+            dedup = await self._open_dedup(session, self.settings.region or region, stack)
+            pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack, dedup), self._crashed)
             attributes = None if self.attributes_denied else self._sqs.get_queue_attributes
             self.observers.start(self, attributes, cloudwatch)
             if self.periodic is not None:  # no cron.yaml: no DynamoDB client, no call
@@ -223,7 +226,25 @@ class Daemon:
         log.info("queue-ok", queue=queue_name(self.queue_url), fifo=self.fifo, confirmed_by="ReceiveMessage")
         return True
 
-    async def _parts(self, stack: contextlib.AsyncExitStack) -> PipelineParts:
+    async def _open_dedup(
+        self, session: Any, region: str | None, stack: contextlib.AsyncExitStack
+    ) -> Deduplicator | None:
+        """The dedup table's client and a first read of it; without ``dedup``, no DynamoDB call."""
+        settings = self.settings
+        if not settings.dedup or settings.dedup_table is None:
+            return None
+        table = DedupTable(await open_dynamodb(session, region, stack), settings.dedup_table, self.queue_url)
+        await table.check_access()  # a missing table or denied access ends start-up (exit 3)
+        log.info("dedup-on", table=table.name, in_progress_window_s=settings.visibility_timeout)
+        return Deduplicator(
+            table,
+            window_s=settings.visibility_timeout,
+            retention_s=settings.retention_period,
+            counters=self.counters,
+            wall_clock=self._wall_clock,
+        )
+
+    async def _parts(self, stack: contextlib.AsyncExitStack, dedup: Deduplicator | None) -> PipelineParts:
         assert self._sqs is not None
         return PipelineParts(
             sqs=self._sqs,
@@ -234,6 +255,7 @@ class Daemon:
             delivery=self.delivery,
             stock_log=self.observers.stock_log,
             wall_clock=self._wall_clock,
+            dedup=dedup,
         )
 
     def _crashed(self, exc: BaseException) -> None:
@@ -300,6 +322,8 @@ class Daemon:
             "released": c.released,
             "retried": c.retried,
             "expired": c.expired,
+            "duplicates_suppressed": c.duplicates_suppressed,
+            "duplicates_in_progress": c.duplicates_in_progress,
             "extended": c.extended,
             "lease_lost": c.lease_lost,
             "abandoned": c.abandoned,

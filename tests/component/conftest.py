@@ -1,4 +1,4 @@
-"""Fixtures for component tests: SQS (moto_server), settings and a daemon in-process.
+"""Fixtures for component tests: SQS and DynamoDB (moto_server), settings and a daemon in-process.
 
 The recording worker (``worker``) comes from tests/conftest.py.
 """
@@ -16,6 +16,7 @@ import pytest
 
 from asqsd.config import Settings, load_settings
 from asqsd.daemon import Daemon
+from tests.support.dynamo import dynamodb_client
 from tests.support.worker import RecordingWorker
 
 
@@ -24,6 +25,13 @@ async def sqs(moto_url: str) -> AsyncIterator[Any]:
     """An aiobotocore SQS client on moto_server (the test's own view of the queue)."""
     session = aiobotocore.session.get_session()
     async with session.create_client("sqs", endpoint_url=moto_url, region_name="us-east-1") as client:
+        yield client
+
+
+@pytest.fixture
+async def dynamodb(moto_url: str) -> AsyncIterator[Any]:
+    """An aiobotocore DynamoDB client on moto_server."""
+    async with dynamodb_client(moto_url) as client:
         yield client
 
 

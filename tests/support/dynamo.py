@@ -1,4 +1,5 @@
-"""Helpers for tests of leader election and the scheduler: DynamoDB clients, tables, clocks."""
+"""Helpers for tests that use DynamoDB (leader election, the scheduler, dedup): clients, tables,
+clocks."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiobotocore.session
-from aiobotocore.config import AioConfig
 
+from asqsd.clients.dynamodb import DynamoDBTable, client_config
 from asqsd.periodic.registry import RegistryTable
 
 
@@ -20,9 +21,8 @@ async def dynamodb_client(endpoint_url: str) -> AsyncIterator[Any]:
     """An aiobotocore DynamoDB client on moto_server, configured as the daemon should be:
     no SDK retries (the election retries itself) and short timeouts."""
     session = aiobotocore.session.get_session()
-    config = AioConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5)
     async with session.create_client(
-        "dynamodb", endpoint_url=endpoint_url, region_name="us-east-1", config=config
+        "dynamodb", endpoint_url=endpoint_url, region_name="us-east-1", config=client_config()
     ) as client:
         yield client
 
@@ -37,6 +37,15 @@ async def new_registry(client: Any) -> RegistryTable:
     registry = RegistryTable(client, unique_table_name())
     await registry.create_if_missing()
     return registry
+
+
+async def new_dedup_table(client: Any) -> str:
+    """A freshly created dedup table in the stock layout (hash key ``partition`` number, range
+    key ``id`` string); returns its name."""
+    name = f"dedup-{uuid.uuid4().hex[:12]}"
+    table = DynamoDBTable(client, name, setting="dedup_table", actions="", key="")
+    await table.create_if_missing([("partition", "N"), ("id", "S")])
+    return name
 
 
 class AcceleratedClock:

@@ -48,6 +48,7 @@ WHOLE_MODEL_CHECKS = frozenset({"queue_url"})
 FREE_FORM_STRINGS = frozenset(
     {
         "registry_table",
+        "dedup_table",
         "environment_name",
         "region",
         "cron_file",

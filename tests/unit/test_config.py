@@ -99,6 +99,60 @@ def test_missing_inactivity_timeout_falls_back_to_visibility_timeout(tmp_path: P
     assert "fallback" in loaded.sources["inactivity_timeout"]
 
 
+def test_drain_timeout_sets_the_grace_period(tmp_path: Path) -> None:
+    """Stock key drain_timeout (how long in-flight work may finish at shutdown) becomes
+    shutdown_grace_s, and `asqsd config` names it as the source."""
+    config = tmp_path / "default.yaml"
+    config.write_text("drain_timeout: 600\n")
+    loaded = load_settings({}, {}, config)
+    assert loaded.settings.shutdown_grace_s == 600
+    assert loaded.sources["shutdown_grace_s"] == f"file {config}: drain_timeout"
+    assert loaded.warnings == []
+    assert load_settings({}, {}).settings.shutdown_grace_s == 25  # absent: asqsd's default
+
+
+@pytest.mark.parametrize(
+    ("file_text", "env", "cli", "source"),
+    [
+        ("drain_timeout: 600\nshutdown_grace_s: 40\n", {}, {}, "file"),
+        ("shutdown_grace_s: 40\ndrain_timeout: 600\n", {}, {}, "file"),  # order does not matter
+        ("drain_timeout: 600\n", {"ASQSD_SHUTDOWN_GRACE_S": "40"}, {}, "env ASQSD_SHUTDOWN_GRACE_S"),
+        ("drain_timeout: 600\n", {}, {"shutdown_grace_s": 40}, "flag --shutdown-grace-s"),
+    ],
+)
+def test_an_explicit_shutdown_grace_s_wins_over_drain_timeout(
+    tmp_path: Path, file_text: str, env: dict[str, str], cli: dict[str, object], source: str
+) -> None:
+    """shutdown_grace_s from any source beats the stock key, with a warning saying so."""
+    config = tmp_path / "default.yaml"
+    config.write_text(file_text)
+    loaded = load_settings(cli, env, config)
+    assert loaded.settings.shutdown_grace_s == 40
+    assert loaded.sources["shutdown_grace_s"].startswith(source)
+    assert [w for w in loaded.warnings if "drain_timeout=600 is overridden by shutdown_grace_s" in w]
+
+
+def test_out_of_range_drain_timeout_names_the_stock_key(tmp_path: Path) -> None:
+    """A drain_timeout beyond shutdown_grace_s's range is rejected, naming where it came from."""
+    config = tmp_path / "default.yaml"
+    config.write_text("drain_timeout: 7200\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {}, config)
+    assert "drain_timeout" in caught.value.problems[0]
+    assert "shutdown_grace_s=7200" in caught.value.problems[0]
+
+
+def test_dedup_needs_its_table(tmp_path: Path) -> None:
+    """Stock keys dedup / dedup_table load; dedup without a table is a config error."""
+    config = tmp_path / "default.yaml"
+    config.write_text("dedup: true\ndedup_table: sqsd-dedup\n")
+    loaded = load_settings({}, {}, config)
+    assert (loaded.settings.dedup, loaded.settings.dedup_table) == (True, "sqsd-dedup")
+    assert loaded.warnings == []
+    with pytest.raises(ConfigError, match="dedup needs dedup_table"):
+        load_settings({"dedup": True}, {})
+
+
 def test_negative_error_visibility_means_unset() -> None:
     """-1 (or null) disables the visibility change after a failure; 0 is honoured."""
     assert load_settings({"error_visibility_timeout": -1}, {}).settings.error_visibility_timeout is None
@@ -111,6 +165,7 @@ def test_unknown_and_ignored_stock_keys_warn(tmp_path: Path) -> None:
     config.write_text("threads: 30\nkeepalive: true\nhttp_conections: 4\n")
     warnings = load_settings({}, {}, config).warnings
     assert any("'threads' is accepted but not used" in w for w in warnings)
+    assert not any("unknown key 'keepalive'" in w for w in warnings)
     assert any("'http_conections'" in w and "did you mean 'http_connections'" in w for w in warnings)
 
 

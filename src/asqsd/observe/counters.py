@@ -25,6 +25,9 @@ class Counters:
     lease_lost: int = 0
     abandoned: int = 0  # in flight when the grace period ran out; left to SQS
     stale_resends: int = 0
+    duplicates_suppressed: int = 0  # dedup: recorded as processed, so deleted without a POST
+    duplicates_in_progress: int = 0  # dedup: another consumer is on it, so left to SQS unsent
+    dedup_errors: int = 0  # dedup table calls that failed (delivered unchecked / outcome unrecorded)
     headers_skipped: int = 0
     receive_calls: int = 0
     receive_errors: int = 0

@@ -174,6 +174,24 @@ def _render_counters(out: Exposition, c: Counters, delivery: DeliveryStats) -> N
         _one(delivery.dead_letter_bound),
     )
     out.family(
+        "asqsd_messages_duplicate_suppressed_total",
+        counter,
+        "Messages deleted without a POST because the dedup table records them as processed.",
+        _one(c.duplicates_suppressed),
+    )
+    out.family(
+        "asqsd_messages_duplicate_in_progress_total",
+        counter,
+        "Messages left to SQS without a POST because the dedup table shows another consumer on them.",
+        _one(c.duplicates_in_progress),
+    )
+    out.family(
+        "asqsd_dedup_errors_total",
+        counter,
+        "Dedup table calls that failed (the message was delivered unchecked, or its outcome not recorded).",
+        _one(c.dedup_errors),
+    )
+    out.family(
         "asqsd_visibility_extensions_total",
         counter,
         "Visibility extensions made by the heartbeat.",

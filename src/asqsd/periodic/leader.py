@@ -34,9 +34,10 @@ from decimal import Decimal
 from typing import Protocol
 
 from asqsd.backoff import Backoff
+from asqsd.clients.dynamodb import DynamoDBError
 from asqsd.logs import get_logger
 from asqsd.periodic.clock import Clock, SystemClock, wait_first
-from asqsd.periodic.registry import RegistryError, RegistryTable
+from asqsd.periodic.registry import RegistryTable
 
 LEADER_RECORD_ID = "leader-election-record"
 
@@ -172,7 +173,7 @@ class LeaderElection:
     async def run(self) -> None:
         """Contend, lead and renew until :meth:`stop`; then release the lease.
 
-        Raises :class:`RegistryUnavailableError` if the table cannot be used (missing, access
+        Raises :class:`TableUnavailableError` if the table cannot be used (missing, access
         denied); throttling and transport errors are retried with jittered backoff.
         """
         # Instances of an environment usually start together (deploys, scaling): spread their
@@ -227,7 +228,7 @@ class LeaderElection:
             return self._cooldown_until - now
         try:
             won = await self._try_acquire(now)
-        except RegistryError as exc:
+        except DynamoDBError as exc:
             if not exc.retryable:
                 raise
             delay = self._backoff.next_delay()
@@ -304,9 +305,9 @@ class LeaderElection:
                     {":expiry": expiry, ":me": self._identity},
                     condition="leader_id = :me",
                 )
-        except (RegistryError, TimeoutError) as exc:
+        except (DynamoDBError, TimeoutError) as exc:
             self._drop(f"renewal failed: {exc or 'timed out'}")
-            if isinstance(exc, RegistryError) and not exc.retryable:
+            if isinstance(exc, DynamoDBError) and not exc.retryable:
                 raise
             # The update may still have landed: hand the lease back so nobody waits it out.
             await self._write_release()
@@ -326,7 +327,7 @@ class LeaderElection:
                     {":released": RELEASED_TIMESTAMP, ":me": self._identity},
                     condition="leader_id = :me",
                 )
-        except (RegistryError, TimeoutError) as exc:
+        except (DynamoDBError, TimeoutError) as exc:
             log.warning("leadership-release-failed", identity=self._identity, error=str(exc) or "timed out")
 
     # --- bookkeeping -------------------------------------------------------------------------

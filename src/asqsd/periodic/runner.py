@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from asqsd.clients.dynamodb import open_dynamodb
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.config import Settings
 from asqsd.errors import ConfigError
@@ -88,14 +89,8 @@ class PeriodicTasks:
         self, session: Any, region: str | None, stack: contextlib.AsyncExitStack, sqs: SQSClient
     ) -> None:
         """Create the DynamoDB client (closed with the stack) and the two components."""
-        from aiobotocore.config import AioConfig
-
         assert self._settings.registry_table is not None
-        config = AioConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5)
-        # No endpoint_url: botocore reads AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL.
-        dynamodb = await stack.enter_async_context(
-            session.create_client("dynamodb", region_name=region, config=config)
-        )
+        dynamodb = await open_dynamodb(session, region, stack)
         registry = RegistryTable(dynamodb, self._settings.registry_table)
         self.election = LeaderElection(
             registry, create_table_if_missing=self._create_table, clock=self._clock

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from asqsd.backoff import Backoff
+from asqsd.clients.dynamodb import DynamoDBError
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.wire import queue_name
 from asqsd.errors import SQSError
@@ -48,7 +49,7 @@ from asqsd.logs import get_logger
 from asqsd.periodic.clock import Clock, SystemClock, wait_first
 from asqsd.periodic.cron_yaml import CronTask, task_message
 from asqsd.periodic.leader import Leadership
-from asqsd.periodic.registry import RegistryError, RegistryTable
+from asqsd.periodic.registry import RegistryTable
 
 __all__ = ["PeriodicScheduler", "SchedulerCounters", "fifo_ids"]
 
@@ -151,7 +152,7 @@ class PeriodicScheduler:
     async def run(self) -> None:
         """Wait for leadership, enqueue occurrences while leading, repeat until :meth:`stop`.
 
-        Raises :class:`~asqsd.periodic.registry.RegistryUnavailableError` if the registry table cannot be
+        Raises :class:`~asqsd.clients.dynamodb.TableUnavailableError` if the registry table cannot be
         used; transient registry errors are retried with backoff.
         """
         if not self._tasks:
@@ -171,7 +172,7 @@ class PeriodicScheduler:
                 backoff.reset()
             except _SteppedDown:
                 continue
-            except RegistryError as exc:
+            except DynamoDBError as exc:
                 if not exc.retryable:
                     raise
                 delay = backoff.next_delay()
@@ -297,7 +298,7 @@ class PeriodicScheduler:
                     condition="attribute_not_exists(schedule_time) OR schedule_time < :occurrence",
                     return_old=True,
                 )
-            except RegistryError as exc:
+            except DynamoDBError as exc:
                 if not exc.retryable:
                     raise
                 log.warning("claim-retry", task=task.name, attempt=attempt, code=exc.code)
@@ -359,7 +360,7 @@ class PeriodicScheduler:
                     condition="schedule_time = :occurrence AND claimed_by = :me",
                 )
                 return
-            except RegistryError as exc:
+            except DynamoDBError as exc:
                 if not exc.retryable or attempt == 2:
                     log.warning(
                         "record-failed", task=task.name, scheduled_at=_iso(occurrence), error=str(exc)
@@ -383,7 +384,7 @@ class PeriodicScheduler:
                 },
                 condition="schedule_time = :occurrence AND claimed_by = :me",
             )
-        except RegistryError as exc:
+        except DynamoDBError as exc:
             log.error("unclaim-failed", task=task.name, scheduled_at=_iso(occurrence), error=str(exc))
 
     async def _step_down(self, task: CronTask, occurrence: float, reason: str) -> None:

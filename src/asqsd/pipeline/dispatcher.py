@@ -18,6 +18,7 @@ from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
+from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
@@ -73,6 +74,7 @@ class DispatchShared:
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
+    dedup: Deduplicator | None = None
 
 
 class Dispatcher:
@@ -102,26 +104,50 @@ class Dispatcher:
                 await self.handle(message)
             except asyncio.CancelledError:
                 # Grace period over: the worker may still be processing it, so leave it alone;
-                # SQS makes it visible again when its lease runs out.
-                self._leases.remove(message)
-                self._counters.abandoned += 1
+                # SQS makes it visible again when its lease runs out. A message no longer held was
+                # settled already (only its dedup record was being written): not abandoned.
+                if self._leases.remove(message):
+                    self._counters.abandoned += 1
                 raise
             finally:
                 self.current = None
 
     async def handle(self, message: Message) -> None:
-        """Deliver one message (or delete it unsent if it is past the retention period)."""
+        """Deliver one message (or delete it unsent if it is past the retention period, or with
+        dedup on, hold it back if the dedup table says so)."""
         if is_expired(message, self._policy.retention_period_s, self._wall_clock()):
             self._expire(message)
             return
+        dedup = self._shared.dedup
+        if dedup is None:
+            await self._deliver(message)
+            return
+        claim = await dedup.check(message)
+        if self._held_back(message, claim.verdict):
+            return
+        outcome = await self._deliver(message)
+        await dedup.finished(message, claim, succeeded=outcome is Outcome.DELETE)
+
+    def _held_back(self, message: Message, verdict: Verdict) -> bool:
+        # Processed before: delete it unsent. Another consumer on it: leave it alone (stock), so it
+        # reappears when its lease ends; on a FIFO queue its group's later messages go back too.
+        if verdict is Verdict.DELIVER:
+            return False
+        self._leases.remove(message)
+        duplicate = verdict is Verdict.DUPLICATE
+        self._group_done(message, failed=not duplicate)
+        if duplicate:
+            self._settler.delete(message)
+        return True
+
+    async def _deliver(self, message: Message) -> Outcome:
         if self._policy.unwrap_sns and (inner := unwrap_sns(message.body)) is not None:
             message.body = inner
         try:
             request = build_request(message, self._static)
         except Exception as exc:  # noqa: BLE001 - one poison message must never stop the daemon
             log.error("request-build-failed", message_id=message.message_id, error=repr(exc))
-            self._settle(message, DeliveryResult(None, f"cannot build the request: {exc!r}", 0.0))
-            return
+            return self._settle(message, DeliveryResult(None, f"cannot build the request: {exc!r}", 0.0))
         if request.skipped:
             self._log_skipped(message, request)
         if request.error is not None:
@@ -130,7 +156,7 @@ class Dispatcher:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
             result = await self._worker.post(request)
-        self._settle(message, result)
+        return self._settle(message, result)
 
     def _expire(self, message: Message) -> None:
         self._counters.expired += 1
@@ -147,7 +173,7 @@ class Dispatcher:
         self._group_done(message, failed=False)
         self._settler.delete(message)
 
-    def _settle(self, message: Message, result: DeliveryResult) -> None:
+    def _settle(self, message: Message, result: DeliveryResult) -> Outcome:
         # Drop the lease first so the heartbeat stops extending a message being settled.
         self._leases.remove(message)
         counters = self._counters
@@ -165,7 +191,7 @@ class Dispatcher:
         if outcome is Outcome.DELETE:
             counters.succeeded += 1
             self._settler.delete(message)
-            return
+            return outcome
         counters.failed += 1
         self._stock_log_failure(message, result)
         log.warning(
@@ -179,6 +205,7 @@ class Dispatcher:
         )
         if outcome is Outcome.RETRY and delay is not None:
             self._settler.retry_in(message, delay)
+        return outcome
 
     def _group_done(self, message: Message, failed: bool) -> None:
         # FIFO queues: the group may go on; after a failure its later messages are released so

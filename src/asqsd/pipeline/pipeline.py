@@ -5,8 +5,9 @@ fixed order. Invariant: every received receipt handle is at any time in exactly 
 channel (buffered), a dispatcher (being delivered), the settler (pending delete or visibility
 change), released (visibility 0), or abandoned after the grace period (left to its lease). A
 message is deleted only after the worker answered a success status (or it was past the
-retention period), so every failure path ends in redelivery by SQS, never in loss. The shutdown
-phases are listed in :meth:`Pipeline.shutdown`; docs/daemon.md tells the longer story.
+retention period, or the dedup table records it as processed), so every failure path ends in
+redelivery by SQS, never in loss. The shutdown phases are listed in :meth:`Pipeline.shutdown`;
+docs/daemon.md tells the longer story.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, GroupedChannel
+from asqsd.pipeline.dedup import Deduplicator
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
 from asqsd.pipeline.leases import LeaseTable
@@ -53,6 +55,7 @@ class PipelineParts:
     delivery: DeliveryStats
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
+    dedup: Deduplicator | None = None  # the dedup table, when dedup is on
 
 
 class Pipeline:
@@ -124,6 +127,7 @@ class Pipeline:
             delivery=parts.delivery,
             stock_log=parts.stock_log,
             wall_clock=parts.wall_clock,
+            dedup=parts.dedup,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

@@ -1,21 +1,14 @@
-"""Fixtures for the periodic-task component tests: DynamoDB on moto_server and a registry table."""
+"""Fixtures for the periodic-task component tests: a registry table (``dynamodb``, the client on
+moto_server, comes from tests/component/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from asqsd.periodic.registry import RegistryTable
-from tests.support.dynamo import dynamodb_client, new_registry
-
-
-@pytest.fixture
-async def dynamodb(moto_url: str) -> AsyncIterator[Any]:
-    """An aiobotocore DynamoDB client on moto_server."""
-    async with dynamodb_client(moto_url) as client:
-        yield client
+from tests.support.dynamo import new_registry
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from asqsd.clients.dynamodb import DynamoDBError, TableUnavailableError
 from asqsd.errors import StartupError
 from asqsd.periodic.leader import LEADER_RECORD_ID, LeaderElection
-from asqsd.periodic.registry import RegistryError, RegistryTable, RegistryUnavailableError
+from asqsd.periodic.registry import RegistryTable
 from tests.support.dynamo import ManualClock, unique_table_name
 from tests.support.polling import wait_until
 
@@ -160,7 +161,7 @@ async def test_missing_table_is_a_clear_startup_error(dynamodb: Any) -> None:
     name = unique_table_name()
     election = fast(RegistryTable(dynamodb, name))
     async with asyncio.timeout(5):
-        with pytest.raises(RegistryUnavailableError) as caught:
+        with pytest.raises(TableUnavailableError) as caught:
             await election.run()
     assert isinstance(caught.value, StartupError)
     assert caught.value.code == "ResourceNotFoundException"
@@ -281,7 +282,7 @@ async def test_access_denied_or_missing_table_raises_after_one_call(code: str) -
     """A permanent error on first use raises a StartupError-type error; nothing spins."""
     fake = ScriptedDynamoDB(get_item=[client_error(code)])
     election = LeaderElection(RegistryTable(fake, "registry"), check_interval_s=0.01)
-    with pytest.raises(RegistryUnavailableError, match=code) as caught:
+    with pytest.raises(TableUnavailableError, match=code) as caught:
         await election.run()
     assert isinstance(caught.value, StartupError)
     assert fake.ops() == ["get_item"]
@@ -379,12 +380,12 @@ async def test_lease_is_not_taken_while_valid_nor_after_step_down_cooldown() -> 
 
 
 async def test_transport_errors_are_retryable_registry_errors() -> None:
-    """Connection problems surface as retryable :class:`RegistryError` (not fatal)."""
+    """Connection problems surface as retryable :class:`DynamoDBError` (not fatal)."""
     fake = ScriptedDynamoDB(get_item=[ConnectionResetError("reset by peer")])
-    with pytest.raises(RegistryError) as caught:
+    with pytest.raises(DynamoDBError) as caught:
         await RegistryTable(fake, "t").get("x")
     assert caught.value.retryable
-    assert not isinstance(caught.value, RegistryUnavailableError)
+    assert not isinstance(caught.value, TableUnavailableError)
 
 
 def test_bad_timings_are_refused() -> None:

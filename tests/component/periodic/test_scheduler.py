@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
+from asqsd.clients.dynamodb import TableUnavailableError
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.errors import SQSError
 from asqsd.message import MessageAttribute
 from asqsd.periodic.cron_yaml import CronTask, parse_cron_yaml
 from asqsd.periodic.leader import LeaderElection
-from asqsd.periodic.registry import RegistryTable, RegistryUnavailableError
+from asqsd.periodic.registry import RegistryTable
 from asqsd.periodic.scheduler import PeriodicScheduler, fifo_ids
 from tests.support.dynamo import AcceleratedClock, ManualClock
 from tests.support.polling import wait_until
@@ -484,7 +485,7 @@ async def test_missing_registry_table_is_a_clear_error(queue: BotocoreSQS, dynam
         EVERY_MINUTE, queue, StubElection("a"), RegistryTable(dynamodb, "no-such-table"), ManualClock(MINUTE)
     )
     async with asyncio.timeout(5):
-        with pytest.raises(RegistryUnavailableError, match="no-such-table"):
+        with pytest.raises(TableUnavailableError, match="no-such-table"):
             await scheduler.run()
 
 

@@ -157,6 +157,7 @@ class TestRender:
 
     def counters(self) -> Counters:
         counters = Counters(received=7, deleted=4, released=1, retried=2, expired=1, extended=9, lease_lost=1)
+        counters.duplicates_suppressed, counters.duplicates_in_progress, counters.dedup_errors = 3, 2, 1
         for status in (200, 200, 204, 404, 503, None):
             counters.count_status(status)
         counters.count_call("ReceiveMessage")
@@ -181,6 +182,9 @@ class TestRender:
             "asqsd_messages_retried_total",
             "asqsd_messages_expired_total",
             "asqsd_messages_dead_letter_bound_total",
+            "asqsd_messages_duplicate_suppressed_total",
+            "asqsd_messages_duplicate_in_progress_total",
+            "asqsd_dedup_errors_total",
             "asqsd_visibility_extensions_total",
             "asqsd_leases_lost_total",
             "asqsd_sqs_calls_total",
@@ -200,6 +204,9 @@ class TestRender:
         }
         assert delivered == {"2xx": 3, "3xx": 0, "4xx": 1, "5xx": 1, "error": 1}
         assert samples_of(families, "asqsd_messages_dead_letter_bound_total")[0][2] == 1
+        assert samples_of(families, "asqsd_messages_duplicate_suppressed_total")[0][2] == 3
+        assert samples_of(families, "asqsd_messages_duplicate_in_progress_total")[0][2] == 2
+        assert samples_of(families, "asqsd_dedup_errors_total")[0][2] == 1
         calls = {
             labels["operation"]: value for _, labels, value in samples_of(families, "asqsd_sqs_calls_total")
         }
