@@ -12,6 +12,7 @@ from typing import Any
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
+from asqsd.clients.sqs.network import endpoint_proxy_url, proxy_address
 from asqsd.clients.sqs.wire import region_from_queue_url
 from asqsd.config import Settings
 from asqsd.logs import get_logger
@@ -48,6 +49,9 @@ async def open_sqs(
     )
     resolved: str = client.meta.region_name
     log.info("sqs-client", endpoint=client.meta.endpoint_url, region=resolved, client=settings.sqs_client)
+    proxy_url = endpoint_proxy_url(client.meta.endpoint_url, client.meta.config.proxies)
+    if proxy_url is not None:  # both clients use it (docs/deployment.md); its address only, never credentials
+        log.info("sqs-proxy", proxy=proxy_address(proxy_url), endpoint=client.meta.endpoint_url)
     if settings.sqs_client == "botocore":
         return BotocoreSQS(client, queue_url), resolved
     # Lean client: the botocore client's credentials, region and endpoint at a fraction of
