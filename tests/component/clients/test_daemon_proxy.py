@@ -124,13 +124,20 @@ async def test_a_refusing_proxy_is_retried_with_backoff_not_fatal(
     assert all(e["retry_in_s"] > 0 for e in failures)  # backed off, never a tight loop
 
 
-async def test_a_missing_ca_bundle_stops_start_up_with_its_path(
-    monkeypatch: pytest.MonkeyPatch, make_settings: SettingsFactory, tmp_path: Path
+@pytest.mark.parametrize("sqs_client", ["lean", "botocore"])
+@pytest.mark.parametrize("blank", [False, True], ids=["missing", "blank"])
+async def test_an_unusable_ca_bundle_stops_start_up_with_its_path(
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+    sqs_client: str,
+    blank: bool,
 ) -> None:
-    missing = tmp_path / f"{uuid.uuid4().hex}.pem"
-    monkeypatch.setenv("AWS_CA_BUNDLE", str(missing))
+    """For either client: botocore alone would fail each call (missing) or crash (blank)."""
+    bundle = " " if blank else str(tmp_path / f"{uuid.uuid4().hex}.pem")
+    monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
 
     with pytest.raises(StartupError, match="CA bundle") as caught:
-        await Daemon(make_settings()).run()
+        await Daemon(make_settings(sqs_client=sqs_client)).run()
 
-    assert str(missing) in str(caught.value)
+    assert f"CA bundle {bundle!r}" in str(caught.value)

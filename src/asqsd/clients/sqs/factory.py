@@ -12,7 +12,7 @@ from typing import Any
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
-from asqsd.clients.sqs.network import endpoint_proxy_url, proxy_address
+from asqsd.clients.sqs.network import endpoint_proxy_url, proxy_address, session_tls_context
 from asqsd.clients.sqs.wire import region_from_queue_url
 from asqsd.config import Settings
 from asqsd.logs import get_logger
@@ -44,6 +44,9 @@ async def open_sqs(
     if region is None and session.get_config_variable("region") is None:
         region = "us-east-1"
         log.info("region-defaulted", region=region, detail="no region configured or in the queue URL")
+    # Before the botocore client, which fails on a blank one with a bare InvalidConfigError and on
+    # a missing one only at the first call: a CA bundle neither client can use stops start-up here.
+    ssl_context = session_tls_context(session)
     client = await stack.enter_async_context(
         session.create_client("sqs", region_name=region, endpoint_url=settings.endpoint_url, config=config)
     )
@@ -64,6 +67,7 @@ async def open_sqs(
         queue_url,
         receive_slack_s=POLL_SLACK_S,
         connections=settings.receiver_count + 20,
+        ssl_context=ssl_context,
     )
     stack.push_async_callback(sqs.aclose)
     return sqs, resolved

@@ -52,7 +52,7 @@ from yarl import URL
 
 from asqsd.clients.http1.proxy import HTTPProxy
 from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
-from asqsd.clients.sqs.network import ca_bundle, endpoint_proxy_url, lean_proxy, tls_context
+from asqsd.clients.sqs.network import endpoint_proxy_url, lean_proxy, session_tls_context
 from asqsd.clients.sqs.sigv4 import (
     BotocoreSigV4,
     CachedKeySigV4,
@@ -417,9 +417,8 @@ async def create_lean_sqs(
     if transport == "lean":
         proxy_url = endpoint_proxy_url(endpoint_url, config.proxies)
         proxy = None if proxy_url is None else lean_proxy(proxy_url)
-        bundle = ca_bundle(aio_session)
-        if ssl_context is None and bundle is not None:
-            ssl_context = tls_context(bundle)
+        if ssl_context is None:
+            ssl_context = session_tls_context(aio_session)
     lean = LeanSQS(
         http,
         queue_url,

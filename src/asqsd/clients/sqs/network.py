@@ -79,3 +79,9 @@ def tls_context(cafile: str) -> ssl.SSLContext:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         source = "ca_bundle, AWS_CA_BUNDLE or REQUESTS_CA_BUNDLE"
         raise StartupError(f"CA bundle {cafile!r} ({source}) cannot be loaded: {reason}") from None
+
+
+def session_tls_context(session: Any) -> ssl.SSLContext | None:
+    """:func:`tls_context` of the session's CA bundle; None when there is none (the default store)."""
+    cafile = ca_bundle(session)
+    return None if cafile is None else tls_context(cafile)
