@@ -1,12 +1,18 @@
-"""A throw-away self-signed TLS certificate for servers on 127.0.0.1 / localhost in tests."""
+"""TLS for test servers on 127.0.0.1 / localhost: a throw-away self-signed certificate, and a TLS
+front that puts https before a plain-HTTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.proxy import StreamServer, splice_both
 
 
 def self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
@@ -40,3 +46,33 @@ def self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+@dataclass
+class TLSFront(StreamServer):
+    """A TLS server on 127.0.0.1 passing each connection on to a plain-HTTP backend, counted.
+
+    It puts https in front of a server that has none (moto_server, the emulator): ``url`` is
+    ``https://localhost:<port>``, valid for :func:`self_signed_cert`'s certificate.
+    """
+
+    backend_port: int = 0
+    cert: Path = Path()
+    key: Path = Path()
+    connections: int = 0
+
+    @property
+    def url(self) -> str:
+        """The https URL of the front, by host name (so the certificate's name is checked)."""
+        return f"https://localhost:{self.port}"
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        backend = await asyncio.open_connection("127.0.0.1", self.backend_port)
+        self._adopt(backend[1])
+        await splice_both((reader, writer), backend)

@@ -732,13 +732,18 @@ async def test_lean_request_matches_what_aiobotocore_sends(
 
 
 async def test_factory_refuses_what_lean_cannot_honour(aws: Aws) -> None:
-    for config in (
-        AioConfig(signature_version=UNSIGNED),
-        AioConfig(proxies={"https": "http://127.0.0.1:3128"}),
-    ):
+    """Unsigned requests, and botocore's proxies with the aiohttp transport (whose session has its
+    own proxy settings); the lean transport honours them (tests/integration/clients/test_sqs_proxy.py)."""
+    cases: list[tuple[AioConfig, Literal["lean", "aiohttp"]]] = [
+        (AioConfig(signature_version=UNSIGNED), "lean"),
+        (AioConfig(proxies={"https": "http://127.0.0.1:3128"}), "aiohttp"),
+    ]
+    for config, transport in cases:
         async with aws.session.create_client("sqs", endpoint_url=aws.endpoint, config=config) as client:
             with pytest.raises(ValueError, match="LeanSQS"):
-                await create_lean_sqs(aws.session, client, aws.http, f"{aws.endpoint}/1/q")
+                await create_lean_sqs(
+                    aws.session, client, aws.http, f"{aws.endpoint}/1/q", transport=transport
+                )
 
 
 # --- the lean transport: keep-alive, stale connections, limits, deadlines, TLS ----------------------

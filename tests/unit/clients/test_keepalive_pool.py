@@ -9,6 +9,7 @@ import pytest
 from asqsd.clients.http1.connection import ExchangeError, Failure
 from asqsd.clients.http1.parser import ProtocolError
 from asqsd.clients.http1.pool import KeepAlivePool
+from asqsd.clients.http1.proxy import HTTPProxy, ProxyError
 from asqsd.clients.sqs.transport import LeanHTTPTransport
 from asqsd.clients.worker.lean_impl import LeanWorkerClient, _delivery_error
 
@@ -58,7 +59,16 @@ WORDING = [
         "no free connection",
         ("TimeoutError", "no free connection before the deadline"),
     ),
+    (  # new with proxies: the SQS transport words it with the proxy's address (see below)
+        ExchangeError(Failure.PROXY, ProxyError("refused CONNECT sqs.example:443: HTTP 403 Forbidden")),
+        "proxy error: refused CONNECT sqs.example:443: HTTP 403 Forbidden",
+        (
+            "ProxyConnectionError",
+            "proxy proxy.example:3128 refused CONNECT sqs.example:443: HTTP 403 Forbidden",
+        ),
+    ),
 ]
+PROXY = HTTPProxy("proxy.example", 3128, "Basic b3BzOnNlY3JldA==")
 
 
 def test_every_failure_kind_is_worded() -> None:
@@ -71,8 +81,39 @@ def test_each_client_words_a_failure_as_before_the_merge(
 ) -> None:
     """The texts the two clients produced before they shared one pool, kept byte for byte."""
     assert _delivery_error(failure) == worker
-    error = LeanHTTPTransport("https://sqs.example/")._transport_error(failure)
+    proxy = PROXY if failure.kind is Failure.PROXY else None
+    error = LeanHTTPTransport("https://sqs.example/", proxy=proxy)._transport_error(failure)
     assert (error.name, str(error)) == sqs
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://sqs.example/",
+            (
+                "ClientConnectorError",
+                "Cannot connect to host sqs.example:443 through proxy proxy.example:3128: "
+                "[Errno 111] Connect call failed ('127.0.0.1', 443)",
+            ),
+        ),
+        (
+            "http://sqs.example/",
+            (
+                "ProxyConnectionError",
+                "Cannot connect to proxy proxy.example:3128: "
+                "[Errno 111] Connect call failed ('127.0.0.1', 443)",
+            ),
+        ),
+    ],
+    ids=["tunnel", "forwarding"],
+)
+def test_a_failed_connect_through_a_proxy_says_which_hop_failed(url: str, expected: tuple[str, str]) -> None:
+    """https: the proxy answered and the TLS handshake with SQS failed; http: the proxy is down."""
+    error = LeanHTTPTransport(url, proxy=PROXY)._transport_error(
+        ExchangeError(Failure.CONNECT_FAILED, REFUSED)
+    )
+    assert (error.name, str(error)) == expected
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ class Failure(enum.Enum):
     POOL_CLOSED = enum.auto()  # the pool closed while the request was connecting
     CONNECT_TIMEOUT = enum.auto()
     CONNECT_FAILED = enum.auto()  # ``error``: the OSError
+    PROXY = enum.auto()  # the tunnel's proxy was unreachable or refused (``error``: the ProxyError)
     NO_SLOT = enum.auto()  # no connection became free before the request's deadline
 
 

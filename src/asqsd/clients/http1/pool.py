@@ -14,6 +14,7 @@ import ssl
 
 from asqsd.clients.http1.connection import Connection, ExchangeError, Failure
 from asqsd.clients.http1.parser import MAX_HEAD_BYTES, ResponseParser
+from asqsd.clients.http1.proxy import HTTPProxy, ProxyError, open_tunnel
 
 """Largest response header section (status line + headers, or chunk line / trailers) accepted."""
 
@@ -31,6 +32,8 @@ class KeepAlivePool:
     * ``connect_timeout_s``: the limit on connecting, TLS included; None leaves it to the deadline.
     * ``max_body_bytes``: keep response bodies up to this size in ``parser.body`` (larger ones are
       a :class:`ProtocolError`); None discards them as they arrive.
+    * ``tunnel``: reach the server through this proxy's ``CONNECT`` tunnel (TLS, if any, runs
+      inside it). None, the default, connects directly: only a caller that asks gets a proxy.
 
     Idle connections are reused last-in first-out (the warmest first). A server that closes a
     *reused* connection before the first response byte dropped it as idle just as we reused it: the
@@ -49,12 +52,14 @@ class KeepAlivePool:
         connect_timeout_s: float | None,
         max_head_bytes: int = MAX_HEAD_BYTES,
         max_body_bytes: int | None = None,
+        tunnel: HTTPProxy | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
         self._host = host
         self._port = port
         self._ssl = ssl_context
+        self._tunnel = tunnel
         self.limit = connections
         """At most this many connections exist at once."""
         self.idle_timeout_s = idle_timeout_s
@@ -155,15 +160,27 @@ class KeepAlivePool:
             deadline = limit if deadline is None else min(deadline, limit)
         try:
             async with asyncio.timeout_at(deadline):
-                _transport, conn = await loop.create_connection(
-                    lambda: Connection(self, loop),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._ssl is not None else None,
-                )
+                if self._tunnel is None:
+                    _transport, conn = await loop.create_connection(
+                        lambda: Connection(self, loop),
+                        self._host,
+                        self._port,
+                        ssl=self._ssl,
+                        server_hostname=self._host if self._ssl is not None else None,
+                    )
+                else:
+                    conn = await open_tunnel(
+                        self._tunnel,
+                        self._host,
+                        self._port,
+                        lambda: Connection(self, loop),
+                        self._ssl,
+                        self.max_head_bytes,
+                    )
         except TimeoutError:
             raise ExchangeError(Failure.CONNECT_TIMEOUT) from None
+        except ProxyError as exc:
+            raise ExchangeError(Failure.PROXY, exc) from None
         except OSError as exc:
             raise ExchangeError(Failure.CONNECT_FAILED, exc) from None
         if self._closing:  # aclose() ran while we were connecting: do not leak this one

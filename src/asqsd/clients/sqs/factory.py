@@ -16,6 +16,7 @@ from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.clients.sqs.endpoint import sqs_target
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
+from asqsd.clients.sqs.network import endpoint_proxy_url, proxy_address, session_tls_context
 from asqsd.config import Settings
 from asqsd.logs import get_logger
 
@@ -47,6 +48,9 @@ async def open_sqs(
         log.info("region-defaulted", region=target.region, detail="no region configured or in the queue URL")
     if target.region_conflict is not None:
         log.warning("region-conflict", detail=target.region_conflict)
+    # Before the botocore client, which fails on a blank one with a bare InvalidConfigError and on
+    # a missing one only at the first call: a CA bundle neither client can use stops start-up here.
+    ssl_context = session_tls_context(session)
     client = await stack.enter_async_context(
         session.create_client(
             "sqs", region_name=target.region, endpoint_url=target.endpoint_url, config=config
@@ -61,6 +65,9 @@ async def open_sqs(
         endpoint_source=target.endpoint_source,
         region_source=target.region_source,
     )
+    proxy_url = endpoint_proxy_url(client.meta.endpoint_url, client.meta.config.proxies)
+    if proxy_url is not None:  # both clients use it (docs/deployment.md); its address only, never credentials
+        log.info("sqs-proxy", proxy=proxy_address(proxy_url), endpoint=client.meta.endpoint_url)
     if settings.sqs_client == "botocore":
         return BotocoreSQS(client, queue_url), resolved
     # Lean client: the botocore client's credentials, region and endpoint at a fraction of
@@ -73,6 +80,7 @@ async def open_sqs(
         queue_url,
         receive_slack_s=POLL_SLACK_S,
         connections=settings.receiver_count + 20,
+        ssl_context=ssl_context,
     )
     stack.push_async_callback(sqs.aclose)
     return sqs, resolved

@@ -24,14 +24,16 @@ Two transports carry the signed POSTs (``transport=``):
 * ``"lean"`` (:class:`LeanHTTPTransport`, the default of :func:`create_lean_sqs`): the asyncio-Protocol
   HTTP/1.1 keep-alive pool of :mod:`asqsd.clients.http1` (the worker client's), keeping response bodies. One
   ``transport.write`` per request, a bounded pool of keep-alive connections, a total deadline per
-  call, TLS verified with ``ssl.create_default_context()`` for https endpoints. LeanSQS owns it:
-  call :meth:`LeanSQS.aclose` at shutdown.
-* ``"aiohttp"``: the caller's aiohttp session (owned and closed by the caller).
+  call, TLS verified with ``ssl.create_default_context()`` for https endpoints. The proxy and CA
+  bundle a botocore client would use (:mod:`asqsd.clients.sqs.network`: ``HTTPS_PROXY`` /
+  ``HTTP_PROXY`` / ``NO_PROXY``, ``AWS_CA_BUNDLE``) are applied by :func:`create_lean_sqs`. LeanSQS
+  owns it: call :meth:`LeanSQS.aclose` at shutdown.
+* ``"aiohttp"``: the caller's aiohttp session (owned and closed by the caller, with its own proxy
+  and TLS settings).
 
 What it does not do (by design; the daemon retries on ``SQSError.retryable``): SDK-side retries,
-clock-skew correction, proxies from botocore's config, custom CA bundles/client certificates from
-botocore's config (the lean transport uses the system trust store; the aiohttp one the session's
-settings), and anonymous (unsigned) requests.
+clock-skew correction, TLS (``https://``) proxies and botocore's ``proxies_config``, client
+certificates, and anonymous (unsigned) requests.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError
 from yarl import URL
 
+from asqsd.clients.http1.proxy import HTTPProxy
 from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
+from asqsd.clients.sqs.network import endpoint_proxy_url, lean_proxy, session_tls_context
 from asqsd.clients.sqs.sigv4 import (
     BotocoreSigV4,
     CachedKeySigV4,
@@ -137,13 +141,14 @@ class LeanSQS:
         connections: int = 32,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: HTTPProxy | None = None,
     ) -> None:
         """``credentials`` is called until it returns a source (e.g. ``AioSession.get_credentials``).
 
         ``request_timeout_s`` bounds every call but ReceiveMessage, which gets its
         ``WaitTimeSeconds`` plus ``receive_slack_s`` (total deadlines per call). ``connections``,
-        ``max_response_bytes`` and ``ssl_context`` configure the lean transport only (with aiohttp,
-        the session's connector limits the connections).
+        ``max_response_bytes``, ``ssl_context`` and ``proxy`` configure the lean transport only
+        (with aiohttp, the session's connector limits the connections).
         """
         self.queue_url = queue_url
         if transport == "aiohttp" and http is None:
@@ -153,7 +158,11 @@ class LeanSQS:
         self._lean: LeanHTTPTransport | None = None
         if transport == "lean":
             self._lean = LeanHTTPTransport(
-                url, connections=connections, max_body_bytes=max_response_bytes, ssl_context=ssl_context
+                url,
+                connections=connections,
+                max_body_bytes=max_response_bytes,
+                ssl_context=ssl_context,
+                proxy=proxy,
             )
         elif transport != "aiohttp":
             raise ValueError(f"unknown transport {transport!r}")
@@ -388,18 +397,30 @@ async def create_lean_sqs(
     * ``http``: with ``transport="aiohttp"``, the aiohttp session every request goes through; owned
       and closed by the caller. Give its connector enough connections for the concurrent long polls
       plus batch calls.
+    * the lean transport goes through the proxy ``sqs_client`` would use and, unless
+      ``ssl_context`` is given, trusts the CA bundle ``aio_session`` names
+      (:mod:`asqsd.clients.sqs.network`). A proxy it cannot use, or a CA bundle that cannot be
+      loaded, raises :class:`~asqsd.errors.StartupError`.
     """
-    if sqs_client.meta.config.signature_version is UNSIGNED:
+    config = sqs_client.meta.config
+    if config.signature_version is UNSIGNED:
         raise ValueError("LeanSQS signs every request; the client is configured for UNSIGNED requests")
-    if sqs_client.meta.config.proxies:
+    if transport == "aiohttp" and config.proxies:
         raise ValueError("LeanSQS does not use botocore's proxy settings; configure the aiohttp session")
     if not sqs_client.meta.region_name:
         # botocore would fail every call with NoRegionError; SigV4 cannot be computed without one.
         raise ValueError("LeanSQS needs a region to sign with; the client has none")
+    endpoint_url = str(sqs_client.meta.endpoint_url)
+    proxy = None
+    if transport == "lean":
+        proxy_url = endpoint_proxy_url(endpoint_url, config.proxies)
+        proxy = None if proxy_url is None else lean_proxy(proxy_url)
+        if ssl_context is None:
+            ssl_context = session_tls_context(aio_session)
     lean = LeanSQS(
         http,
         queue_url,
-        endpoint_url=str(sqs_client.meta.endpoint_url),
+        endpoint_url=endpoint_url,
         region=str(sqs_client.meta.region_name),
         credentials=aio_session.get_credentials,
         signer=signer,
@@ -409,6 +430,7 @@ async def create_lean_sqs(
         connections=connections or _connections_of(http),
         max_response_bytes=max_response_bytes,
         ssl_context=ssl_context,
+        proxy=proxy,
     )
     # Resolve now so the first call does not pay for the chain; a miss is retried per call.
     await lean.resolve_credentials()

@@ -130,3 +130,5 @@ def _delivery_error(exc: ExchangeError) -> str:
             return f"connection failed: {describe_os_error(exc.error)}"
         case Failure.NO_SLOT:  # posts wait for a connection without a deadline
             return "no free connection"
+        case Failure.PROXY:  # not expected: the worker client never goes through a proxy
+            return f"proxy error: {exc.error}"
