@@ -371,6 +371,17 @@ async def stub() -> AsyncIterator[Stub]:
         await runner.cleanup()
 
 
+def lean_on_stub(aws: Aws, stub: Stub, credentials: Any, transport: str) -> LeanSQS:
+    """A LeanSQS in eu-west-1 sending to the stub (queue ``<stub>/123456789012/q``)."""
+    return aws.lean(
+        f"{stub.url}/123456789012/q",
+        endpoint_url=stub.url,
+        region="eu-west-1",
+        credentials=credentials,
+        transport=transport,
+    )
+
+
 ERROR_CASES = [
     pytest.param(
         StubReply(
@@ -498,13 +509,7 @@ async def test_lean_uses_refreshed_credentials_and_signs_like_botocore(
         return credentials
 
     stub.reply = StubReply(body=b'{"Attributes":{"VisibilityTimeout":"30"}}')
-    lean = aws.lean(
-        f"{stub.url}/123456789012/q",
-        endpoint_url=stub.url,
-        region="eu-west-1",
-        credentials=source,
-        transport=transport,
-    )
+    lean = lean_on_stub(aws, stub, source, transport)
 
     for _ in range(2):
         assert await lean.get_queue_attributes(["VisibilityTimeout"]) == {"VisibilityTimeout": "30"}
@@ -525,13 +530,7 @@ async def test_lean_signs_the_utf8_bytes_it_sends(aws: Aws, stub: Stub, transpor
         return AioCredentials("AKIDUTF8", "secret-utf8")
 
     stub.reply = StubReply(body=b'{"MessageId":"m-1"}')
-    lean = aws.lean(
-        f"{stub.url}/123456789012/q",
-        endpoint_url=stub.url,
-        region="eu-west-1",
-        credentials=source,
-        transport=transport,
-    )
+    lean = lean_on_stub(aws, stub, source, transport)
     assert await lean.send_message(UNICODE_BODY, ATTRIBUTES) == "m-1"
     stub.reply = StubReply(body=b'{"Successful":[{"Id":"0"}]}')
     await lean.delete_batch([DeleteEntry("0", "handle-ü")])
