@@ -216,7 +216,7 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
     from aiobotocore.credentials import AioRefreshableCredentials
     from botocore.credentials import ReadOnlyCredentials
 
-    from asqsd.clients.sqs.lean_impl import LeanSQS
+    from asqsd.clients.sqs.lean_impl import LeanSQS, decode_body, encode_body
     from asqsd.clients.sqs.sigv4 import BotocoreSigV4, CachedKeySigV4
     from asqsd.clients.sqs.wire import batch_result, parse_message
     from asqsd.clients.sqs.wire import decode_binary_attributes as decode_binary  # the step being timed
@@ -251,11 +251,11 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
     entries = [{"Id": str(i), "ReceiptHandle": "r" * 180} for i in range(10)]
 
     def parse_receive() -> None:
-        for raw in json.loads(receive_json)["Messages"]:
+        for raw in decode_body("ReceiveMessage", 200, receive_json)["Messages"]:
             decode_binary(raw)
             parse_message(raw)
 
-    loads_us = per_call(lambda: json.loads(receive_json), 5000)
+    loads_us = per_call(lambda: decode_body("ReceiveMessage", 200, receive_json), 5000)
     return {
         "sign: CachedKeySigV4": per_call(lambda: cached.sign("AmazonSQS.ReceiveMessage", body, frozen)),
         "sign: botocore SigV4Auth (BotocoreSigV4)": per_call(
@@ -265,12 +265,14 @@ async def breakdown(n: int = 20_000) -> dict[str, float]:
         "receive: request body": per_call(
             lambda: lean.receive_body(max_messages=10, wait_time_s=20, visibility_timeout_s=60)
         ),
-        "receive: json.loads of 10 messages (5.4 kB)": loads_us,
+        "receive: decode_body (orjson) of 10 messages (5.4 kB)": loads_us,
         "receive: base64 + parse_message x10": per_call(parse_receive, 5000) - loads_us,
-        "delete: request body (json.dumps)": per_call(
-            lambda: json.dumps({"QueueUrl": QUEUE_URL, "Entries": entries}, separators=(",", ":")).encode()
+        "delete: request body (encode_body, orjson)": per_call(
+            lambda: encode_body("DeleteMessageBatch", {"QueueUrl": QUEUE_URL, "Entries": entries})
         ),
-        "delete: json.loads + batch_result": per_call(lambda: batch_result(json.loads(delete_json))),
+        "delete: decode_body + batch_result": per_call(
+            lambda: batch_result(decode_body("DeleteMessageBatch", 200, delete_json))
+        ),
     }
 
 
@@ -347,9 +349,9 @@ SPY_BUCKETS = (
     ("base64 of Binary attributes", "decode_binary_attributes"),
     ("parse_message / batch_result", "parse_message"),
     ("parse_message / batch_result", "batch_result"),
-    ("JSON decode", "json/decoder"),
-    ("request bodies (json.dumps / format)", "json/"),
-    ("request bodies (json.dumps / format)", "receive_body"),
+    ("JSON decode (decode_body, orjson)", "decode_body"),
+    ("request bodies (encode_body, receive_body)", "encode_body"),
+    ("request bodies (encode_body, receive_body)", "receive_body"),
     ("lean transport: parse the response (http1.ResponseParser)", "ResponseParser."),
     # asqsd.clients.http1's connection and pool (shared with the worker client) before the file-wide rule
     # below: their frames name that file too, and they are transport, not parsing.

@@ -20,8 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asqsd import __version__
 from asqsd.addresses import HTTP_SCHEMES, is_loopback_host, url_address
@@ -90,10 +89,15 @@ STOCK_KEYS_IGNORED = frozenset(
 SECRET_KEYS = frozenset({"aws_secret_access_key"})
 
 
-class Settings(BaseSettings):
-    """Validated, frozen daemon settings. Build it with :func:`load_settings`, not directly."""
+class Settings(BaseModel):
+    """Validated, frozen daemon settings. Build it with :func:`load_settings`, not directly.
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=ENV_PREFIX)
+    A plain model: :func:`load_settings` reads every source itself (to know where each value came
+    from), so nothing reads the environment behind its back. Defaults are validated like given
+    values.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     # --- stock keys (aws:elasticbeanstalk:sqsd) -------------------------------------------------
     queue_url: str | None = Field(
@@ -221,19 +225,6 @@ class Settings(BaseSettings):
     loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="Event loop: uvloop when available."
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The loader reads every source itself (to know where each value came from); the model
-        # only validates what it is given, so nothing reads the environment behind our back.
-        return (init_settings,)
 
     @field_validator("error_visibility_timeout")
     @classmethod

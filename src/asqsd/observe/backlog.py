@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from asqsd.backoff import backoff_delay
 from asqsd.errors import SQSError
 from asqsd.logs import get_logger
-from asqsd.observe.prometheus import QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
+from asqsd.observe.gauges import QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
 
 log = get_logger("prometheus")
 

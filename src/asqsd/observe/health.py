@@ -10,7 +10,7 @@
   SQS counts as reachable when a ReceiveMessage succeeded recently (free: no extra call);
   otherwise the daemon's cheap check runs. Check results are cached for a few seconds so a
   tight probe loop cannot turn into load on SQS or the worker.
-* ``GET /metrics``: the Prometheus text format (:mod:`asqsd.observe.prometheus`).
+* ``GET /metrics``: Prometheus text 0.0.4, or OpenMetrics when asked (:mod:`asqsd.observe.prometheus`).
 
 The server only reads the daemon through :class:`DaemonView` (see docs/observability.md for
 what each member must return). It binds to loopback unless explicitly allowed otherwise: the
@@ -32,7 +32,7 @@ from asqsd.addresses import is_loopback_host, join_host_port
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
-from asqsd.observe.prometheus import CONTENT_TYPE, render_metrics
+from asqsd.observe.prometheus import metrics_registry, render_metrics
 
 log = get_logger("health")
 
@@ -92,7 +92,7 @@ class DaemonView(HealthSource, Protocol):
         ...
 
     def gauges(self) -> Mapping[str, float]:
-        """Current gauges under the keys of :mod:`asqsd.observe.prometheus` (``in_flight`` ...)."""
+        """Current gauges under the keys of :mod:`asqsd.observe.gauges` (``in_flight`` ...)."""
         ...
 
 
@@ -306,10 +306,10 @@ class HealthServer:
         result = await self.readiness()
         return _json(200 if result.ready else 503, result.body())
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        view = self._view
-        text = render_metrics(view.counters, view.delivery, view.gauges())
-        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, **_NO_CACHE})
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # OpenMetrics if the scraper asks for it, else the text format 0.0.4.
+        body, content_type = render_metrics(metrics_registry(self._view), request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type, **_NO_CACHE})
 
 
 def _json(status: int, body: Mapping[str, object]) -> web.Response:

@@ -1,244 +1,217 @@
-"""Prometheus text exposition (format 0.0.4) of the counters, delivery figures and gauges.
+"""Prometheus exposition of the counters, delivery figures and gauges, through ``prometheus_client``.
 
-:func:`render_metrics` turns :class:`~asqsd.observe.counters.Counters`,
-:class:`~asqsd.observe.delivery.DeliveryStats` and the gauge values into one exposition document;
-the gauge keys are named here. Written by hand: the format is a few lines of text and a client
-library would bring its own global registry (docs/observability.md).
+:class:`DaemonCollector` reads a :class:`MetricsSource` (the daemon's counters, delivery stats
+and gauges) when scraped and turns it into metric families; :func:`metrics_registry` puts one on
+a private ``CollectorRegistry`` (never the library's global one, which would outlive a daemon and
+clash between two in one process). :func:`render_metrics` renders a registry in the format the
+scraper asks for: OpenMetrics, or the text format 0.0.4 by default. Nothing here runs per
+message: the parts keep plain integers and asqsd's own latency histogram, read at scrape time.
+The gauge keys are named in :mod:`asqsd.observe.gauges`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import STATUS_CLASSES, DeliveryStats, HistogramSnapshot
+from asqsd.observe.gauges import (
+    CHANNEL_DEPTH,
+    HELD_MESSAGES,
+    IN_FLIGHT,
+    NAMED_GAUGES,
+    QUEUE_DELAYED,
+    QUEUE_IN_FLIGHT,
+    QUEUE_VISIBLE,
+)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-# Keys of the gauge mapping a DaemonView returns (see docs/observability.md).
-IN_FLIGHT = "in_flight"
-
-
-CHANNEL_DEPTH = "channel_depth"
-
-
-HELD_MESSAGES = "held_messages"
-
-
-QUEUE_VISIBLE = "queue_visible"
-
-
-QUEUE_IN_FLIGHT = "queue_in_flight"
-
-
-QUEUE_DELAYED = "queue_delayed"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The content type of the default format (text 0.0.4), for scrapers that ask for nothing else."""
 
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
-_NAMED_GAUGES = frozenset(
-    {IN_FLIGHT, CHANNEL_DEPTH, HELD_MESSAGES, QUEUE_VISIBLE, QUEUE_IN_FLIGHT, QUEUE_DELAYED}
-)
+# The library's own spelling of a bucket bound (Go float syntax, as its Histogram writes ``le``);
+# it has no type hints, hence the annotated alias.
+_go_float: Callable[[float], str] = floatToGoString
 
 
-# --- exposition ---------------------------------------------------------------------------------
-def format_value(value: float) -> str:
-    """A sample value as Prometheus parses it (Go float syntax; integers without a fraction)."""
-    if isinstance(value, bool):  # a bool is an int, but str(True) is not a sample value
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+class MetricsSource(Protocol):
+    """What the collector reads at each scrape (the daemon's ``DaemonView`` satisfies it)."""
+
+    @property
+    def counters(self) -> Counters:
+        """The daemon's live counters."""
+        ...
+
+    @property
+    def delivery(self) -> DeliveryStats:
+        """Latency histogram and dead-letter-bound count."""
+        ...
+
+    def gauges(self) -> Mapping[str, float]:
+        """Current gauges under the keys of :mod:`asqsd.observe.gauges`; a missing key is unknown."""
+        ...
 
 
-def escape_label_value(value: str) -> str:
-    """Escape backslash, double quote and line feed, as the text format requires."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class DaemonCollector(Collector):
+    """A custom collector: every metric family of one daemon, built from its source when scraped."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        """The families, in the order of docs/observability.md."""
+        source = self._source
+        yield from _counter_families(source.counters, source.delivery)
+        yield from _gauge_families(source.gauges())
+        yield _histogram(
+            "asqsd_worker_latency_seconds",
+            "Time from sending a POST to the worker until its response ended (responses only).",
+            source.delivery.latency.snapshot(),
+        )
 
 
-def escape_help(text: str) -> str:
-    """HELP text escapes only backslash and line feed."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+def metrics_registry(source: MetricsSource) -> CollectorRegistry:
+    """A private registry holding one :class:`DaemonCollector` for ``source``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(source))
+    return registry
 
 
-def format_labels(labels: Mapping[str, str]) -> str:
-    """``{a="x",b="y"}`` in the given order, or an empty string for no labels."""
-    if not labels:
-        return ""
-    inner = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels.items())
-    return "{" + inner + "}"
+def render_metrics(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition document and its content type, negotiated from an ``Accept`` header.
 
-
-Sample = tuple[Mapping[str, str], float]
-
-
-class Exposition:
-    """Builds one exposition document, metric family by metric family."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> None:
-        """A counter or gauge family: HELP, TYPE, then one line per sample."""
-        self._header(name, kind, help_text)
-        for labels, value in samples:
-            self._lines.append(f"{name}{format_labels(labels)} {format_value(value)}")
-
-    def histogram(self, name: str, help_text: str, snapshot: HistogramSnapshot) -> None:
-        """A histogram family: cumulative ``_bucket`` lines ending in ``+Inf``, ``_sum``, ``_count``."""
-        self._header(name, "histogram", help_text)
-        les = [format_value(b) for b in snapshot.bounds] + ["+Inf"]
-        for le, count in zip(les, snapshot.cumulative, strict=True):
-            self._lines.append(f'{name}_bucket{{le="{le}"}} {count}')
-        self._lines.append(f"{name}_sum {format_value(snapshot.total)}")
-        self._lines.append(f"{name}_count {snapshot.count}")
-
-    def text(self) -> str:
-        """The document; the format requires a final line feed."""
-        return "\n".join(self._lines) + "\n"
-
-    def _header(self, name: str, kind: str, help_text: str) -> None:
-        if not _METRIC_NAME.match(name):
-            raise ValueError(f"invalid metric name {name!r}")
-        self._lines.append(f"# HELP {name} {escape_help(help_text)}")
-        self._lines.append(f"# TYPE {name} {kind}")
-
-
-def _one(value: float) -> list[Sample]:
-    return [({}, value)]
-
-
-def _by_label(label: str, values: Mapping[str, int]) -> list[Sample]:
-    return [({label: key}, values[key]) for key in sorted(values)]
-
-
-def render_metrics(counters: Counters, delivery: DeliveryStats, gauges: Mapping[str, float]) -> str:
-    """The whole /metrics document.
-
-    ``gauges`` uses the keys defined in this module (:data:`IN_FLIGHT` ...). A missing key means
-    "unknown" and produces no sample (e.g. the queue backlog before its first poll); any other
-    key whose ``asqsd_<key>`` is a valid metric name is exposed as an extra gauge.
+    ``application/openmetrics-text`` gets OpenMetrics 1.0.0; anything else (or nothing) the text
+    format 0.0.4 (:data:`CONTENT_TYPE`), as ``prometheus_client.exposition.choose_encoder`` decides.
     """
-    out = Exposition()
-    _render_counters(out, counters, delivery)
-    _render_gauges(out, gauges)
-    out.histogram(
-        "asqsd_worker_latency_seconds",
-        "Time from sending a POST to the worker until its response ended (responses only).",
-        delivery.latency.snapshot(),
-    )
-    return out.text()
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
 
 
-def _render_counters(out: Exposition, c: Counters, delivery: DeliveryStats) -> None:
-    counter = "counter"
-    out.family("asqsd_messages_received_total", counter, "Messages received from SQS.", _one(c.received))
+# --- families -----------------------------------------------------------------------------------
+def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, value=value)
+
+
+def _by_label(name: str, help_text: str, label: str, values: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for key in sorted(values):
+        family.add_metric([key], values[key])
+    return family
+
+
+def _gauge(name: str, help_text: str, gauges: Mapping[str, float], key: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text)
+    if key in gauges:  # missing means unknown: HELP and TYPE without a sample
+        family.add_metric([], gauges[key])
+    return family
+
+
+def _histogram(name: str, help_text: str, snapshot: HistogramSnapshot) -> HistogramMetricFamily:
+    les = [_go_float(bound) for bound in snapshot.bounds] + ["+Inf"]
+    buckets = list(zip(les, snapshot.cumulative, strict=True))
+    return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=snapshot.total)
+
+
+def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
     classes = dict.fromkeys(STATUS_CLASSES, 0) | c.by_status_class  # every class from the start
-    out.family(
-        "asqsd_messages_delivered_total",
-        counter,
-        "Deliveries to the worker by status class (error: no HTTP response).",
-        _by_label("class", classes),
-    )
-    out.family("asqsd_messages_deleted_total", counter, "Messages deleted from SQS.", _one(c.deleted))
-    out.family(
-        "asqsd_messages_released_total",
-        counter,
-        "Unstarted messages made visible again (visibility 0) at shutdown.",
-        _one(c.released),
-    )
-    out.family(
-        "asqsd_messages_retried_total",
-        counter,
-        "Failed deliveries whose visibility was set to the error visibility timeout or Retry-After.",
-        _one(c.retried),
-    )
-    out.family(
-        "asqsd_messages_expired_total",
-        counter,
-        "Messages deleted unsent because they were first received longer ago than the retention period.",
-        _one(c.expired),
-    )
-    out.family(
-        "asqsd_messages_dead_letter_bound_total",
-        counter,
-        "Failed deliveries whose receive count reached the queue's maxReceiveCount.",
-        _one(delivery.dead_letter_bound),
-    )
-    out.family(
-        "asqsd_messages_duplicate_suppressed_total",
-        counter,
-        "Messages deleted without a POST because the dedup table records them as processed.",
-        _one(c.duplicates_suppressed),
-    )
-    out.family(
-        "asqsd_messages_duplicate_in_progress_total",
-        counter,
-        "Messages left to SQS without a POST because the dedup table shows another consumer on them.",
-        _one(c.duplicates_in_progress),
-    )
-    out.family(
-        "asqsd_dedup_errors_total",
-        counter,
-        "Dedup table calls that failed (the message was delivered unchecked, or its outcome not recorded).",
-        _one(c.dedup_errors),
-    )
-    out.family(
-        "asqsd_visibility_extensions_total",
-        counter,
-        "Visibility extensions made by the heartbeat.",
-        _one(c.extended),
-    )
-    out.family(
-        "asqsd_leases_lost_total",
-        counter,
-        "Held messages whose visibility SQS refused to extend (possible duplicate processing).",
-        _one(c.lease_lost),
-    )
-    out.family(
-        "asqsd_sqs_calls_total", counter, "SQS API calls by operation.", _by_label("operation", c.sqs_calls)
-    )
-    out.family(
-        "asqsd_sqs_errors_total",
-        counter,
-        "Failed SQS API calls by operation.",
-        _by_label("operation", c.sqs_errors),
-    )
+    return [
+        _counter("asqsd_messages_received_total", "Messages received from SQS.", c.received),
+        _by_label(
+            "asqsd_messages_delivered_total",
+            "Deliveries to the worker by status class (error: no HTTP response).",
+            "class",
+            classes,
+        ),
+        _counter("asqsd_messages_deleted_total", "Messages deleted from SQS.", c.deleted),
+        _counter(
+            "asqsd_messages_released_total",
+            "Unstarted messages made visible again (visibility 0) at shutdown.",
+            c.released,
+        ),
+        _counter(
+            "asqsd_messages_retried_total",
+            "Failed deliveries whose visibility was set to the error visibility timeout or Retry-After.",
+            c.retried,
+        ),
+        _counter(
+            "asqsd_messages_expired_total",
+            "Messages deleted unsent because they were first received longer ago than the retention period.",
+            c.expired,
+        ),
+        _counter(
+            "asqsd_messages_dead_letter_bound_total",
+            "Failed deliveries whose receive count reached the queue's maxReceiveCount.",
+            delivery.dead_letter_bound,
+        ),
+        _counter(
+            "asqsd_messages_duplicate_suppressed_total",
+            "Messages deleted without a POST because the dedup table records them as processed.",
+            c.duplicates_suppressed,
+        ),
+        _counter(
+            "asqsd_messages_duplicate_in_progress_total",
+            "Messages left to SQS without a POST because the dedup table shows another consumer on them.",
+            c.duplicates_in_progress,
+        ),
+        _counter(
+            "asqsd_dedup_errors_total",
+            "Dedup table calls that failed (the message was delivered unchecked, "
+            "or its outcome not recorded).",
+            c.dedup_errors,
+        ),
+        _counter(
+            "asqsd_visibility_extensions_total", "Visibility extensions made by the heartbeat.", c.extended
+        ),
+        _counter(
+            "asqsd_leases_lost_total",
+            "Held messages whose visibility SQS refused to extend (possible duplicate processing).",
+            c.lease_lost,
+        ),
+        _by_label("asqsd_sqs_calls_total", "SQS API calls by operation.", "operation", c.sqs_calls),
+        _by_label("asqsd_sqs_errors_total", "Failed SQS API calls by operation.", "operation", c.sqs_errors),
+    ]
 
 
-def _render_gauges(out: Exposition, gauges: Mapping[str, float]) -> None:
-    def maybe(key: str) -> list[Sample]:
-        return _one(gauges[key]) if key in gauges else []
-
-    out.family("asqsd_in_flight", "gauge", "POSTs to the worker in progress.", maybe(IN_FLIGHT))
-    out.family(
-        "asqsd_channel_depth",
-        "gauge",
-        "Received messages waiting for a free dispatcher.",
-        maybe(CHANNEL_DEPTH),
-    )
-    out.family(
-        "asqsd_held_messages",
-        "gauge",
-        "Messages asqsd holds (buffered or being delivered) whose visibility it tracks.",
-        maybe(HELD_MESSAGES),
+def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
+    families: list[Metric] = [
+        _gauge("asqsd_in_flight", "POSTs to the worker in progress.", gauges, IN_FLIGHT),
+        _gauge(
+            "asqsd_channel_depth", "Received messages waiting for a free dispatcher.", gauges, CHANNEL_DEPTH
+        ),
+        _gauge(
+            "asqsd_held_messages",
+            "Messages asqsd holds (buffered or being delivered) whose visibility it tracks.",
+            gauges,
+            HELD_MESSAGES,
+        ),
+    ]
+    queue = GaugeMetricFamily(
+        "asqsd_queue_messages",
+        "Approximate messages in the SQS queue by state, as last polled (all consumers).",
+        labels=["state"],
     )
     states = {"visible": QUEUE_VISIBLE, "in_flight": QUEUE_IN_FLIGHT, "delayed": QUEUE_DELAYED}
-    out.family(
-        "asqsd_queue_messages",
-        "gauge",
-        "Approximate messages in the SQS queue by state, as last polled (all consumers).",
-        [({"state": state}, gauges[key]) for state, key in states.items() if key in gauges],
-    )
-    for key in sorted(set(gauges) - _NAMED_GAUGES):
+    for state, key in states.items():
+        if key in gauges:
+            queue.add_metric([state], gauges[key])
+    families.append(queue)
+    for key in sorted(set(gauges) - NAMED_GAUGES):
         name = f"asqsd_{key}"
         if _METRIC_NAME.match(name):
-            out.family(name, "gauge", f"{key} (daemon gauge).", _one(gauges[key]))
+            families.append(_gauge(name, f"{key} (daemon gauge).", gauges, key))
+    return families

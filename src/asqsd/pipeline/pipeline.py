@@ -24,7 +24,7 @@ from asqsd.config import Settings
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
-from asqsd.observe.prometheus import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
+from asqsd.observe.gauges import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, GroupedChannel
 from asqsd.pipeline.dedup import Deduplicator

@@ -20,9 +20,11 @@ from asqsd.config import WorkerHealthcheck
 from asqsd.observe.backlog import QueueBacklogPoller
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.gauges import IN_FLIGHT
 from asqsd.observe.health import CachedCheck, DaemonView, HealthServer
 from asqsd.observe.probes import http_check, probe_worker, tcp_check
-from asqsd.observe.prometheus import CONTENT_TYPE, IN_FLIGHT
+from asqsd.observe.prometheus import CONTENT_TYPE
+from tests.support.metrics import parse_families, value_of
 from tests.support.polling import wait_until
 from tests.support.servers import free_loopback_port
 
@@ -290,7 +292,7 @@ class TestReadiness:
 
 
 class TestMetricsEndpoint:
-    """/metrics: Prometheus text 0.0.4 from the live counters and gauges."""
+    """/metrics: Prometheus text 0.0.4 (or OpenMetrics when asked) from the live counters and gauges."""
 
     async def test_metrics(self, server: HealthServer, view: StubView, http: aiohttp.ClientSession) -> None:
         """Content type, counter values and gauges come straight from the view."""
@@ -301,11 +303,25 @@ class TestMetricsEndpoint:
             assert response.status == 200
             assert response.headers["Content-Type"] == CONTENT_TYPE
             text = await response.text()
-        lines = text.splitlines()
-        assert "asqsd_messages_received_total 12" in lines
-        assert 'asqsd_messages_delivered_total{class="2xx"} 1' in lines
-        assert "asqsd_in_flight 3" in lines
-        assert "# TYPE asqsd_worker_latency_seconds histogram" in lines
+        assert value_of(text, "asqsd_messages_received_total") == 12
+        assert value_of(text, "asqsd_messages_delivered_total", **{"class": "2xx"}) == 1
+        assert value_of(text, "asqsd_in_flight") == 3
+        assert "# TYPE asqsd_worker_latency_seconds histogram" in text.splitlines()
+
+    async def test_openmetrics_negotiated(
+        self, server: HealthServer, view: StubView, http: aiohttp.ClientSession
+    ) -> None:
+        """A scraper asking for OpenMetrics gets it (content type and a document its parser accepts)."""
+        view.counters.received = 5
+        accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+        async with http.get(server.url + "/metrics", headers={"Accept": accept}) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+            assert response.headers["Cache-Control"] == "no-store"
+            text = await response.text()
+        families = parse_families(text, openmetrics=True)
+        assert families["asqsd_messages_received_total"].samples[0].value == 5
+        assert families["asqsd_worker_latency_seconds"].type == "histogram"
 
     async def test_unknown_path(self, server: HealthServer, http: aiohttp.ClientSession) -> None:
         """Anything else is a 404."""
@@ -463,8 +479,7 @@ async def test_metrics_show_queue_backlog_from_sqs(
         poller.stop()
         await task
     assert status == 200
-    lines = text.splitlines()
-    assert 'asqsd_queue_messages{state="visible"} 2' in lines
-    assert 'asqsd_queue_messages{state="in_flight"} 1' in lines
-    assert 'asqsd_queue_messages{state="delayed"} 0' in lines
+    assert value_of(text, "asqsd_queue_messages", state="visible") == 2
+    assert value_of(text, "asqsd_queue_messages", state="in_flight") == 1
+    assert value_of(text, "asqsd_queue_messages", state="delayed") == 0
     assert poller.failures == 0

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.component.conftest import SettingsFactory
+from tests.support.metrics import value_of
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.servers import free_loopback_port
 from tests.support.worker import Delivery, RecordingWorker
@@ -34,10 +35,10 @@ async def test_health_readiness_and_metrics_of_a_running_daemon(
         assert (await get(health.url + "/readyz"))[0] == 200
         status, text = await get(health.url + "/metrics")
         assert status == 200
-        assert "asqsd_messages_received_total 1" in text
-        assert "asqsd_messages_deleted_total 1" in text
-        assert 'asqsd_messages_delivered_total{class="2xx"} 1' in text
-        assert "asqsd_worker_latency_seconds_count 1" in text
+        assert value_of(text, "asqsd_messages_received_total") == 1
+        assert value_of(text, "asqsd_messages_deleted_total") == 1
+        assert value_of(text, "asqsd_messages_delivered_total", **{"class": "2xx"}) == 1
+        assert value_of(text, "asqsd_worker_latency_seconds_count") == 1
 
 
 async def test_readiness_fails_when_the_worker_is_down(

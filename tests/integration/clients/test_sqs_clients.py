@@ -371,6 +371,17 @@ async def stub() -> AsyncIterator[Stub]:
         await runner.cleanup()
 
 
+def lean_on_stub(aws: Aws, stub: Stub, credentials: Any, transport: str) -> LeanSQS:
+    """A LeanSQS in eu-west-1 sending to the stub (queue ``<stub>/123456789012/q``)."""
+    return aws.lean(
+        f"{stub.url}/123456789012/q",
+        endpoint_url=stub.url,
+        region="eu-west-1",
+        credentials=credentials,
+        transport=transport,
+    )
+
+
 ERROR_CASES = [
     pytest.param(
         StubReply(
@@ -566,13 +577,7 @@ async def test_lean_uses_refreshed_credentials_and_signs_like_botocore(
         return credentials
 
     stub.reply = StubReply(body=b'{"Attributes":{"VisibilityTimeout":"30"}}')
-    lean = aws.lean(
-        f"{stub.url}/123456789012/q",
-        endpoint_url=stub.url,
-        region="eu-west-1",
-        credentials=source,
-        transport=transport,
-    )
+    lean = lean_on_stub(aws, stub, source, transport)
 
     for _ in range(2):
         assert await lean.get_queue_attributes(["VisibilityTimeout"]) == {"VisibilityTimeout": "30"}
@@ -581,6 +586,33 @@ async def test_lean_uses_refreshed_credentials_and_signs_like_botocore(
     for n, (headers, body) in enumerate(stub.requests, start=1):
         frozen = ReadOnlyCredentials(f"AKIDROTATED{n}", f"secret-{n}", f"token-{n}")
         assert headers["X-Amz-Security-Token"] == f"token-{n}"
+        assert headers["Authorization"] == botocore_authorization(
+            request_url(stub.url), headers, body, frozen, "eu-west-1"
+        )
+
+
+async def test_lean_signs_the_utf8_bytes_it_sends(aws: Aws, stub: Stub, transport: str) -> None:
+    """Non-ASCII goes out as UTF-8 (not \\u escapes), and the signature covers exactly those bytes."""
+
+    async def source() -> AioCredentials:
+        return AioCredentials("AKIDUTF8", "secret-utf8")
+
+    stub.reply = StubReply(body=b'{"MessageId":"m-1"}')
+    lean = lean_on_stub(aws, stub, source, transport)
+    assert await lean.send_message(UNICODE_BODY, ATTRIBUTES) == "m-1"
+    stub.reply = StubReply(body=b'{"Successful":[{"Id":"0"}]}')
+    await lean.delete_batch([DeleteEntry("0", "handle-ü")])
+
+    [(_, send_body), (_, delete_body)] = stub.requests
+    unquoted = UNICODE_BODY.split('"')[0]  # the part JSON does not escape
+    assert unquoted.encode() in send_body  # raw UTF-8, as orjson writes it
+    assert json.loads(send_body)["MessageBody"] == UNICODE_BODY
+    entries = [{"Id": "0", "ReceiptHandle": "handle-ü"}]
+    expected_delete = {"QueueUrl": f"{stub.url}/123456789012/q", "Entries": entries}
+    assert delete_body == json.dumps(expected_delete, separators=(",", ":"), ensure_ascii=False).encode()
+    frozen = ReadOnlyCredentials("AKIDUTF8", "secret-utf8", None)
+    for headers, body in stub.requests:
+        assert int(headers["Content-Length"]) == len(body)
         assert headers["Authorization"] == botocore_authorization(
             request_url(stub.url), headers, body, frozen, "eu-west-1"
         )

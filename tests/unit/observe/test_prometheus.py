@@ -1,15 +1,19 @@
-"""Prometheus exposition by hand: histogram maths, escaping, document shape, the backlog poller."""
+"""Prometheus exposition: histogram maths, the document (both formats, read by prometheus_client's
+parsers), the backlog poller."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import random
-import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 
 from asqsd.errors import SQSError
 from asqsd.observe.backlog import BACKLOG_ATTRIBUTES, QueueBacklogPoller
@@ -20,59 +24,41 @@ from asqsd.observe.delivery import (
     LatencyHistogram,
     max_receive_count_from,
 )
-from asqsd.observe.prometheus import (
+from asqsd.observe.gauges import (
     CHANNEL_DEPTH,
     HELD_MESSAGES,
     IN_FLIGHT,
     QUEUE_DELAYED,
     QUEUE_IN_FLIGHT,
     QUEUE_VISIBLE,
-    escape_help,
-    escape_label_value,
-    format_labels,
-    format_value,
-    render_metrics,
 )
+from asqsd.observe.prometheus import CONTENT_TYPE, MetricsSource, metrics_registry, render_metrics
+from tests.support.metrics import parse_families, samples_of
 from tests.support.polling import wait_until
 
-# One sample line of the text format: name, optional {labels}, value (Go float syntax).
-_SAMPLE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})?'
-    r" (?P<value>[-+]?(?:\d+(?:\.\d*)?(?:e[-+]?\d+)?|Inf|NaN))$"
-)
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+
+@dataclass
+class Snapshot:
+    """A MetricsSource with fixed values."""
+
+    counters: Counters
+    delivery: DeliveryStats
+    gauge_values: Mapping[str, float]
+
+    def gauges(self) -> Mapping[str, float]:
+        return self.gauge_values
 
 
-def parse_exposition(text: str) -> dict[str, dict[str, object]]:
-    """A strict mini-parser: HELP then TYPE before each family's samples; returns the families."""
-    assert text.endswith("\n")
-    families: dict[str, dict[str, object]] = {}
-    current: str | None = None
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            assert name not in families, f"family {name} twice"
-            families[name] = {"help": line.split(" ", 3)[3], "samples": []}
-            current = name
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert name == current, "TYPE must follow its HELP"
-            families[name]["type"] = kind
-        else:
-            match = _SAMPLE.match(line)
-            assert match, f"bad sample line {line!r}"
-            assert current is not None and match["name"].startswith(current)
-            labels = dict(_LABEL.findall(match["labels"] or ""))
-            samples = families[current]["samples"]
-            assert isinstance(samples, list)
-            samples.append((match["name"], labels, float(match["value"].replace("Inf", "inf"))))
-    return families
+def _conforms(snapshot: Snapshot) -> MetricsSource:
+    return snapshot  # mypy checks the stub against the Protocol the daemon's view satisfies
 
 
-def samples_of(families: dict[str, dict[str, object]], name: str) -> list[tuple[str, dict[str, str], float]]:
-    samples = families[name]["samples"]
-    assert isinstance(samples, list)
-    return samples
+def render(
+    counters: Counters, delivery: DeliveryStats, gauges: Mapping[str, float], accept: str | None = None
+) -> str:
+    """The document a scraper sending ``accept`` gets for these values."""
+    body, _ = render_metrics(metrics_registry(Snapshot(counters, delivery, gauges)), accept)
+    return body.decode()
 
 
 class TestLatencyHistogram:
@@ -123,33 +109,65 @@ class TestLatencyHistogram:
         assert snapshot.total == pytest.approx(math.fsum(values))
 
 
-class TestFormatting:
-    """Values and labels in the exact text-format syntax."""
-
-    @pytest.mark.parametrize(
-        ("value", "text"),
-        [
-            (3, "3"),
-            (0, "0"),
-            (True, "1"),
-            (0.25, "0.25"),
-            (1.0, "1.0"),
-            (1e-05, "1e-05"),
-            (math.inf, "+Inf"),
-            (-math.inf, "-Inf"),
-            (math.nan, "NaN"),
-        ],
-    )
-    def test_format_value(self, value: float, text: str) -> None:
-        """Integers stay integers; specials use the +Inf / -Inf / NaN spellings."""
-        assert format_value(value) == text
-
-    def test_label_and_help_escaping(self) -> None:
-        """Label values escape backslash, quote and line feed; HELP escapes backslash and line feed."""
-        assert escape_label_value('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
-        assert escape_help('x\\y"\nz') == 'x\\\\y"\\nz'
-        assert format_labels({"operation": 'Bad"Op\n'}) == '{operation="Bad\\"Op\\n"}'
-        assert format_labels({}) == ""
+# Every family of the document, as the text format's HELP and TYPE lines name them (unchanged since
+# the exposition was written by hand; dashboards and alerts depend on them).
+FAMILIES = {
+    "asqsd_messages_received_total": ("counter", "Messages received from SQS."),
+    "asqsd_messages_delivered_total": (
+        "counter",
+        "Deliveries to the worker by status class (error: no HTTP response).",
+    ),
+    "asqsd_messages_deleted_total": ("counter", "Messages deleted from SQS."),
+    "asqsd_messages_released_total": (
+        "counter",
+        "Unstarted messages made visible again (visibility 0) at shutdown.",
+    ),
+    "asqsd_messages_retried_total": (
+        "counter",
+        "Failed deliveries whose visibility was set to the error visibility timeout or Retry-After.",
+    ),
+    "asqsd_messages_expired_total": (
+        "counter",
+        "Messages deleted unsent because they were first received longer ago than the retention period.",
+    ),
+    "asqsd_messages_dead_letter_bound_total": (
+        "counter",
+        "Failed deliveries whose receive count reached the queue's maxReceiveCount.",
+    ),
+    "asqsd_messages_duplicate_suppressed_total": (
+        "counter",
+        "Messages deleted without a POST because the dedup table records them as processed.",
+    ),
+    "asqsd_messages_duplicate_in_progress_total": (
+        "counter",
+        "Messages left to SQS without a POST because the dedup table shows another consumer on them.",
+    ),
+    "asqsd_dedup_errors_total": (
+        "counter",
+        "Dedup table calls that failed (the message was delivered unchecked, or its outcome not recorded).",
+    ),
+    "asqsd_visibility_extensions_total": ("counter", "Visibility extensions made by the heartbeat."),
+    "asqsd_leases_lost_total": (
+        "counter",
+        "Held messages whose visibility SQS refused to extend (possible duplicate processing).",
+    ),
+    "asqsd_sqs_calls_total": ("counter", "SQS API calls by operation."),
+    "asqsd_sqs_errors_total": ("counter", "Failed SQS API calls by operation."),
+    "asqsd_in_flight": ("gauge", "POSTs to the worker in progress."),
+    "asqsd_channel_depth": ("gauge", "Received messages waiting for a free dispatcher."),
+    "asqsd_held_messages": (
+        "gauge",
+        "Messages asqsd holds (buffered or being delivered) whose visibility it tracks.",
+    ),
+    "asqsd_queue_messages": (
+        "gauge",
+        "Approximate messages in the SQS queue by state, as last polled (all consumers).",
+    ),
+    "asqsd_worker_latency_seconds": (
+        "histogram",
+        "Time from sending a POST to the worker until its response ended (responses only).",
+    ),
+}
 
 
 class TestRender:
@@ -165,36 +183,25 @@ class TestRender:
         counters.count_call('Weird"Op\\')
         return counters
 
+    def test_help_and_type_lines_unchanged(self) -> None:
+        """Text format: every family's HELP and TYPE lines, in order, exactly as documented."""
+        text = render(Counters(), DeliveryStats(), {})
+        headers = [line for line in text.splitlines() if line.startswith("# ")]
+        expected: list[str] = []
+        for name, (kind, help_text) in FAMILIES.items():
+            expected += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        assert headers == expected
+
     def test_document_shape_and_values(self) -> None:
         """Counters, labelled counters, gauges and the histogram, with HELP/TYPE for each."""
         delivery = DeliveryStats(max_receive_count=3)
         delivery.record(status=200, elapsed_s=0.02, failed=False, receive_count=1)
         delivery.record(status=500, elapsed_s=7.0, failed=True, receive_count=3)
         gauges = {IN_FLIGHT: 2, CHANNEL_DEPTH: 1, HELD_MESSAGES: 3, QUEUE_VISIBLE: 10, QUEUE_IN_FLIGHT: 3}
-        families = parse_exposition(render_metrics(self.counters(), delivery, gauges))
+        text = render(self.counters(), delivery, gauges)
+        families = parse_families(text)
 
-        types = {name: family["type"] for name, family in families.items()}
-        for name in (
-            "asqsd_messages_received_total",
-            "asqsd_messages_delivered_total",
-            "asqsd_messages_deleted_total",
-            "asqsd_messages_released_total",
-            "asqsd_messages_retried_total",
-            "asqsd_messages_expired_total",
-            "asqsd_messages_dead_letter_bound_total",
-            "asqsd_messages_duplicate_suppressed_total",
-            "asqsd_messages_duplicate_in_progress_total",
-            "asqsd_dedup_errors_total",
-            "asqsd_visibility_extensions_total",
-            "asqsd_leases_lost_total",
-            "asqsd_sqs_calls_total",
-            "asqsd_sqs_errors_total",
-        ):
-            assert types[name] == "counter", name
-        for name in ("asqsd_in_flight", "asqsd_channel_depth", "asqsd_held_messages", "asqsd_queue_messages"):
-            assert types[name] == "gauge", name
-        assert types["asqsd_worker_latency_seconds"] == "histogram"
-
+        assert {name: (f.type, f.documentation) for name, f in families.items()} == FAMILIES
         assert samples_of(families, "asqsd_messages_received_total") == [
             ("asqsd_messages_received_total", {}, 7)
         ]
@@ -210,7 +217,8 @@ class TestRender:
         calls = {
             labels["operation"]: value for _, labels, value in samples_of(families, "asqsd_sqs_calls_total")
         }
-        assert calls == {"ReceiveMessage": 2, 'Weird\\"Op\\\\': 1}  # escaped on the wire
+        assert calls == {"ReceiveMessage": 2, 'Weird"Op\\': 1}  # unescaped by the parser
+        assert 'asqsd_sqs_calls_total{operation="Weird\\"Op\\\\"}' in text  # escaped on the wire
         queue = {labels["state"]: value for _, labels, value in samples_of(families, "asqsd_queue_messages")}
         assert queue == {"visible": 10, "in_flight": 3}  # delayed unknown: no sample
         assert samples_of(families, "asqsd_in_flight")[0][2] == 2
@@ -220,10 +228,11 @@ class TestRender:
         delivery = DeliveryStats()
         for seconds in (0.001, 0.3, 400.0):
             delivery.record(status=200, elapsed_s=seconds, failed=False, receive_count=1)
-        families = parse_exposition(render_metrics(Counters(), delivery, {}))
+        families = parse_families(render(Counters(), delivery, {}))
         samples = samples_of(families, "asqsd_worker_latency_seconds")
         buckets = [(labels["le"], value) for name, labels, value in samples if name.endswith("_bucket")]
-        assert [le for le, _ in buckets] == [format_value(b) for b in DEFAULT_LATENCY_BUCKETS] + ["+Inf"]
+        assert [float(le) for le, _ in buckets] == [*DEFAULT_LATENCY_BUCKETS, math.inf]
+        assert buckets[7][0] == "1.0" and buckets[-1][0] == "+Inf"  # Go float syntax, as Prometheus writes
         counts = [value for _, value in buckets]
         assert counts == sorted(counts)
         assert counts[0] == 1 and counts[-1] == 3
@@ -235,17 +244,76 @@ class TestRender:
 
     def test_empty_counters_still_parse(self) -> None:
         """A fresh daemon: every family present, zero-valued, no gauge samples yet."""
-        families = parse_exposition(render_metrics(Counters(), DeliveryStats(), {}))
+        families = parse_families(render(Counters(), DeliveryStats(), {}))
         assert samples_of(families, "asqsd_sqs_calls_total") == []
         assert samples_of(families, "asqsd_queue_messages") == []
         assert len(samples_of(families, "asqsd_messages_delivered_total")) == 5
 
     def test_extra_gauges(self) -> None:
         """Unknown keys become asqsd_<key> gauges when that is a valid name; others are skipped."""
-        text = render_metrics(Counters(), DeliveryStats(), {"receivers_polling": 2, "bad key!": 1})
-        families = parse_exposition(text)
+        text = render(Counters(), DeliveryStats(), {"receivers_polling": 2, "bad key!": 1})
+        families = parse_families(text)
         assert samples_of(families, "asqsd_receivers_polling") == [("asqsd_receivers_polling", {}, 2)]
         assert "bad key" not in text
+
+    @pytest.mark.parametrize(("value", "text"), [(math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN")])
+    def test_special_values(self, value: float, text: str) -> None:
+        """Infinities and NaN use the spellings Prometheus parses."""
+        assert f"asqsd_in_flight {text}\n" in render(Counters(), DeliveryStats(), {IN_FLIGHT: value})
+
+
+class TestNegotiation:
+    """OpenMetrics when the scraper asks for it, else the text format 0.0.4; both parse."""
+
+    def render_with(self, accept: str | None) -> tuple[str, str]:
+        delivery = DeliveryStats(max_receive_count=2)
+        delivery.record(status=503, elapsed_s=0.4, failed=True, receive_count=2)
+        source = Snapshot(TestRender().counters(), delivery, {IN_FLIGHT: 1, QUEUE_DELAYED: 4, "extra": 2.5})
+        body, content_type = render_metrics(metrics_registry(source), accept)
+        return body.decode(), content_type
+
+    @pytest.mark.parametrize("accept", [None, "", "text/plain", "*/*", "application/json"])
+    def test_text_format_by_default(self, accept: str | None) -> None:
+        """No Accept, or one that does not name OpenMetrics: text 0.0.4, which its parser reads."""
+        text, content_type = self.render_with(accept)
+        assert content_type == CONTENT_TYPE == CONTENT_TYPE_PLAIN_0_0_4
+        assert not text.endswith("# EOF\n")
+        families = parse_families(text)
+        assert set(FAMILIES) <= set(families)
+
+    @pytest.mark.parametrize(
+        "accept",
+        [
+            "application/openmetrics-text",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            # Prometheus 3's default scrape header
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+            "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;"
+            "escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        ],
+    )
+    def test_openmetrics_when_asked(self, accept: str) -> None:
+        """OpenMetrics content type and document (ends in # EOF), accepted by the strict parser."""
+        text, content_type = self.render_with(accept)
+        assert content_type.startswith(OPENMETRICS.split(";")[0] + "; version=1.0.0")
+        assert text.endswith("# EOF\n")
+        families = parse_families(text, openmetrics=True)
+        assert {name: f.type for name, f in families.items()} == {
+            **{name: kind for name, (kind, _) in FAMILIES.items()},
+            "asqsd_extra": "gauge",
+        }
+
+    def test_both_formats_carry_the_same_samples(self) -> None:
+        """Names, labels and values agree between the two formats."""
+        text, _ = self.render_with(None)
+        openmetrics, _ = self.render_with("application/openmetrics-text")
+        parsed = parse_families(openmetrics, openmetrics=True)
+        as_text = {n: sorted(map(repr, samples_of(parse_families(text), n))) for n in FAMILIES}
+        as_openmetrics = {n: sorted(map(repr, samples_of(parsed, n))) for n in FAMILIES}
+        assert as_text == as_openmetrics
+        assert samples_of(parsed, "asqsd_messages_dead_letter_bound_total") == [
+            ("asqsd_messages_dead_letter_bound_total", {}, 1.0)
+        ]
 
 
 class TestDeliveryStats:

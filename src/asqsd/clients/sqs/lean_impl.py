@@ -17,7 +17,10 @@ only the mechanical part itself:
   headers to botocore's for the same request and timestamp;
 * responses and errors go through the helpers in :mod:`asqsd.clients.sqs.wire`, so the rest of the
   daemon sees the same :class:`~asqsd.message.Message`, :class:`~asqsd.message.BatchResult` and
-  :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.clients.sqs.botocore_impl.BotocoreSQS`.
+  :class:`~asqsd.errors.SQSError` values as with :class:`~asqsd.clients.sqs.botocore_impl.BotocoreSQS`;
+* JSON is encoded and decoded by orjson (:func:`encode_body`, :func:`decode_body`): compact UTF-8,
+  where botocore writes ``\\u`` escapes for non-ASCII text (both are the same JSON to SQS), and the
+  signature is computed over exactly the bytes sent.
 
 Two transports carry the signed POSTs (``transport=``):
 
@@ -40,12 +43,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import aiohttp
+import orjson
 from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError
 from yarl import URL
@@ -87,9 +90,9 @@ _TARGET_PREFIX = "AmazonSQS."
 
 # The attribute selection BotocoreSQS.receive asks for, pre-serialised: it never changes.
 _RECEIVE_TAIL = (
-    ',"MessageSystemAttributeNames":'
-    + json.dumps([*SYSTEM_ATTRIBUTE_NAMES, "MessageGroupId"], separators=(",", ":"))
-    + ',"MessageAttributeNames":["All"]}'
+    b',"MessageSystemAttributeNames":'
+    + orjson.dumps([*SYSTEM_ATTRIBUTE_NAMES, "MessageGroupId"])
+    + b',"MessageAttributeNames":["All"]}'
 )
 
 
@@ -108,11 +111,31 @@ def _attributes_to_json(attributes: Mapping[str, MessageAttribute]) -> dict[str,
     return wire
 
 
-def _dumps(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+def encode_body(operation: str, payload: Mapping[str, Any]) -> bytes:
+    """A request body: compact JSON in UTF-8, the bytes that are signed and sent.
+
+    Text SQS cannot hold (a lone surrogate) cannot be encoded either: that is the
+    non-retryable error SQS would have answered with, raised without a call.
+    """
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise SQSError(
+            operation, "InvalidParameterValue", f"request not encodable as JSON: {exc}", retryable=False
+        ) from exc
 
 
-"""Largest SQS response body the lean transport accepts (a full ReceiveMessage is ~2.6 MiB)."""
+def decode_body(operation: str, status: int, raw: bytes) -> dict[str, Any]:
+    """A successful response's JSON object (``{}`` for an empty body), or a retryable :class:`SQSError`."""
+    if not raw:
+        return {}
+    try:
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SQSError(operation, "InvalidResponse", f"HTTP {status}: {exc}", retryable=True) from exc
+    if not isinstance(decoded, dict):
+        raise SQSError(operation, "InvalidResponse", f"HTTP {status}: not an object", retryable=True)
+    return decoded
 
 
 class LeanSQS:
@@ -176,7 +199,10 @@ class LeanSQS:
         self._timeout = float(request_timeout_s)
         self._receive_slack_s = receive_slack_s
         self._aiohttp_timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._queue_url_json = json.dumps(queue_url)
+        try:
+            self._queue_url_json = orjson.dumps(queue_url)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"queue URL {queue_url!r} is not valid Unicode text: {exc}") from None
 
     @property
     def transport(self) -> Literal["lean", "aiohttp"]:
@@ -222,12 +248,14 @@ class LeanSQS:
         return messages
 
     def receive_body(self, *, max_messages: int, wait_time_s: int, visibility_timeout_s: int) -> bytes:
-        # Formatted rather than json.dumps'd: the hot path, and only three integers ever change.
-        return (
-            f'{{"QueueUrl":{self._queue_url_json},"MaxNumberOfMessages":{int(max_messages)},'
-            f'"WaitTimeSeconds":{int(wait_time_s)},"VisibilityTimeout":{int(visibility_timeout_s)}'
-            f"{_RECEIVE_TAIL}"
-        ).encode()
+        # Formatted rather than encoded from a dict: the hot path, and only three integers ever change.
+        return b'{"QueueUrl":%b,"MaxNumberOfMessages":%d,"WaitTimeSeconds":%d,"VisibilityTimeout":%d%b' % (
+            self._queue_url_json,
+            max_messages,
+            wait_time_s,
+            visibility_timeout_s,
+            _RECEIVE_TAIL,
+        )
 
     async def delete_batch(self, entries: Sequence[DeleteEntry]) -> BatchResult:
         """DeleteMessageBatch."""
@@ -235,7 +263,7 @@ class LeanSQS:
             "QueueUrl": self.queue_url,
             "Entries": [{"Id": e.entry_id, "ReceiptHandle": e.receipt_handle} for e in entries],
         }
-        return batch_result(await self._call("DeleteMessageBatch", _dumps(payload), self._timeout))
+        return batch_result(await self._call("DeleteMessageBatch", payload, self._timeout))
 
     async def change_visibility_batch(self, entries: Sequence[VisibilityEntry]) -> BatchResult:
         """ChangeMessageVisibilityBatch."""
@@ -250,12 +278,12 @@ class LeanSQS:
                 for e in entries
             ],
         }
-        return batch_result(await self._call("ChangeMessageVisibilityBatch", _dumps(payload), self._timeout))
+        return batch_result(await self._call("ChangeMessageVisibilityBatch", payload, self._timeout))
 
     async def get_queue_attributes(self, names: Sequence[str]) -> dict[str, str]:
         """GetQueueAttributes."""
         payload = {"QueueUrl": self.queue_url, "AttributeNames": list(names)}
-        response = await self._call("GetQueueAttributes", _dumps(payload), self._timeout)
+        response = await self._call("GetQueueAttributes", payload, self._timeout)
         return {str(k): str(v) for k, v in (response.get("Attributes") or {}).items()}
 
     async def send_message(
@@ -270,7 +298,7 @@ class LeanSQS:
         payload = send_message_params(
             self.queue_url, body, attributes, group_id, deduplication_id, _attributes_to_json
         )
-        response = await self._call("SendMessage", _dumps(payload), self._timeout)
+        response = await self._call("SendMessage", payload, self._timeout)
         return str(response.get("MessageId", ""))
 
     async def resolve_credentials(self) -> bool:
@@ -295,8 +323,11 @@ class LeanSQS:
         except BotoCoreError as exc:
             raise SQSError(operation, type(exc).__name__, str(exc), retryable=True) from exc
 
-    async def _call(self, operation: str, body: bytes, timeout_s: float) -> dict[str, Any]:
-        """POST one operation; the decoded JSON response, or :class:`SQSError`."""
+    async def _call(
+        self, operation: str, request: Mapping[str, Any] | bytes, timeout_s: float
+    ) -> dict[str, Any]:
+        """POST one operation (its parameters, or its body already encoded); the decoded response."""
+        body = request if isinstance(request, bytes) else encode_body(operation, request)
         credentials = await self._frozen_credentials(operation)
         headers = self._signer.sign(_TARGET_PREFIX + operation, body, credentials)
         lean = self._lean
@@ -310,15 +341,7 @@ class LeanSQS:
             status, raw, query_error = await self._aiohttp_post(operation, headers, body, timeout_s)
         if status >= 300:
             raise _error_from_response(operation, status, raw, query_error)
-        if not raw:
-            return {}
-        try:
-            decoded = json.loads(raw)
-        except ValueError as exc:
-            raise SQSError(operation, "InvalidResponse", f"HTTP {status}: {exc}", retryable=True) from exc
-        if not isinstance(decoded, dict):
-            raise SQSError(operation, "InvalidResponse", f"HTTP {status}: not an object", retryable=True)
-        return decoded
+        return decode_body(operation, status, raw)
 
     async def _aiohttp_post(
         self, operation: str, headers: dict[str, str], body: bytes, timeout_s: float
@@ -340,12 +363,11 @@ class LeanSQS:
 
 def _error_from_response(operation: str, status: int, raw: bytes, query_error: str | None) -> SQSError:
     """Parse an error response the way botocore's JSON parser does (``__type``, query-error header)."""
-    text = raw.decode("utf-8", errors="replace")
     body: Any
     try:
-        body = json.loads(text) if text else {}
-    except ValueError:
-        body = {"message": text}
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        body = {"message": raw.decode("utf-8", errors="replace")}
     if not isinstance(body, dict):
         body = {}
     message = str(body.get("message", body.get("Message", "")))

@@ -1,0 +1,30 @@
+"""The keys of the gauge mapping the daemon reports (``DaemonView.gauges()``).
+
+Kept apart from :mod:`asqsd.observe.prometheus` so the pipeline and the backlog poller can name
+their gauges without importing the exposition library, which only the health server's
+``/metrics`` needs.
+"""
+
+from __future__ import annotations
+
+IN_FLIGHT = "in_flight"
+
+
+CHANNEL_DEPTH = "channel_depth"
+
+
+HELD_MESSAGES = "held_messages"
+
+
+QUEUE_VISIBLE = "queue_visible"
+
+
+QUEUE_IN_FLIGHT = "queue_in_flight"
+
+
+QUEUE_DELAYED = "queue_delayed"
+
+
+NAMED_GAUGES = frozenset(
+    {IN_FLIGHT, CHANNEL_DEPTH, HELD_MESSAGES, QUEUE_VISIBLE, QUEUE_IN_FLIGHT, QUEUE_DELAYED}
+)
