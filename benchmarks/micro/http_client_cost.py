@@ -132,8 +132,6 @@ async def run_all(args: argparse.Namespace, base_url: str) -> list[dict[str, Any
 
 def breakdown(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
     """CPU µs of the lean client's pure steps, timed in-process without I/O (best of ``repeats``)."""
-    from asqsd.clients.http1.parser import clear_head_cache  # the step being timed: the head cache
-
     client = LeanWorkerClient("http://127.0.0.1:9", 5, 299, 1)
     request = stock_request()
     # What the null worker (aiohttp) answers.
@@ -147,14 +145,9 @@ def breakdown(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
         parser.reset()
         parser.feed(response)
 
-    def parse_uncached() -> None:
-        clear_head_cache()
-        parse()
-
     steps = {
         "serialise the request (one bytes buffer)": lambda: client.serialize(request),
-        "parse a 200 response, head seen before (the usual case)": parse,
-        "parse a 200 response, new head (full validation)": parse_uncached,
+        "parse a 200 response (reset, then feed: llhttp and the callbacks)": parse,
     }
     out = {}
     for name, step in steps.items():
@@ -231,7 +224,6 @@ def write_frame() -> str:
 SPY_BUCKETS = (
     ("socket send: transport.write, incl. the send syscall", "<write>"),
     ("response parsing (ResponseParser)", "ResponseParser."),
-    ("response parsing (ResponseParser)", "_content_length"),
     ("request serialisation (serialize)", "LeanWorkerClient.serialize"),
     ("request serialisation (serialize)", "_request_line"),
     ("DeliveryResult construction (frozen dataclass __init__)", "__create_fn__"),

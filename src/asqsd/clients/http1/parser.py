@@ -1,88 +1,83 @@
-"""A strict HTTP/1.1 response parser: status, framing and the few headers a client acts on.
+"""The keep-alive engine's HTTP/1.1 response parser: llhttp, plus what a client adds to it.
 
-It reads only the status line and Content-Length, Transfer-Encoding, Connection and Retry-After,
-frames the body (length, chunked or until close) and discards it unless asked to capture it
-(the SQS transport does). Strict on purpose: anything it cannot frame is a ProtocolError, so a
-response can never be paired with the wrong request (docs/http-client.md).
+llhttp (Node.js's parser, through httptools, as uvicorn uses it) validates and frames every
+response strictly: bare CR or LF, whitespace around chunk sizes, bad chunk extensions, control
+characters in header values, malformed trailers, duplicate Content-Length and Content-Length with
+Transfer-Encoding are all errors, the inputs behind response-smuggling attacks. Around it this
+module bounds the header section (``MAX_HEAD_BYTES``), chunk lines and trailers, reads the three
+headers a client acts on, skips 1xx interim responses, ends a body at the close and counts bytes
+that arrive after the response. Anything it cannot frame is a ProtocolError, so a response can
+never be paired with the wrong request (docs/http-client.md).
 """
 
 from __future__ import annotations
 
-import re
+from types import SimpleNamespace
 from typing import Final
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 MAX_HEAD_BYTES: Final = 64 * 1024
 
 
+_HEAD_END: Final = b"\r\n\r\n"
+
+
+# Every header section must start with this: llhttp also takes HTTP/0.9, HTTP/2.0, RTSP/ and ICE/
+# status lines and skips empty lines before one; a client of HTTP/1.1 servers takes none of them.
+_HTTP1: Final = b"HTTP/1."
+
+
+# The header names the parser reads have these lengths (Retry-After, Content-Length,
+# Transfer-Encoding): other names are skipped on their length alone, without lower-casing them.
+_READ_NAME_LENGTHS: Final = frozenset((11, 14, 17))
+
+
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-
-# The whole header section, validated by one C-speed regex instead of per-line checks: a status
-# line, then ``token ":" value`` lines. Values may hold anything but CR and LF; obs-fold
-# continuation lines, spaces before the colon and bare LFs all fail to match (strict parsing).
-# Possessive quantifiers: nothing here ever needs to backtrack, and not recording it is faster.
-_HEAD_RE: Final = re.compile(
-    rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*+)?+(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[^\r\n]*+)*+"
-)
-
-
-_FIELDS_RE: Final = re.compile(
-    rb"\r\n(content-length|transfer-encoding|connection|retry-after):([^\r\n]*)", re.IGNORECASE
-)
-
-
-_HEX_RE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
-
-
-# Parser states.
-_HEAD: Final = 0
-
-
-_LENGTH: Final = 1
-
-
-_UNTIL_CLOSE: Final = 2
-
-
-_CHUNK_SIZE: Final = 3
-
-
-_CHUNK_DATA: Final = 4
-
-
-_CHUNK_END: Final = 5
-
-
-_TRAILERS: Final = 6
-
-
-_DONE: Final = 7
 
 
 class ProtocolError(Exception):
     """The worker's response is not valid HTTP/1.x (as far as this client cares to check)."""
 
 
+class _AfterResponse(Exception):
+    """Raised from a callback to stop llhttp at bytes that follow a complete response."""
+
+
 class ResponseParser:
     """Incremental, strict HTTP/1.x response parser that keeps the status and discards the body.
 
     Feed it bytes in any chunking with :meth:`feed` until it returns True, then read ``status``,
-    ``keep_alive`` and ``retry_after``. Memory is bounded: at most ``limit`` + 4 bytes are held,
-    whatever the server sends; anything larger raises :class:`ProtocolError`.
+    ``keep_alive`` and ``retry_after``. Memory is bounded: an unfinished header section is held up
+    to ``limit`` + 3 bytes, and a header section, chunk line or trailer section longer than
+    ``limit`` raises :class:`ProtocolError`; bodies are never held.
 
     With ``capture_limit`` set (body-capturing mode, used by the SQS client) the parser also keeps
     the final response's header section in ``head`` (without the final CRLFCRLF) and its decoded
     body (chunk framing removed) in ``body``; a body larger than ``capture_limit`` bytes raises
-    :class:`ProtocolError`. Without it (the default) the body is discarded as before.
+    :class:`ProtocolError`. Without it (the default) the body is discarded as it arrives.
+
+    ``extra`` counts the bytes that arrived after the response (the pool never reuses a connection
+    that had any): all of any later read, and the rest of the read that ended the response, with
+    two exceptions where llhttp does not say where in a read the response ended: empty lines (CR,
+    LF) right after it may go uncounted (llhttp skips them, as RFC 9112 allows), and after a
+    chunked response the rest of that read counts as 1.
     """
 
     __slots__ = (
+        "_body_limit",
         "_buf",
-        "_capture_limit",
+        "_callbacks",
+        "_chunked",
+        "_done",
+        "_final",
+        "_framing",
+        "_heading",
+        "_length",
         "_limit",
-        "_remaining",
-        "_state",
-        "_trailer_bytes",
+        "_llhttp",
+        "_mark",
+        "_plain",
         "body",
         "extra",
         "head",
@@ -92,266 +87,233 @@ class ResponseParser:
         "status",
     )
 
+    status: int
+    keep_alive: bool  # whether the connection may carry another request after this response
+    retry_after: str | None
+    started: bool  # any byte of this response seen (then a disconnect is not "stale")
+    extra: int  # bytes received after the end of the response (see above)
+
     def __init__(self, limit: int = MAX_HEAD_BYTES, *, capture_limit: int | None = None) -> None:
         self._limit = limit
-        self._capture_limit = capture_limit
+        self._body_limit = capture_limit
         self._buf = bytearray()
         self.body = bytearray()
+        self.head = b""  # capturing mode only: the final response's header section
+        # llhttp calls only what is set here (no status text, no chunk headers or extensions).
+        self._callbacks = SimpleNamespace(
+            on_message_begin=self._on_message_begin,
+            on_header=self._on_header,
+            on_headers_complete=self._on_headers_complete,
+            on_body=self._on_body if capture_limit is None else self._on_body_captured,
+            on_chunk_header=self._on_chunk_header,
+            on_message_complete=self._on_message_complete,
+        )
+        self._done = False
         self.reset()
 
     def reset(self) -> None:
         """Prepare for the next response on the same connection."""
-        self._state = _HEAD
-        self._buf.clear()
-        self._remaining = 0
-        self._trailer_bytes = 0
-        self.status = 0
-        self.keep_alive = False
-        self.retry_after: str | None = None
-        self.started = False  # any byte of this response seen (then a disconnect is not "stale")
-        self.extra = 0  # bytes received after the end of the response (unsolicited)
-        self.head = b""  # capturing mode only: the final response's header section
-        if self._capture_limit is not None:
+        # After a whole keep-alive response and nothing else, llhttp waits for the next one;
+        # after anything else (and at first) it starts afresh.
+        if not (self._done and self.keep_alive and not self.extra):
+            self._llhttp = HttpResponseParser(self._callbacks)
+            self._buf.clear()
+        self._heading = True  # the final response's header section has not all arrived yet
+        self._final = self._done = self._chunked = False  # _final: llhttp has parsed that section
+        self._plain = self._body_limit is None  # no head to keep, no interim response seen
+        self._length: int | None = None  # Content-Length
+        # Bytes after the final header section that were not body: chunk framing, trailers, and
+        # at the end what followed the response. _mark: the count at the last chunk boundary.
+        self._framing = self._mark = 0
+        self.status = self.extra = 0
+        self.keep_alive = self.started = False
+        self.retry_after = None
+        if self._body_limit is not None:
+            self.head = b""
             self.body = bytearray()  # a fresh one: the previous response's may still be in use
 
     @property
     def buffered(self) -> int:
-        """Bytes held right now (never more than ``limit`` + 4)."""
-        return len(self._buf)
+        """Bytes of an unfinished header section, chunk line or trailer section held or counted."""
+        if self._heading:
+            return len(self._buf)
+        return 0 if self._done else self._framing - self._mark
 
     @property
     def done(self) -> bool:
         """Whether a complete final response has been parsed."""
-        return self._state == _DONE
+        return self._done
 
     def feed(self, data: bytes) -> bool:
         """Consume ``data``; True once the response is complete (later bytes count in ``extra``)."""
-        if data:
-            self.started = True
-        pos, end = 0, len(data)
-        while pos < end:
-            state = self._state
-            if state == _HEAD:
-                pos = self._feed_head(data, pos)
-            elif state in (_LENGTH, _CHUNK_DATA):
-                take = min(self._remaining, end - pos)
-                if self._capture_limit is not None:
-                    self._capture(data, pos, take)
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = _DONE if state == _LENGTH else _CHUNK_END
-            elif state == _UNTIL_CLOSE:
-                if self._capture_limit is not None:
-                    self._capture(data, pos, end - pos)
-                return False  # the body runs to EOF
-            elif state == _DONE:
-                self.extra += end - pos
+        if self._done:
+            self.extra += len(data)
+            return True
+        if not data:
+            return False
+        self.started = True
+        heading = self._heading
+        try:
+            self._llhttp.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade) as exc:
+            if not self._done:
+                raise self._error(exc) from None
+            self.extra = 1  # llhttp refused what followed the response, or was stopped there
+        if heading:
+            # The usual case: this read held one whole response and nothing more, and nothing is
+            # held from earlier. llhttp checked all of it but the first line's protocol and the
+            # header section's size, which cannot exceed the read's.
+            if (
+                self._done
+                and not self.extra
+                and self._plain
+                and not self._buf
+                and len(data) <= self._limit + 4
+                and data.startswith(_HTTP1)
+            ):
+                self._heading = False
                 return True
-            else:
-                pos = self._feed_chunk_framing(data, pos)
-        return self._state == _DONE
-
-    def _capture(self, data: bytes, pos: int, take: int) -> None:
-        limit = self._capture_limit
-        assert limit is not None
-        if len(self.body) + take > limit:
-            raise ProtocolError(f"response body larger than {limit} bytes")
-        self.body += data[pos : pos + take]
+            start = self._settle_heads(data)
+            if start < 0:
+                return False
+        else:
+            start = 0
+        framing = self._framing = self._framing + len(data) - start
+        if self._done:
+            # Unless the body was chunked (its end is known to llhttp alone: what followed it
+            # counts as 1, above), what was not body followed the response.
+            if not self._chunked:
+                self.extra = framing
+            return True
+        if self._mark < 0:  # a chunk line ended in this read: count afresh from its end
+            self._mark = framing
+        elif framing - self._mark > self._limit:
+            raise ProtocolError(f"chunk line or trailer section longer than {self._limit} bytes")
+        return False
 
     def feed_eof(self) -> bool:
         """The peer closed: True if that completes the response (a body delimited by close)."""
-        if self._state == _UNTIL_CLOSE:
-            self._state = _DONE
-        return self._state == _DONE
+        if self._final and self._length is None and not self._chunked:
+            self._done = True
+        return self._done
 
-    # --- header section ----------------------------------------------------------------------
-    def _feed_head(self, data: bytes, pos: int) -> int:
+    # --- header sections: what llhttp leaves to its user -------------------------------------
+    def _settle_heads(self, data: bytes) -> int:
+        """Where the final header section ends in ``data`` (llhttp has parsed it), or -1 if not yet.
+
+        Checks the size and the first line of every header section (1xx interim ones too) that ends
+        in ``data``, and holds the bytes of one that has not ended, up to the limit.
+        """
+        pos = 0
+        while True:
+            if self._buf:
+                joined = self._join_head(data, pos)
+                if joined is None:
+                    return -1
+                head, stop, end = joined
+                head_pos = 0
+            else:
+                stop = data.find(_HEAD_END, pos, pos + self._limit + 4)
+                if stop < 0:
+                    self._buf += data[pos : pos + self._limit + 4]
+                    self._check_held()
+                    return -1
+                head, head_pos, end = data, pos, stop + 4
+            if not head.startswith(_HTTP1, head_pos):
+                raise ProtocolError(f"malformed response head: {head[head_pos : head_pos + 40]!r}")
+            # llhttp takes exactly "HTTP/1.x SP 3DIGIT": a 1xx status has a 1 at offset 9 (which
+            # exists: the terminator follows at least "HTTP/1.").
+            if head[head_pos + 9] != 49:
+                self._heading = False
+                if self._body_limit is not None:
+                    self.head = head[head_pos:stop]
+                return end
+            pos = end  # an interim response: the final one follows
+            if pos == len(data):
+                return -1
+
+    def _join_head(self, data: bytes, pos: int) -> tuple[bytes, int, int] | None:
+        """The header section begun in an earlier read (with its terminator), where the terminator
+        starts in it and where the section ends in ``data``; None if it goes on in a later read."""
         buf, limit = self._buf, self._limit
-        if not buf:
-            # Fast path: the whole header section usually arrives in one piece.
-            found = data.find(b"\r\n\r\n", pos, pos + limit + 4)
-            if found >= 0:
-                self._parse_head(data[pos:found])
-                return found + 4
-            taken = min(len(data), pos + limit + 4) - pos
-            buf += data[pos : pos + taken]
-            self._check_buffer()
-            return pos + taken
-        # The terminator may straddle the boundary: search from the last 3 buffered bytes. Never
-        # copy more than the limit allows, however big ``data`` is.
-        start = max(0, len(buf) - 3)
-        before = len(buf)
-        buf += data[pos : pos + limit + 4 - before]
-        found = buf.find(b"\r\n\r\n", start)
+        held = len(buf)
+        # Never copy more than the limit allows, however big ``data`` is; the terminator may
+        # straddle the two reads.
+        buf += data[pos : pos + limit + 4 - held]
+        found = buf.find(_HEAD_END, max(0, held - 3))
         if found < 0:
-            self._check_buffer()
-            return pos + len(buf) - before
-        head = bytes(buf[:found])
+            self._check_held()
+            return None
+        if found > limit:
+            raise ProtocolError(f"response header section larger than {limit} bytes")
+        head = bytes(buf[: found + 4])
         buf.clear()
-        self._parse_head(head)
-        return pos + found + 4 - before
+        return head, found, pos + found + 4 - held
 
-    def _check_buffer(self) -> None:
-        # Up to 3 bytes of an unfinished terminator may sit beyond the limit; _parse_head
-        # checks the exact size once the terminator is complete.
+    def _check_held(self) -> None:
+        # Up to 3 bytes of an unfinished terminator may sit beyond the limit.
         if len(self._buf) > self._limit + 3:
             raise ProtocolError(f"response header section larger than {self._limit} bytes")
 
-    def _parse_head(self, head: bytes) -> None:
-        if len(head) > self._limit:
-            raise ProtocolError(f"response header section larger than {self._limit} bytes")
-        parsed = _HEAD_CACHE.get(head)
-        if parsed is None:
-            parsed = _analyse_head(head)
-            if len(head) <= _CACHEABLE_HEAD_BYTES:
-                if len(_HEAD_CACHE) >= _HEAD_CACHE_ENTRIES:
-                    _HEAD_CACHE.clear()
-                _HEAD_CACHE[head] = parsed
-        if parsed[0] < 200:
-            return  # interim response (100 Continue, 103 Early Hints): the final one follows
-        if self._capture_limit is not None:
-            self.head = head
-            if parsed[2] == _LENGTH and parsed[3] > self._capture_limit:
-                raise ProtocolError(f"response body larger than {self._capture_limit} bytes")
-        self.status, self.keep_alive, self._state, self._remaining, self.retry_after = parsed
+    def _error(self, exc: Exception) -> BaseException:
+        if isinstance(exc, HttpParserCallbackError) and exc.__context__ is not None:
+            return exc.__context__  # what a callback below raised: a ProtocolError
+        return ProtocolError(f"malformed response {'body' if self._final else 'head'}: {exc}")
 
-    # --- chunked framing -----------------------------------------------------------------------
-    def _feed_chunk_framing(self, data: bytes, pos: int) -> int:
-        line, pos = self._take_line(data, pos)
-        if line is None:
-            return pos
-        state = self._state
-        if state == _CHUNK_SIZE:
-            size = _chunk_size(line)
-            self._remaining = size
-            self._state = _CHUNK_DATA if size else _TRAILERS
-        elif state == _CHUNK_END:
-            if line:
-                raise ProtocolError("chunk data longer than its size")
-            self._state = _CHUNK_SIZE
-        elif not line:  # _TRAILERS: the empty line ends the message
-            self._state = _DONE
-        else:
-            self._trailer_bytes += len(line) + 2
-            if self._trailer_bytes > self._limit:
-                raise ProtocolError(f"trailer section larger than {self._limit} bytes")
-        return pos
+    # --- llhttp callbacks ----------------------------------------------------------------------
+    def _on_message_begin(self) -> None:
+        if self._done:
+            raise _AfterResponse
 
-    def _take_line(self, data: bytes, pos: int) -> tuple[bytes | None, int]:
-        """One CRLF-terminated line (without the CRLF), or (None, end) after buffering a part."""
-        buf = self._buf
-        if buf and buf[-1] == 13 and data[pos : pos + 1] == b"\n":  # CRLF split across reads
-            line = bytes(buf[:-1])
-            buf.clear()
-            return line, pos + 1
-        # Search only as far as a line within the limit could reach: a longer one is an error,
-        # and it is never copied.
-        room = self._limit - len(buf)
-        found = data.find(b"\r\n", pos, pos + room + 2)
-        if found < 0:
-            end = min(len(data), pos + room + 1)
-            buf += data[pos:end]
-            if len(buf) > self._limit:
-                raise ProtocolError(f"chunk or trailer line longer than {self._limit} bytes")
-            return None, end
-        if buf:
-            line = bytes(buf) + data[pos:found]
-            buf.clear()
-        else:
-            line = data[pos:found]
-        return line, found + 2
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) in _READ_NAME_LENGTHS and not self._final:  # trailers are not read
+            field = name.lower()
+            if field == b"content-length":  # llhttp checked it: digits, once
+                self._length = int(value)
+            elif field == b"transfer-encoding":
+                # Only the final coding of the last field says the body is chunked; otherwise it
+                # runs until the close. llhttp's rule exactly: after "chunked" it allows spaces
+                # but no tab (and then reads until the close). _on_chunk_header confirms it.
+                last = value.rsplit(b",", 1)[-1].lstrip(b" \t").rstrip(b" ")
+                self._chunked = last.lower() == b"chunked"
+            elif field == b"retry-after":
+                self.retry_after = value.strip(b" \t").decode("latin-1")
 
+    def _on_headers_complete(self) -> None:
+        llhttp = self._llhttp
+        status = llhttp.get_status_code()
+        if status < 200:
+            if status == 101:  # we never ask to upgrade
+                raise ProtocolError("unexpected 101 Switching Protocols")
+            if status < 100:
+                raise ProtocolError(f"invalid status {status:03d}")
+            # An interim response (100 Continue, 103 Early Hints): the final one follows.
+            self._length, self._chunked, self.retry_after = None, False, None
+            self._plain = False
+            return
+        self._final = True
+        self.status = status
+        self.keep_alive = llhttp.should_keep_alive()
+        limit = self._body_limit
+        if limit is not None and (self._length or 0) > limit and status not in _NO_BODY_STATUSES:
+            raise ProtocolError(f"response body larger than {limit} bytes")
 
-# status, keep_alive, parser state for the body, bytes remaining (Content-Length), Retry-After
-_Head = tuple[int, bool, int, int, str | None]
+    def _on_body(self, chunk: bytes) -> None:
+        self._framing -= len(chunk)
 
+    def _on_body_captured(self, chunk: bytes) -> None:
+        body, limit = self.body, self._body_limit
+        assert limit is not None
+        if len(body) + len(chunk) > limit:
+            raise ProtocolError(f"response body larger than {limit} bytes")
+        body += chunk
+        self._framing -= len(chunk)
 
-# A worker answers with the same head again and again (only Date changes, once a second), so a
-# small cache of validated heads skips the regexes for nearly every response. Bounded: at most
-# _HEAD_CACHE_ENTRIES heads of at most _CACHEABLE_HEAD_BYTES each (256 KiB).
-_HEAD_CACHE: dict[bytes, _Head] = {}
+    def _on_chunk_header(self) -> None:
+        # A chunk size line has ended (after it: the chunk's data, or the trailers). The body is
+        # chunked whatever _on_header made of the field.
+        self._chunked = True
+        self._mark = -1  # feed() sets it once the read is parsed
 
-
-_HEAD_CACHE_ENTRIES: Final = 256
-
-
-_CACHEABLE_HEAD_BYTES: Final = 1024
-
-
-def clear_head_cache() -> None:
-    """Forget every validated head, so the next parse validates in full (benchmarks time that)."""
-    _HEAD_CACHE.clear()
-
-
-def _analyse_head(head: bytes) -> _Head:
-    """Validate a complete response head (without the final CRLFCRLF) and read what matters."""
-    match = _HEAD_RE.fullmatch(head)
-    if match is None:
-        raise ProtocolError(f"malformed response head: {head[:80]!r}")
-    status = int(match[2])
-    if status < 200:
-        if status == 101:  # we never ask to upgrade
-            raise ProtocolError("unexpected 101 Switching Protocols")
-        return status, False, _HEAD, 0, None
-    length: int | None = None
-    chunked = has_te = False
-    connection = b""
-    retry_after = None
-    # Only four fields matter; one C-speed findall picks them out of the validated head.
-    for raw_name, value in _FIELDS_RE.findall(head):
-        name = raw_name.lower()
-        if name == b"content-length":
-            length = _content_length(value, length)
-        elif name == b"transfer-encoding":
-            has_te = True
-            # Only the final coding says how the body ends; an earlier "chunked" is wrong.
-            chunked = value.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
-        elif name == b"connection":
-            connection += b"," + value.lower()
-        else:
-            retry_after = value.strip(b" \t").decode("latin-1")
-    # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless asked not to.
-    if match[1] == b"1":
-        keep_alive = not connection or not _has_token(connection, b"close")
-    else:
-        keep_alive = bool(connection) and _has_token(connection, b"keep-alive")
-    state, remaining, keep_alive = _framing(status, length, chunked, has_te, keep_alive)
-    return status, keep_alive, state, remaining, retry_after
-
-
-def _framing(
-    status: int, length: int | None, chunked: bool, has_te: bool, keep_alive: bool
-) -> tuple[int, int, bool]:
-    """How the body ends: (parser state, Content-Length, whether the connection can be reused)."""
-    if status in _NO_BODY_STATUSES:
-        return _DONE, 0, keep_alive
-    if has_te:
-        if length is not None:  # a request-smuggling shape; aiohttp rejects it too
-            raise ProtocolError("both Transfer-Encoding and Content-Length")
-        # Not chunked last: the body runs until the server closes.
-        return (_CHUNK_SIZE, 0, keep_alive) if chunked else (_UNTIL_CLOSE, 0, False)
-    if length is not None:
-        return (_LENGTH if length else _DONE), length, keep_alive
-    return _UNTIL_CLOSE, 0, False
-
-
-def _has_token(value: bytes, token: bytes) -> bool:
-    return token in [part.strip(b" \t") for part in value.split(b",")]
-
-
-def _content_length(value: bytes, previous: int | None) -> int:
-    digits = value.strip(b" \t")
-    if not digits.isdigit():
-        raise ProtocolError(f"invalid Content-Length: {value[:40]!r}")
-    length = int(digits)
-    if previous is not None and previous != length:
-        raise ProtocolError("conflicting Content-Length headers")
-    return length
-
-
-def _chunk_size(line: bytes) -> int:
-    size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
-    if _HEX_RE.fullmatch(size) is None:
-        raise ProtocolError(f"invalid chunk size line: {line[:40]!r}")
-    return int(size, 16)
+    def _on_message_complete(self) -> None:
+        self._done = self._final  # an interim response is complete too; only the final one counts
