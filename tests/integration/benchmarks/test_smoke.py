@@ -86,7 +86,9 @@ def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
         assert seen["emulator"]["nice"] == seen["daemon"]["nice"] + 10
     assert {"daemon", "worker", "emulator"} == set(seen)
 
-    assert {row["status"] for row in result["targets"]} <= {"met", "missed", "n/a"}
+    # A --quick run is a smoke test: its figures are never judged met or missed.
+    assert {row["status"] for row in result["targets"]} <= {"smoke", "n/a"}
+    assert "smoke" in {row["status"] for row in result["targets"]}
     assert "| null (null worker) |" in (out_dir / "latest.md").read_text()
     assert "Placement: " in proc.stdout
     assert "| null (null worker) |" in proc.stdout
