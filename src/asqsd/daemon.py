@@ -18,10 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from asqsd.backoff import Backoff
-from asqsd.clients.dynamodb import open_dynamodb
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.counting import CountingSQS
-from asqsd.clients.sqs.credentials import CredentialStatus, explain, wait_for_credentials
+from asqsd.clients.sqs.credentials import CredentialStatus, wait_for_credentials
 from asqsd.clients.sqs.factory import open_sqs
 from asqsd.clients.sqs.wire import queue_name
 from asqsd.clients.worker.factory import open_worker
@@ -35,19 +34,11 @@ from asqsd.observe.probes import probe_worker
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import CronTask
 from asqsd.periodic.runner import PeriodicTasks
-from asqsd.pipeline.dedup import Deduplicator, DedupTable
+from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
+from asqsd.pipeline.queue_check import QueueCheck
 
 log = get_logger("daemon")
-
-_STARTUP_ATTRIBUTES = ("QueueArn", "VisibilityTimeout", "FifoQueue", "RedrivePolicy")
-
-
-# What asqsd does without sqs:GetQueueAttributes (the stock worker-tier policy does not grant it).
-_WITHOUT_ATTRIBUTES = (
-    "no queue backlog gauges (asqsd_queue_*), no dead-letter-bound figures (the redrive "
-    "policy's maxReceiveCount), no queue attributes in queue-ok"
-)
 
 
 class Daemon:
@@ -70,8 +61,6 @@ class Daemon:
         self.credentials = CredentialStatus()
         self.delivery = DeliveryStats()
         self.ready = asyncio.Event()
-        self.queue_attributes: dict[str, str] = {}
-        self.attributes_denied = False  # the IAM policy refuses sqs:GetQueueAttributes
         self._last_sqs_call_ok = False
         self.forced = False
         self.failure: BaseException | None = None
@@ -84,6 +73,7 @@ class Daemon:
         )
         self._wall_clock = wall_clock
         self._stopping = asyncio.Event()
+        self.queue = QueueCheck(self.queue_url, self._stopping)
         self._force = asyncio.Event()
         self._sqs: SQSClient | None = None
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
@@ -106,9 +96,7 @@ class Daemon:
     @property
     def fifo(self) -> bool:
         """A FIFO queue (by its attributes once read, else by its name)."""
-        if "FifoQueue" in self.queue_attributes:
-            return self.queue_attributes["FifoQueue"].lower() == "true"
-        return self.queue_url.endswith(".fifo")
+        return self.queue.fifo
 
     def reopen_logs(self) -> None:
         """SIGHUP: reopen the stock log file (logrotate)."""
@@ -128,21 +116,23 @@ class Daemon:
             sqs, region = await open_sqs(session, self.settings, stack)
             self._sqs = CountingSQS(sqs, self._sqs_called)
             cloudwatch = await self.observers.open_cloudwatch(session, region, stack)
-            if not await self._check_queue(self._sqs):
+            if not await self.queue.read_attributes(self._sqs):
                 return
             self.delivery.max_receive_count = max_receive_count_from(
-                self.queue_attributes.get("RedrivePolicy")
+                self.queue.attributes.get("RedrivePolicy")
             )
-            dedup = await self._open_dedup(session, self.settings.region or region, stack)
+            dedup = await open_deduplicator(
+                session, self.settings, self.settings.region or region, stack, self.counters, self._wall_clock
+            )
             pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack, dedup), self._crashed)
-            attributes = None if self.attributes_denied else self._sqs.get_queue_attributes
+            attributes = None if self.queue.denied else self._sqs.get_queue_attributes
             self.observers.start(self, attributes, cloudwatch)
             if self.periodic is not None:  # no cron.yaml: no DynamoDB client, no call
                 await self.periodic.open(session, self.settings.region or region, stack, self._sqs)
                 self.periodic.start(self._crashed)
             pipeline.start()
             try:
-                if await self._queue_confirmed(pipeline):
+                if await self.queue.confirm(pipeline.first_receive):
                     await self._serve()
             finally:
                 self._stopping.set()
@@ -161,88 +151,6 @@ class Daemon:
         self.counters.count_call(operation, error is not None)
         self._last_sqs_call_ok = error is None
         self.credentials.observe(operation, error, sent_at)
-
-    async def _check_queue(self, sqs: SQSClient) -> bool:
-        """Read the queue's attributes; retry transient errors, fail fast on permanent ones.
-
-        A policy that refuses GetQueueAttributes is not a failure: the first receive then
-        confirms the queue (:meth:`_queue_confirmed`).
-        """
-        backoff = Backoff(base_s=0.5, cap_s=20.0, jitter=0.0)  # 0.5, 1, 2 ... 20 s
-        while not self._stopping.is_set():
-            try:
-                self.queue_attributes = await sqs.get_queue_attributes(_STARTUP_ATTRIBUTES)
-                log.info("queue-ok", queue=queue_name(self.queue_url), **self.queue_attributes)
-                return True
-            except SQSError as exc:
-                if exc.denied:
-                    self._without_attributes(exc)
-                    return True
-                if not exc.retryable:
-                    raise StartupError(f"queue {self.queue_url}: {exc.code}: {exc}") from exc
-                delay = backoff.next_delay()
-                if explain(exc) is None:  # a credential problem is logged once, by self.credentials
-                    log.warning("queue-check-failed", code=exc.code, error=str(exc), retry_in_s=delay)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
-        return False
-
-    def _without_attributes(self, exc: SQSError) -> None:
-        self.attributes_denied = True
-        log.warning(
-            "queue-attributes-denied",
-            queue=queue_name(self.queue_url),
-            permission=exc.permission,
-            code=exc.code,
-            fifo=self.fifo,
-            turned_off=_WITHOUT_ATTRIBUTES,
-            detail="running without them: FIFO is read from the queue name (.fifo), and the first "
-            "ReceiveMessage confirms the queue",
-        )
-
-    async def _queue_confirmed(self, pipeline: Pipeline) -> bool:
-        """Without GetQueueAttributes, the first receive's answer is the queue check.
-
-        Its permanent errors (the queue does not exist, ReceiveMessage is not allowed) end the
-        start-up like the attribute check's would; False if a stop came first.
-        """
-        if not self.attributes_denied:
-            return True
-        first = pipeline.first_receive
-        settled = asyncio.create_task(first.settled.wait())
-        stopping = asyncio.create_task(self._stopping.wait())
-        try:
-            await asyncio.wait({settled, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            settled.cancel()
-            stopping.cancel()
-        if first.error is not None:
-            error = first.error
-            hint = f" (the IAM policy must allow {error.permission} on this queue)" if error.denied else ""
-            raise StartupError(f"queue {self.queue_url}: {error.code}: {error}{hint}") from error
-        if not first.settled.is_set():
-            return False
-        log.info("queue-ok", queue=queue_name(self.queue_url), fifo=self.fifo, confirmed_by="ReceiveMessage")
-        return True
-
-    async def _open_dedup(
-        self, session: Any, region: str | None, stack: contextlib.AsyncExitStack
-    ) -> Deduplicator | None:
-        """The dedup table's client and a first read of it; without ``dedup``, no DynamoDB call."""
-        settings = self.settings
-        if not settings.dedup or settings.dedup_table is None:
-            return None
-        table = DedupTable(await open_dynamodb(session, region, stack), settings.dedup_table, self.queue_url)
-        await table.check_access()  # a missing table or denied access ends start-up (exit 3)
-        log.info("dedup-on", table=table.name, in_progress_window_s=settings.visibility_timeout)
-        return Deduplicator(
-            table,
-            window_s=settings.visibility_timeout,
-            retention_s=settings.retention_period,
-            counters=self.counters,
-            wall_clock=self._wall_clock,
-        )
 
     async def _parts(self, stack: contextlib.AsyncExitStack, dedup: Deduplicator | None) -> PipelineParts:
         assert self._sqs is not None
@@ -297,7 +205,7 @@ class Daemon:
         """One cheap call on the queue; without GetQueueAttributes, whether the last call worked."""
         if self._sqs is None:
             return False
-        if self.attributes_denied:
+        if self.queue.denied:
             # No permitted call is free of side effects: the calls the daemon makes anyway answer.
             return self._last_sqs_call_ok
         try:

@@ -26,6 +26,7 @@ strongly consistent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 import zlib
@@ -35,7 +36,8 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from asqsd.backoff import Backoff
-from asqsd.clients.dynamodb import DynamoDBError, DynamoDBTable, decode_item, encode_value
+from asqsd.clients.dynamodb import DynamoDBError, DynamoDBTable, decode_item, encode_value, open_dynamodb
+from asqsd.config import Settings
 from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.observe.counters import Counters
@@ -302,3 +304,29 @@ class Deduplicator:
                     raise
             await asyncio.sleep(backoff.next_delay())
         raise AssertionError("unreachable")
+
+
+async def open_deduplicator(
+    session: Any,
+    settings: Settings,
+    region: str | None,
+    stack: contextlib.AsyncExitStack,
+    counters: Counters,
+    wall_clock: Callable[[], float],
+) -> Deduplicator | None:
+    """The dedup table's client and a first read of it; without ``dedup``, no DynamoDB call.
+
+    A missing table, denied access or a key that is not the stock layout ends start-up (exit 3).
+    """
+    if not settings.dedup or settings.dedup_table is None or settings.queue_url is None:
+        return None
+    table = DedupTable(await open_dynamodb(session, region, stack), settings.dedup_table, settings.queue_url)
+    await table.check_access()
+    log.info("dedup-on", table=table.name, in_progress_window_s=settings.visibility_timeout)
+    return Deduplicator(
+        table,
+        window_s=settings.visibility_timeout,
+        retention_s=settings.retention_period,
+        counters=counters,
+        wall_clock=wall_clock,
+    )
