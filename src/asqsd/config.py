@@ -188,6 +188,15 @@ class Settings(BaseModel):
     retry_after_max_s: int = Field(
         43200, ge=0, le=43200, description="Cap on a worker's Retry-After used as visibility delay."
     )
+    # --- retries that back off (asqsd extension; off is the stock fixed delay) -------------------
+    error_backoff: Literal["off", "exponential"] = Field(
+        "off",
+        description="Visibility delay after a failure: 'off' is always error_visibility_timeout (stock); "
+        "'exponential' doubles it with each receive, jittered, capped by error_backoff_max_s.",
+    )
+    error_backoff_max_s: int = Field(
+        43200, ge=0, le=43200, description="Cap on the delay error_backoff 'exponential' computes."
+    )
     cron_file: str | None = Field(
         None, description="cron.yaml to use; default: the application directory, as the stock daemon looks."
     )

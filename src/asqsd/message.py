@@ -46,6 +46,9 @@ class Message:
     message_attributes: dict[str, MessageAttribute] = field(default_factory=dict)
     leased_until: float = 0.0
     group_id: str | None = None
+    # Monotonic time the receive that returned this copy was sent: SQS's 12-hour visibility
+    # limit counts from that receive. None for a message asqsd did not receive itself.
+    received_at: float | None = None
 
     @property
     def receive_count(self) -> int:

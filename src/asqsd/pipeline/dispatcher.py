@@ -7,10 +7,13 @@ the number of tasks *is* the concurrency limit.
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from asqsd.backoff import backoff_delay
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
 from asqsd.logs import get_logger
 from asqsd.message import Message, Outcome
@@ -25,6 +28,13 @@ from asqsd.pipeline.settle import Settler
 
 log = get_logger("dispatcher")
 
+# SQS refuses a visibility timeout that would keep a message invisible longer than 12 hours from
+# the receive that returned it (ChangeMessageVisibility); each receive starts a new 12 hours.
+VISIBILITY_LIMIT_S = 43200
+# error_backoff "exponential": each delay keeps at least half of its doubled ceiling, so the
+# delays really grow from one receive to the next.
+BACKOFF_JITTER = 0.5
+
 
 @dataclass(slots=True, frozen=True)
 class DeliveryPolicy:
@@ -35,17 +45,58 @@ class DeliveryPolicy:
     retention_period_s: int
     retry_after_max_s: int
     unwrap_sns: bool = False
+    error_backoff: bool = False
+    error_backoff_max_s: int = VISIBILITY_LIMIT_S
 
 
-def decide(result: DeliveryResult, policy: DeliveryPolicy) -> tuple[Outcome, int | None]:
-    """Outcome of a delivery, and the visibility delay for :attr:`Outcome.RETRY`."""
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """What :func:`decide` needs to know about the delivery attempt for ``error_backoff``.
+
+    ``receive_count`` is ApproximateReceiveCount (0 when unknown: treated as the first);
+    ``held_s`` how long ago the receive that returned this copy was sent.
+    """
+
+    receive_count: int = 1
+    held_s: float = 0.0
+
+
+def decide(
+    result: DeliveryResult,
+    policy: DeliveryPolicy,
+    attempt: Attempt = Attempt(),
+    rng: random.Random | None = None,
+) -> tuple[Outcome, int | None]:
+    """Outcome of a delivery, and the visibility delay for :attr:`Outcome.RETRY`.
+
+    A worker's ``Retry-After`` wins; else ``error_visibility_timeout``, grown by
+    :func:`backoff_visibility` when ``error_backoff`` is on (``rng`` draws its jitter).
+    """
     if result.status is not None and result.status in policy.success_statuses:
         return Outcome.DELETE, None
     if result.retry_after_s is not None:
         return Outcome.RETRY, min(result.retry_after_s, policy.retry_after_max_s)
     if policy.error_visibility_timeout_s is not None:
-        return Outcome.RETRY, policy.error_visibility_timeout_s
+        if not policy.error_backoff:
+            return Outcome.RETRY, policy.error_visibility_timeout_s
+        return Outcome.RETRY, backoff_visibility(policy, attempt, rng or random.Random())
     return Outcome.LEAVE, None
+
+
+def backoff_visibility(policy: DeliveryPolicy, attempt: Attempt, rng: random.Random) -> int:
+    """The ``error_backoff`` "exponential" delay in whole seconds.
+
+    Receive count n gets ``d = error_visibility_timeout * 2**(n-1)`` capped at
+    ``error_backoff_max_s``, jittered to [d/2, d] and rounded up; never past what is left of
+    the 12-hour limit of this receive (SQS would refuse the change and the message would wait
+    out its whole lease instead).
+    """
+    base = policy.error_visibility_timeout_s or 0
+    delay = backoff_delay(
+        max(attempt.receive_count, 1) - 1, base, policy.error_backoff_max_s, rng, BACKOFF_JITTER
+    )
+    left = max(0, math.floor(VISIBILITY_LIMIT_S - attempt.held_s))
+    return min(math.ceil(delay), policy.error_backoff_max_s, left)
 
 
 def is_expired(message: Message, retention_period_s: int, now_s: float) -> bool:
@@ -75,6 +126,8 @@ class DispatchShared:
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
     dedup: Deduplicator | None = None
+    clock: Callable[[], float] = time.monotonic  # the receivers' clock (Message.received_at)
+    rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
 
 
 class Dispatcher:
@@ -180,7 +233,7 @@ class Dispatcher:
         counters.delivered += 1
         counters.stale_resends += result.stale_resends
         counters.count_status(result.status)
-        outcome, delay = decide(result, self._policy)
+        outcome, delay = decide(result, self._policy, self._attempt(message), self._shared.rng)
         self._shared.delivery.record(
             status=result.status,
             elapsed_s=result.elapsed_s,
@@ -206,6 +259,11 @@ class Dispatcher:
         if outcome is Outcome.RETRY and delay is not None:
             self._settler.retry_in(message, delay)
         return outcome
+
+    def _attempt(self, message: Message) -> Attempt:
+        received_at = message.received_at
+        held_s = 0.0 if received_at is None else self._shared.clock() - received_at
+        return Attempt(message.receive_count, held_s)
 
     def _group_done(self, message: Message, failed: bool) -> None:
         # FIFO queues: the group may go on; after a failure its later messages are released so

@@ -32,7 +32,7 @@ from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
-from asqsd.pipeline.request import StaticHeaders
+from asqsd.pipeline.request import StaticHeaders, attempt_limit
 from asqsd.pipeline.settle import Settler
 from asqsd.tasks import OnCrash, TaskSet, stop_tasks
 
@@ -113,7 +113,11 @@ class Pipeline:
             leases=self.leases,
             worker=parts.worker,
             static=StaticHeaders(
-                settings.mime_type, settings.user_agent, parts.queue_name, settings.http_path
+                settings.mime_type,
+                settings.user_agent,
+                parts.queue_name,
+                settings.http_path,
+                attempt_limit(parts.delivery.max_receive_count),
             ),
             policy=DeliveryPolicy(
                 settings.success_statuses,
@@ -121,6 +125,8 @@ class Pipeline:
                 settings.retention_period,
                 settings.retry_after_max_s,
                 settings.unwrap_sns,
+                settings.error_backoff == "exponential",
+                settings.error_backoff_max_s,
             ),
             settler=self.settler,
             counters=parts.counters,

@@ -121,6 +121,7 @@ class Receiver:
             leased_until = sent_at + self._policy.visibility_timeout_s
             for message in messages:
                 message.leased_until = leased_until
+                message.received_at = sent_at
             if self.stopping or self._channel.closed:
                 self._release(messages)
                 return 0.0

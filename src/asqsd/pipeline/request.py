@@ -35,6 +35,8 @@ class StaticHeaders:
     user_agent: str
     queue_name: str
     http_path: str
+    # Receives after which SQS dead-letters a failing message (see attempt_limit); None: unknown.
+    max_receive_count: int | None = None
 
     def base(self) -> dict[str, str]:
         """The leading headers, in the stock order."""
@@ -43,6 +45,16 @@ class StaticHeaders:
             "User-Agent": self.user_agent,
             "Accept-Encoding": "gzip, compressed",
         }
+
+
+def attempt_limit(*limits: int | None) -> int | None:
+    """The receive count of a message's last attempt before it is dead-lettered, or None.
+
+    The one place that decides it: pass every known limit (today the redrive policy's
+    ``maxReceiveCount``; a daemon-side retry cap goes here too); the smallest wins.
+    """
+    known = [limit for limit in limits if limit is not None and limit > 0]
+    return min(known) if known else None
 
 
 def wire_name(name: str) -> str:
@@ -126,6 +138,8 @@ def build_request(message: Message, static: StaticHeaders) -> Request:
     sender = attrs.get("SenderId")
     if sender is not None:
         _add(request, "X-Aws-Sqsd-Sender-Id", sender)
+    if static.max_receive_count is not None:
+        _add_attempt_headers(request, message, static.max_receive_count)
     if task:
         for name, value in (
             ("X-Aws-Sqsd-Taskname", _task_attr(message, TASK_NAME_ATTR)),
@@ -135,6 +149,15 @@ def build_request(message: Message, static: StaticHeaders) -> Request:
                 _add(request, name, value)
     _add_attributes(request, message)
     return request
+
+
+def _add_attempt_headers(request: Request, message: Message, limit: int) -> None:
+    # asqsd extensions (not X-Aws-Sqsd-*): sent only when the limit is known; Last-Attempt only
+    # when SQS said the receive count.
+    request.headers["X-Asqsd-Max-Receive-Count"] = str(limit)
+    receive_count = message.receive_count
+    if receive_count > 0:
+        request.headers["X-Asqsd-Last-Attempt"] = "true" if receive_count >= limit else "false"
 
 
 def _valid_path(path: str) -> bool:
