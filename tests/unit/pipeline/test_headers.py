@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from asqsd.message import Message, MessageAttribute
 from asqsd.pipeline.request import (
     StaticHeaders,
+    attempt_limit,
     build_request,
     iso_from_epoch_ms,
     iso_from_task_time,
@@ -165,3 +166,39 @@ def test_any_attribute_yields_only_wire_safe_headers(name: str, value: str, body
         forwarded = wire_name("X-Aws-Sqsd-Attr-" + name) in request.headers
         assert forwarded or request.skipped
     assert request.body == body.encode("utf-8", "surrogatepass")
+
+
+def test_no_attempt_headers_without_a_known_limit() -> None:
+    """No redrive policy (nor retry cap): the worker is told nothing about a last attempt."""
+    headers = build_request(message(), STATIC).headers
+    assert not [name for name in headers if name.startswith("X-Asqsd-")]
+
+
+@given(receive_count=st.integers(1, 50), limit=st.integers(1, 50))
+def test_attempt_headers_say_whether_this_is_the_last_attempt(receive_count: int, limit: int) -> None:
+    """With a limit: X-Asqsd-Max-Receive-Count, and X-Asqsd-Last-Attempt true exactly when SQS
+    dead-letters the message if this delivery fails too (receive count >= maxReceiveCount)."""
+    static = StaticHeaders("application/json", "aws-sqsd/9.9", "my-queue", "/work", limit)
+    m = message()
+    m.attributes["ApproximateReceiveCount"] = str(receive_count)
+    headers = build_request(m, static).headers
+    assert headers["X-Asqsd-Max-Receive-Count"] == str(limit)
+    assert headers["X-Asqsd-Last-Attempt"] == ("true" if receive_count >= limit else "false")
+
+
+def test_last_attempt_left_out_when_the_receive_count_is_unknown() -> None:
+    """SQS did not say the receive count: the limit is sent, the last-attempt guess is not."""
+    m = message()
+    del m.attributes["ApproximateReceiveCount"]
+    headers = build_request(m, StaticHeaders("a/b", "ua", "q", "/", 3)).headers
+    assert headers["X-Asqsd-Max-Receive-Count"] == "3"
+    assert "X-Asqsd-Last-Attempt" not in headers
+
+
+def test_attempt_limit_takes_the_smallest_known_limit() -> None:
+    """The one place the limit is decided: unknown (None) and nonsense (<= 0) limits are ignored."""
+    assert attempt_limit() is None
+    assert attempt_limit(None) is None
+    assert attempt_limit(0, None) is None
+    assert attempt_limit(5) == 5
+    assert attempt_limit(5, None, 3) == 3
