@@ -240,6 +240,12 @@ class Settings(BaseModel):
     def _negative_means_unset(cls, value: int | None) -> int | None:
         return None if value is None or value < 0 else value
 
+    @field_validator("error_backoff", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare ``off`` as false: ``error_backoff: off`` in a file means "off".
+        return "off" if value is False else value
+
     @field_validator("success_statuses", mode="before")
     @classmethod
     def _parse_statuses(cls, value: Any) -> Any:

@@ -276,3 +276,18 @@ def test_http_url_with_port_wins() -> None:
     assert load_settings({"http_port": 81}, {}).settings.worker_url == "http://localhost:81"
     with pytest.raises(ConfigError):
         load_settings({"http_url": "http://localhost/path"}, {})
+
+
+def test_error_backoff_is_off_by_default_and_reads_a_yaml_off(tmp_path: Path) -> None:
+    """Off (stock) unless set; ``error_backoff: off`` in a file (YAML reads false) is off, other
+    values than off/exponential are rejected naming the key."""
+    assert load_settings({}, {}).settings.error_backoff == "off"
+    config = tmp_path / "default.yaml"
+    config.write_text("error_backoff: off\nerror_backoff_max_s: 600\n")
+    settings = load_settings({}, {}, config).settings
+    assert (settings.error_backoff, settings.error_backoff_max_s) == ("off", 600)
+    config.write_text("error_backoff: exponential\n")
+    assert load_settings({}, {}, config).settings.error_backoff == "exponential"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"error_backoff": "linear"}, {})
+    assert caught.value.problems[0].startswith("error_backoff='linear'")

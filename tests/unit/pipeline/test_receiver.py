@@ -149,3 +149,17 @@ async def test_first_receive_settles_on_the_first_success_or_permanent_error() -
         task.cancel()
         assert first.settled.is_set()
         assert first.error is error
+
+
+async def test_messages_carry_the_time_of_their_receive() -> None:
+    """Each message records when its receive was sent (SQS's 12-hour visibility limit counts from
+    there) and its lease ends a visibility timeout later."""
+    channel = Channel(4)
+    sqs = ScriptedSQS([batch(0, 2)])
+    receiver = Receiver(
+        0, sqs, channel, LeaseTable(), ReceivePolicy(20, 300), Counters(), lambda m: None, lambda: 1000.0
+    )
+    task = asyncio.create_task(receiver.run())
+    got = [await asyncio.wait_for(channel.get(), 2) for _ in range(2)]
+    task.cancel()
+    assert [(m.received_at, m.leased_until) for m in got] == [(1000.0, 1300.0)] * 2
