@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
-from asqsd.logs import get_logger
+from asqsd.logs import get_logger, printable_bytes
 from asqsd.message import Message, Outcome
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
@@ -202,6 +202,8 @@ class Dispatcher:
             error=result.error,
             elapsed_s=round(result.elapsed_s, 3),
             retry_in_s=delay,
+            # The start of the worker's answer (log_response_bytes), when it sent a body.
+            **({"response": printable_bytes(result.response_start)} if result.response_start else {}),
         )
         if outcome is Outcome.RETRY and delay is not None:
             self._settler.retry_in(message, delay)

@@ -28,8 +28,11 @@ class WorkerClient:
         base_url: str,
         connect_timeout_s: float,
         inactivity_timeout_s: float,
+        *,
+        response_bytes: int = 0,
     ) -> None:
         self._session = session
+        self._response_bytes = response_bytes
         self._base_url = base_url
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout_s, sock_read=inactivity_timeout_s
@@ -47,7 +50,7 @@ class WorkerClient:
         resends = 0
         try:
             try:
-                status, retry_after = await self._post_once(url, request, trace := _ReuseTrace())
+                status, retry_after, start = await self._post_once(url, request, trace := _ReuseTrace())
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 if not (trace.reused and _is_stale_connection(exc)):
                     raise
@@ -55,16 +58,18 @@ class WorkerClient:
                 # once without touching visibility. Only for a reused connection (a fresh one that
                 # fails may have reached the worker), and only once, so it can never loop.
                 resends = 1
-                status, retry_after = await self._post_once(url, request, _ReuseTrace())
+                status, retry_after, start = await self._post_once(url, request, _ReuseTrace())
         except TimeoutError as exc:
             return DeliveryResult(
                 None, _timeout_reason(exc), time.monotonic() - started, stale_resends=resends
             )
         except aiohttp.ClientError as exc:
             return DeliveryResult(None, _describe(exc), time.monotonic() - started, stale_resends=resends)
-        return DeliveryResult(status, None, time.monotonic() - started, retry_after, resends)
+        return DeliveryResult(status, None, time.monotonic() - started, retry_after, resends, start)
 
-    async def _post_once(self, url: str, request: Request, trace: _ReuseTrace) -> tuple[int, int | None]:
+    async def _post_once(
+        self, url: str, request: Request, trace: _ReuseTrace
+    ) -> tuple[int, int | None, bytes]:
         async with self._session.post(
             url,
             data=request.body,
@@ -73,13 +78,18 @@ class WorkerClient:
             allow_redirects=False,
             trace_request_ctx=trace,
         ) as response:
-            # Drain without keeping anything: the idle timer restarts on every chunk.
-            while await response.content.readany():
-                pass
+            # Drain, keeping at most the first bytes of a failure's body for the log: the idle
+            # timer restarts on every chunk.
+            start = b""
+            room = self._response_bytes if response.status >= 300 else 0
+            while chunk := await response.content.readany():
+                if room:
+                    start += chunk[:room]
+                    room -= len(chunk[:room])
             retry_after = None
             if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return response.status, retry_after
+            return response.status, retry_after, start
 
 
 class _ReuseTrace:
