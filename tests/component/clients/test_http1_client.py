@@ -763,9 +763,10 @@ DAEMON_CHECKS: list[Callable[..., Coroutine[Any, Any, None]]] = [
     test_outcomes.test_inactivity_timeout_fails_a_silent_worker,
     test_outcomes.test_inactivity_timer_resets_while_bytes_arrive,
     test_outcomes.test_connect_timeout_bounds_connecting,
-    test_outcomes.test_stale_keepalive_connection_is_resent_once,
+    test_outcomes.test_idle_keepalive_connection_closed_by_the_worker_costs_no_failure,
     test_outcomes.test_no_more_than_http_connections_in_flight,
     test_outcomes.test_failed_delivery_logs_one_structured_event,
+    test_outcomes.test_failure_log_carries_the_start_of_the_response_body,
 ]
 
 
