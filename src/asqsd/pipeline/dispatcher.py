@@ -15,7 +15,7 @@ from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
 from asqsd.logs import get_logger, printable_bytes
 from asqsd.message import Message, Outcome
 from asqsd.observe.counters import Counters
-from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.delivery import DeliveryStats, message_age_s
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.dedup import Deduplicator, Verdict
@@ -186,6 +186,7 @@ class Dispatcher:
             elapsed_s=result.elapsed_s,
             failed=outcome is not Outcome.DELETE,
             receive_count=message.receive_count,
+            age_s=message_age_s(message.attributes.get("SentTimestamp"), self._wall_clock()),
         )
         self._group_done(message, failed=outcome is not Outcome.DELETE)
         if outcome is Outcome.DELETE:
