@@ -28,7 +28,9 @@ async def open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> W
                 response_bytes=settings.log_response_bytes,
             )
         )
-    session = await stack.enter_async_context(create_session(settings.http_connections, settings.user_agent))
+    session = await stack.enter_async_context(
+        create_session(settings.http_connections, settings.user_agent, settings.worker_keepalive_idle_s)
+    )
     return WorkerClient(
         session,
         settings.worker_url,
