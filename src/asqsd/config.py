@@ -121,8 +121,8 @@ class Settings(BaseModel):
         1.5,
         ge=0,
         le=3600,
-        description="Seconds a kept-alive worker connection may sit idle and still be reused (lean "
-        "client); below the worker's keep-alive timeout (gunicorn 2, uvicorn 5). 0 never reuses one.",
+        description="Seconds a kept-alive worker connection may sit idle and still be reused; keep it "
+        "below the worker's keep-alive timeout (gunicorn 2, uvicorn 5). 0 never reuses one.",
     )
     log_response_bytes: int = Field(
         256,
