@@ -38,24 +38,9 @@ DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
 # 50 ms to 14 days (the longest SQS retention): a fresh queue, a backlog of minutes or hours, and
 # messages that sat in retries for days each land in their own buckets.
 MESSAGE_AGE_BUCKETS: tuple[float, ...] = (
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-    900.0,
-    3600.0,
-    14400.0,
-    43200.0,
-    86400.0,
-    345600.0,
-    1209600.0,
+    *(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),  # up to a minute
+    *(300.0, 900.0, 3600.0, 14400.0, 43200.0),  # 5 and 15 minutes, 1, 4 and 12 hours
+    *(86400.0, 345600.0, 1209600.0),  # 1, 4 and 14 days
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
