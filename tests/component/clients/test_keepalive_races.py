@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
+import struct
 
 import pytest
 import uvloop
 
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from tests.component.clients.test_http1_client import (
+    OK,
     Exchange,
     FakeClock,
     RawServer,
@@ -140,3 +143,40 @@ async def test_idle_gaps_around_the_worker_keepalive_timeout(
 
 def test_reset_after_read_on_uvloop() -> None:
     uvloop.run(test_reset_after_the_request_was_read_is_never_resent_at_once())
+
+
+async def test_request_the_socket_refused_is_resent_once() -> None:
+    """The one re-send left: the worker reset an idle connection and the client writes before it
+    has seen the reset, so the socket refuses the request. The worker cannot have read it: it is
+    sent once more at once, on a new connection, without a failure."""
+    loop = asyncio.get_running_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.setblocking(False)
+    served: list[bytes] = []
+
+    async def serve_one() -> socket.socket:
+        conn, _ = await loop.sock_accept(listener)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b'{"job": 1}'):
+            data += await loop.sock_recv(conn, 65536)
+        served.append(data)
+        await loop.sock_sendall(conn, OK)
+        return conn
+
+    try:
+        port = listener.getsockname()[1]
+        async with LeanWorkerClient(f"http://127.0.0.1:{port}", 1.0, 5.0, 1) as client:
+            first_conn, first = await asyncio.gather(serve_one(), client.post(request()))
+            # Reset the kept-alive connection and post before the loop runs again: the client
+            # still holds it as idle, and the kernel refuses the write.
+            first_conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            first_conn.close()
+            second_conn, second = await asyncio.gather(serve_one(), client.post(request()))
+            second_conn.close()
+    finally:
+        listener.close()
+    assert (first.status, first.stale_resends) == (200, 0)
+    assert (second.status, second.error, second.stale_resends) == (200, None, 1)
+    assert len(served) == 2  # the refused write never reached the worker
