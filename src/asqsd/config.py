@@ -116,6 +116,20 @@ class Settings(BaseModel):
         description="Idle seconds without response bytes before a POST fails; falls back to "
         "visibility_timeout when only that is set.",
     )
+    # Worker connection reuse and failure diagnostics (asqsd extensions).
+    worker_keepalive_idle_s: float = Field(
+        1.5,
+        ge=0,
+        le=3600,
+        description="Seconds a kept-alive worker connection may sit idle and still be reused; keep it "
+        "below the worker's keep-alive timeout (gunicorn 2, uvicorn 5). 0 never reuses one.",
+    )
+    log_response_bytes: int = Field(
+        256,
+        ge=0,
+        le=65536,
+        description="First bytes of a failed response's body shown in the failure log line; 0 shows none.",
+    )
     visibility_timeout: int = Field(300, ge=0, le=43200, description="VisibilityTimeout set on each receive.")
     error_visibility_timeout: int | None = Field(
         2,

@@ -26,6 +26,18 @@ def short_receipt(receipt_handle: str) -> str:
     return receipt_handle[:RECEIPT_PREFIX_LEN] + "…"
 
 
+def printable_bytes(data: bytes) -> str:
+    """Untrusted ``data`` (the start of a worker's response) as one safe log value.
+
+    Decoded as UTF-8 with replacement characters; control and other non-printable characters are
+    escaped (``\\n``, ``\\x1b``) so the text can never break or forge a log line.
+    """
+    text = data.decode("utf-8", "replace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Processor: mask secret-looking keys, cut receipt handles, hide AWS access key ids."""
     for key, value in list(event.items()):

@@ -626,6 +626,15 @@ def attempt_gaps(worker: LedgerWorker) -> list[float]:
     return gaps
 
 
+def resends_within(worker: LedgerWorker, seconds: float) -> int:
+    """Deliveries that arrived less than ``seconds`` after the previous delivery of the same message.
+
+    With ``error_visibility_timeout`` above ``seconds``, SQS cannot redeliver that soon: each one is
+    the daemon sending again at once a request the worker had already read.
+    """
+    return sum(1 for gap in attempt_gaps(worker) if gap < seconds)
+
+
 # ------------------------------------------------------------------------------- subprocesses
 
 # Test credentials for daemon subprocesses. The secret and the token are distinctive so a log

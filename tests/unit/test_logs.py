@@ -7,7 +7,7 @@ import json
 
 import structlog
 
-from asqsd.logs import configure_logging, redact, short_receipt
+from asqsd.logs import configure_logging, printable_bytes, redact, short_receipt
 
 
 def test_redact_processor() -> None:
@@ -44,3 +44,11 @@ def test_json_output_when_not_a_terminal() -> None:
         assert lines[0]["level"] == "warning"
     finally:
         structlog.reset_defaults()
+
+
+def test_printable_bytes_escapes_what_could_break_a_log_line() -> None:
+    """A worker's bytes become one line: controls escaped, invalid UTF-8 replaced, text kept."""
+    assert printable_bytes(b"plain text, caf\xc3\xa9") == "plain text, café"
+    assert printable_bytes(b"a\r\nforged-line\x1b[2J\x00\t") == "a\\r\\nforged-line\\x1b[2J\\x00\\t"
+    assert printable_bytes(b"cut \xe2\x82") == "cut \ufffd"
+    assert printable_bytes(b"") == ""

@@ -1,4 +1,4 @@
-"""Per-delivery figures the counters do not hold: worker latency and last-attempt failures.
+"""Per-delivery figures the counters do not hold: worker latency, message age, last-attempt failures.
 
 :class:`LatencyHistogram` has fixed buckets and an O(log buckets) ``observe``; the dispatcher
 records each worker response time into :class:`DeliveryStats`, which also counts failures on a
@@ -34,6 +34,14 @@ DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
     300.0,
 )
 
+
+# 50 ms to 14 days (the longest SQS retention): a fresh queue, a backlog of minutes or hours, and
+# messages that sat in retries for days each land in their own buckets.
+MESSAGE_AGE_BUCKETS: tuple[float, ...] = (
+    *(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),  # up to a minute
+    *(300.0, 900.0, 3600.0, 14400.0, 43200.0),  # 5 and 15 minutes, 1, 4 and 12 hours
+    *(86400.0, 345600.0, 1209600.0),  # 1, 4 and 14 days
+)
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 
@@ -128,20 +136,39 @@ class DeliveryStats:
 
     max_receive_count: int | None = None
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    age: LatencyHistogram = field(default_factory=lambda: LatencyHistogram(MESSAGE_AGE_BUCKETS))
     dead_letter_bound: int = 0
 
-    def record(self, *, status: int | None, elapsed_s: float, failed: bool, receive_count: int) -> None:
+    def record(
+        self,
+        *,
+        status: int | None,
+        elapsed_s: float,
+        failed: bool,
+        receive_count: int,
+        age_s: float | None = None,
+    ) -> None:
         """Record one finished delivery.
 
         Latency is observed only when the worker answered (``status`` is not None): connection
         refusals would pile into the lowest bucket and hide real response times; they are visible
-        as ``asqsd_messages_delivered_total{class="error"}``.
+        as ``asqsd_messages_delivered_total{class="error"}``. ``age_s`` (time since the message
+        was sent, see :func:`message_age_s`) is observed for every attempt that has one.
         """
         if status is not None:
             self.latency.observe(elapsed_s)
+        if age_s is not None:
+            self.age.observe(age_s)
         if failed and self.is_dead_letter_bound(receive_count):
             self.dead_letter_bound += 1
 
     def is_dead_letter_bound(self, receive_count: int) -> bool:
         """True when SQS moves the message to the DLQ instead of delivering it again."""
         return self.max_receive_count is not None and receive_count >= self.max_receive_count
+
+
+def message_age_s(sent_timestamp_ms: str | None, now_s: float) -> float | None:
+    """Seconds since SQS accepted the message (its ``SentTimestamp``, epoch ms); None if unknown."""
+    if sent_timestamp_ms is None or not sent_timestamp_ms.isdigit():
+        return None
+    return now_s - int(sent_timestamp_ms) / 1000

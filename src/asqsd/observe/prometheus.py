@@ -83,6 +83,11 @@ class DaemonCollector(Collector):
             "Time from sending a POST to the worker until its response ended (responses only).",
             source.delivery.latency.snapshot(),
         )
+        yield _histogram(
+            "asqsd_message_age_seconds",
+            "Age of a message (now minus its SentTimestamp) when a delivery attempt ends.",
+            source.delivery.age.snapshot(),
+        )
 
 
 def metrics_registry(source: MetricsSource) -> CollectorRegistry:

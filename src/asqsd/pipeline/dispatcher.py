@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from asqsd.backoff import backoff_delay
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
-from asqsd.logs import get_logger
+from asqsd.logs import get_logger, printable_bytes
 from asqsd.message import Message, Outcome
 from asqsd.observe.counters import Counters
-from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.delivery import DeliveryStats, message_age_s
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.dedup import Deduplicator, Verdict
@@ -239,6 +239,7 @@ class Dispatcher:
             elapsed_s=result.elapsed_s,
             failed=outcome is not Outcome.DELETE,
             receive_count=message.receive_count,
+            age_s=message_age_s(message.attributes.get("SentTimestamp"), self._wall_clock()),
         )
         self._group_done(message, failed=outcome is not Outcome.DELETE)
         if outcome is Outcome.DELETE:
@@ -255,6 +256,8 @@ class Dispatcher:
             error=result.error,
             elapsed_s=round(result.elapsed_s, 3),
             retry_in_s=delay,
+            # The start of the worker's answer (log_response_bytes), when it sent a body.
+            **({"response": printable_bytes(result.response_start)} if result.response_start else {}),
         )
         if outcome is Outcome.RETRY and delay is not None:
             self._settler.retry_in(message, delay)

@@ -39,6 +39,7 @@ async def test_health_readiness_and_metrics_of_a_running_daemon(
         assert value_of(text, "asqsd_messages_deleted_total") == 1
         assert value_of(text, "asqsd_messages_delivered_total", **{"class": "2xx"}) == 1
         assert value_of(text, "asqsd_worker_latency_seconds_count") == 1
+        assert value_of(text, "asqsd_message_age_seconds_count") == 1
 
 
 async def test_readiness_fails_when_the_worker_is_down(

@@ -20,9 +20,11 @@ from asqsd.observe.backlog import BACKLOG_ATTRIBUTES, QueueBacklogPoller
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import (
     DEFAULT_LATENCY_BUCKETS,
+    MESSAGE_AGE_BUCKETS,
     DeliveryStats,
     LatencyHistogram,
     max_receive_count_from,
+    message_age_s,
 )
 from asqsd.observe.gauges import (
     CHANNEL_DEPTH,
@@ -167,6 +169,10 @@ FAMILIES = {
         "histogram",
         "Time from sending a POST to the worker until its response ended (responses only).",
     ),
+    "asqsd_message_age_seconds": (
+        "histogram",
+        "Age of a message (now minus its SentTimestamp) when a delivery attempt ends.",
+    ),
 }
 
 
@@ -240,6 +246,23 @@ class TestRender:
         assert tail == {
             "asqsd_worker_latency_seconds_sum": pytest.approx(400.301),
             "asqsd_worker_latency_seconds_count": 3,
+        }
+
+    def test_message_age_histogram(self) -> None:
+        """Every attempt with a SentTimestamp is observed, answered or not; without one, none."""
+        delivery = DeliveryStats()
+        now = 1_700_000_000.0
+        for sent, status in (("1699999999900", 200), ("1699999000000", None), (None, 200), ("junk", 500)):
+            age = message_age_s(sent, now)
+            delivery.record(status=status, elapsed_s=0.1, failed=status != 200, receive_count=1, age_s=age)
+        samples = samples_of(parse_families(render(Counters(), delivery, {})), "asqsd_message_age_seconds")
+        buckets = {float(labels["le"]): value for name, labels, value in samples if name.endswith("_bucket")}
+        assert [float(le) for le in buckets] == [*MESSAGE_AGE_BUCKETS, math.inf]
+        assert (buckets[0.1], buckets[900.0], buckets[3600.0], buckets[math.inf]) == (1, 1, 2, 2)
+        tail = {name: value for name, _, value in samples if not name.endswith("_bucket")}
+        assert tail == {
+            "asqsd_message_age_seconds_sum": pytest.approx(1000.1),
+            "asqsd_message_age_seconds_count": 2,
         }
 
     def test_empty_counters_still_parse(self) -> None:

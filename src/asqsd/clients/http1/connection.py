@@ -48,11 +48,21 @@ class Failure(enum.Enum):
 class ExchangeError(Exception):
     """A pooled request failed; ``kind`` says how, ``resends`` whether it had been re-sent."""
 
-    def __init__(self, kind: Failure, error: BaseException | None = None, *, started: bool = False) -> None:
+    def __init__(
+        self,
+        kind: Failure,
+        error: BaseException | None = None,
+        *,
+        started: bool = False,
+        written: bool = True,
+    ) -> None:
         super().__init__(kind.name if error is None else f"{kind.name}: {error}")
         self.kind = kind
         self.error = error
         self.started = started  # some of the response had arrived (DISCONNECTED only)
+        # The socket took the request without an error (DISCONNECTED only): the server may have
+        # read it and acted on it, so re-sending it could make it act twice.
+        self.written = written
         self.resends = 0
 
 
@@ -66,7 +76,9 @@ class Connection(asyncio.Protocol):
         "_pool",
         "_timer",
         "_waiter",
+        "_written",
         "closed",
+        "idle_since",
         "parser",
         "transport",
     )
@@ -78,8 +90,12 @@ class Connection(asyncio.Protocol):
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._written = False  # the socket took the current request without an error
+        self.idle_since = 0.0  # when the connection last went back to the pool (pool's clock)
         self.transport: asyncio.Transport | None = None
-        self.parser = ResponseParser(pool.max_head_bytes, capture_limit=pool.max_body_bytes)
+        self.parser = ResponseParser(
+            pool.max_head_bytes, capture_limit=pool.max_body_bytes, snippet_limit=pool.snippet_bytes
+        )
         self.closed = False
 
     # --- asyncio.Protocol callbacks --------------------------------------------------------
@@ -127,7 +143,9 @@ class Connection(asyncio.Protocol):
         if parser.feed_eof():
             waiter.set_result(None)  # a body delimited by the close
             return
-        waiter.set_exception(ExchangeError(Failure.DISCONNECTED, exc, started=parser.started))
+        waiter.set_exception(
+            ExchangeError(Failure.DISCONNECTED, exc, started=parser.started, written=self._written)
+        )
 
     # --- request / response ------------------------------------------------------------------
     def send(self, data: bytes, deadline: float | None) -> asyncio.Future[None]:
@@ -151,6 +169,9 @@ class Connection(asyncio.Protocol):
             elif idle > 0:  # a timer per connection: see _on_timer
                 self._timer = loop.call_at(now + idle, self._on_timer)
         transport.write(data)
+        # A write the socket refused (reset or closed under us) closes the transport at once:
+        # then the server cannot have read the request. Anything else may have reached it.
+        self._written = not transport.is_closing()
         return waiter
 
     def reusable(self) -> bool:

@@ -55,7 +55,9 @@ class ResponseParser:
     With ``capture_limit`` set (body-capturing mode, used by the SQS client) the parser also keeps
     the final response's header section in ``head`` (without the final CRLFCRLF) and its decoded
     body (chunk framing removed) in ``body``; a body larger than ``capture_limit`` bytes raises
-    :class:`ProtocolError`. Without it (the default) the body is discarded as it arrives.
+    :class:`ProtocolError`. Without it (the default) the body is discarded as it arrives, except
+    that with ``snippet_limit`` the first that many bytes of a non-2xx response's body are kept in
+    ``snippet`` (for the failure log: a 2xx body costs nothing).
 
     ``extra`` counts the bytes that arrived after the response (the pool never reuses a connection
     that had any): all of any later read, and the rest of the read that ended the response, with
@@ -78,11 +80,14 @@ class ResponseParser:
         "_llhttp",
         "_mark",
         "_plain",
+        "_snippet_limit",
+        "_snippet_room",
         "body",
         "extra",
         "head",
         "keep_alive",
         "retry_after",
+        "snippet",
         "started",
         "status",
     )
@@ -93,9 +98,14 @@ class ResponseParser:
     started: bool  # any byte of this response seen (then a disconnect is not "stale")
     extra: int  # bytes received after the end of the response (see above)
 
-    def __init__(self, limit: int = MAX_HEAD_BYTES, *, capture_limit: int | None = None) -> None:
+    def __init__(
+        self, limit: int = MAX_HEAD_BYTES, *, capture_limit: int | None = None, snippet_limit: int = 0
+    ) -> None:
         self._limit = limit
         self._body_limit = capture_limit
+        self._snippet_limit = snippet_limit
+        self._snippet_room = 0
+        self.snippet = b""
         self._buf = bytearray()
         self.body = bytearray()
         self.head = b""  # capturing mode only: the final response's header section
@@ -128,6 +138,9 @@ class ResponseParser:
         self.status = self.extra = 0
         self.keep_alive = self.started = False
         self.retry_after = None
+        if self._snippet_room or self.snippet:  # only after a non-2xx response with a body
+            self._snippet_room = 0
+            self.snippet = b""
         if self._body_limit is not None:
             self.head = b""
             self.body = bytearray()  # a fresh one: the previous response's may still be in use
@@ -293,6 +306,8 @@ class ResponseParser:
             return
         self._final = True
         self.status = status
+        if status >= 300:
+            self._snippet_room = self._snippet_limit
         self.keep_alive = llhttp.should_keep_alive()
         limit = self._body_limit
         if limit is not None and (self._length or 0) > limit and status not in _NO_BODY_STATUSES:
@@ -300,6 +315,11 @@ class ResponseParser:
 
     def _on_body(self, chunk: bytes) -> None:
         self._framing -= len(chunk)
+        room = self._snippet_room
+        if room:  # a non-2xx body with a snippet wanted: keep its first bytes
+            piece = chunk[:room]
+            self.snippet += piece
+            self._snippet_room = room - len(piece)
 
     def _on_body_captured(self, chunk: bytes) -> None:
         body, limit = self.body, self._body_limit

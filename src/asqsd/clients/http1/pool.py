@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import time
+from collections.abc import Callable
 
 from asqsd.clients.http1.connection import Connection, ExchangeError, Failure
 from asqsd.clients.http1.parser import MAX_HEAD_BYTES, ResponseParser
@@ -32,13 +34,23 @@ class KeepAlivePool:
     * ``connect_timeout_s``: the limit on connecting, TLS included; None leaves it to the deadline.
     * ``max_body_bytes``: keep response bodies up to this size in ``parser.body`` (larger ones are
       a :class:`ProtocolError`); None discards them as they arrive.
+    * ``snippet_bytes``: with bodies discarded, keep this many first bytes of a non-2xx response's
+      body in ``parser.snippet`` (0: none).
     * ``tunnel``: reach the server through this proxy's ``CONNECT`` tunnel (TLS, if any, runs
       inside it). None, the default, connects directly: only a caller that asks gets a proxy.
 
-    Idle connections are reused last-in first-out (the warmest first). A server that closes a
-    *reused* connection before the first response byte dropped it as idle just as we reused it: the
-    request is re-sent once, at once, on a new connection. Never twice, never after a new connection
-    fails that way, never once any of the response has arrived.
+    * ``max_idle_s``: never reuse a connection idle for longer than this (a server's keep-alive
+      timer may be closing it just as the request arrives); None reuses any open one.
+    * ``resend_after_write``: whether a reused connection the server closed before the first
+      response byte has the request re-sent (see below) even though the socket took it.
+    * ``clock``: the monotonic clock ``max_idle_s`` is measured with (tests control it).
+
+    Idle connections are reused last-in first-out (the warmest first); one the server closed while
+    idle is dropped as soon as its close arrives. A server that closes a *reused* connection before
+    the first response byte dropped it as idle just as we reused it: the request is re-sent once,
+    at once, on a new connection. Never twice, never after a new connection fails that way, never
+    once any of the response has arrived, and without ``resend_after_write`` only when the socket
+    refused the request (then the server cannot have read it).
     """
 
     def __init__(
@@ -53,6 +65,10 @@ class KeepAlivePool:
         max_head_bytes: int = MAX_HEAD_BYTES,
         max_body_bytes: int | None = None,
         tunnel: HTTPProxy | None = None,
+        snippet_bytes: int = 0,
+        max_idle_s: float | None = None,
+        resend_after_write: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -66,6 +82,10 @@ class KeepAlivePool:
         self._connect_timeout_s = connect_timeout_s
         self.max_head_bytes = max_head_bytes
         self.max_body_bytes = max_body_bytes
+        self.snippet_bytes = snippet_bytes
+        self._max_idle_s = max_idle_s
+        self._resend_after_write = resend_after_write
+        self._clock = clock
         self._closing = False  # set by aclose(); no request may start after that
         self._idle: list[Connection] = []  # LIFO: the most recently used is the warmest
         self._all: set[Connection] = set()
@@ -104,6 +124,8 @@ class KeepAlivePool:
                 except ExchangeError as exc:
                     if exc.kind is not Failure.DISCONNECTED or exc.started:
                         raise
+                    if exc.written and not self._resend_after_write:
+                        raise  # the server may have read it: re-sending could do the work twice
                 # The server closed the idle connection as we reused it: re-send at once on a new
                 # one, like the stock daemon, but only once so that a server that always closes
                 # cannot make us loop.
@@ -138,6 +160,7 @@ class KeepAlivePool:
             conn.close()
             raise
         if conn.reusable() and not self._closing:
+            conn.idle_since = self._clock()
             self._idle.append(conn)
         else:
             conn.close()
@@ -145,9 +168,17 @@ class KeepAlivePool:
 
     def _take_idle(self) -> Connection | None:
         idle = self._idle
+        oldest = None if self._max_idle_s is None else self._clock() - self._max_idle_s
         while idle:
             conn = idle.pop()
             transport = conn.transport
+            if oldest is not None and conn.idle_since < oldest:
+                # Idle too long: the server's keep-alive timer may fire as our request arrives.
+                # The rest of the stack went idle even earlier.
+                for stale in (conn, *idle):
+                    stale.close()
+                idle.clear()
+                return None
             if not conn.closed and transport is not None and not transport.is_closing():
                 return conn
             conn.close()

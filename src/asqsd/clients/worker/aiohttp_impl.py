@@ -8,15 +8,11 @@ end and discarded chunk by chunk: never buffered.
 
 from __future__ import annotations
 
-import errno
 import time
-from typing import Any
 
 import aiohttp
 
 from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
-
-_STALE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE})
 
 
 class WorkerClient:
@@ -28,8 +24,11 @@ class WorkerClient:
         base_url: str,
         connect_timeout_s: float,
         inactivity_timeout_s: float,
+        *,
+        response_bytes: int = 0,
     ) -> None:
         self._session = session
+        self._response_bytes = response_bytes
         self._base_url = base_url
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout_s, sock_read=inactivity_timeout_s
@@ -41,66 +40,40 @@ class WorkerClient:
         return self._base_url
 
     async def post(self, request: Request) -> DeliveryResult:
-        """Deliver once; re-send once at once if a *reused* pooled connection turned out closed."""
-        started = time.monotonic()
-        url = self._base_url + request.path
-        resends = 0
-        try:
-            try:
-                status, retry_after = await self._post_once(url, request, trace := _ReuseTrace())
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if not (trace.reused and _is_stale_connection(exc)):
-                    raise
-                # The worker closed a keep-alive connection we reused: the stock daemon re-posts at
-                # once without touching visibility. Only for a reused connection (a fresh one that
-                # fails may have reached the worker), and only once, so it can never loop.
-                resends = 1
-                status, retry_after = await self._post_once(url, request, _ReuseTrace())
-        except TimeoutError as exc:
-            return DeliveryResult(
-                None, _timeout_reason(exc), time.monotonic() - started, stale_resends=resends
-            )
-        except aiohttp.ClientError as exc:
-            return DeliveryResult(None, _describe(exc), time.monotonic() - started, stale_resends=resends)
-        return DeliveryResult(status, None, time.monotonic() - started, retry_after, resends)
+        """Deliver once; never re-sent at once (aiohttp cannot tell whether the worker read it).
 
-    async def _post_once(self, url: str, request: Request, trace: _ReuseTrace) -> tuple[int, int | None]:
+        A connection the worker closed while idle is dropped by aiohttp when the close arrives,
+        and none idle longer than ``keepalive_idle_s`` of :func:`create_session` is reused.
+        """
+        started = time.monotonic()
+        try:
+            status, retry_after, start = await self._post_once(self._base_url + request.path, request)
+        except TimeoutError as exc:
+            return DeliveryResult(None, _timeout_reason(exc), time.monotonic() - started)
+        except aiohttp.ClientError as exc:
+            return DeliveryResult(None, _describe(exc), time.monotonic() - started)
+        return DeliveryResult(status, None, time.monotonic() - started, retry_after, 0, start)
+
+    async def _post_once(self, url: str, request: Request) -> tuple[int, int | None, bytes]:
         async with self._session.post(
             url,
             data=request.body,
             headers=request.headers,
             timeout=self._timeout,
             allow_redirects=False,
-            trace_request_ctx=trace,
         ) as response:
-            # Drain without keeping anything: the idle timer restarts on every chunk.
-            while await response.content.readany():
-                pass
+            # Drain, keeping at most the first bytes of a failure's body for the log: the idle
+            # timer restarts on every chunk.
+            start = b""
+            room = self._response_bytes if response.status >= 300 else 0
+            while chunk := await response.content.readany():
+                if room:
+                    start += chunk[:room]
+                    room -= len(chunk[:room])
             retry_after = None
             if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return response.status, retry_after
-
-
-class _ReuseTrace:
-    """Per-request flag set by the session's trace hook when a pooled connection is reused."""
-
-    __slots__ = ("reused",)
-
-    def __init__(self) -> None:
-        self.reused = False
-
-
-async def _on_reuse(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
-    trace = getattr(context, "trace_request_ctx", None)
-    if isinstance(trace, _ReuseTrace):
-        trace.reused = True
-
-
-def _is_stale_connection(exc: aiohttp.ClientError) -> bool:
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return True
-    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in _STALE_ERRNOS
+            return response.status, retry_after, start
 
 
 def _timeout_reason(exc: TimeoutError) -> str:
@@ -118,14 +91,16 @@ def _describe(exc: aiohttp.ClientError) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def create_session(connections: int, user_agent: str) -> aiohttp.ClientSession:
-    """The worker session: a pool of ``connections`` keep-alive connections, no decompression."""
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, enable_cleanup_closed=False)
-    reuse = aiohttp.TraceConfig()
-    reuse.on_connection_reuseconn.append(_on_reuse)
+def create_session(
+    connections: int, user_agent: str, keepalive_idle_s: float = 15.0
+) -> aiohttp.ClientSession:
+    """The worker session: a pool of ``connections`` keep-alive connections, no decompression;
+    a connection idle for more than ``keepalive_idle_s`` is not reused (aiohttp checks on taking it)."""
+    connector = aiohttp.TCPConnector(
+        limit=connections, limit_per_host=0, enable_cleanup_closed=False, keepalive_timeout=keepalive_idle_s
+    )
     return aiohttp.ClientSession(
         connector=connector,
-        trace_configs=[reuse],
         cookie_jar=aiohttp.DummyCookieJar(),  # the stock daemon never sends cookies back
         auto_decompress=False,  # the body is discarded; never spend CPU inflating it
         skip_auto_headers=("Accept",),  # the stock daemon sends no Accept header

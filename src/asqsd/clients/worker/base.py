@@ -35,6 +35,7 @@ class DeliveryResult:
     elapsed_s: float
     retry_after_s: int | None = None
     stale_resends: int = 0
+    response_start: bytes = b""  # the first bytes of a non-2xx response's body (log_response_bytes)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> int | None:

@@ -24,7 +24,17 @@ async def open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> W
                 settings.connect_timeout,
                 settings.inactivity_timeout,
                 settings.http_connections,
+                keepalive_idle_s=settings.worker_keepalive_idle_s,
+                response_bytes=settings.log_response_bytes,
             )
         )
-    session = await stack.enter_async_context(create_session(settings.http_connections, settings.user_agent))
-    return WorkerClient(session, settings.worker_url, settings.connect_timeout, settings.inactivity_timeout)
+    session = await stack.enter_async_context(
+        create_session(settings.http_connections, settings.user_agent, settings.worker_keepalive_idle_s)
+    )
+    return WorkerClient(
+        session,
+        settings.worker_url,
+        settings.connect_timeout,
+        settings.inactivity_timeout,
+        response_bytes=settings.log_response_bytes,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable
 
 from yarl import URL
 
@@ -31,6 +32,9 @@ class LeanWorkerClient(KeepAlivePool):
     disconnected ...``, ``protocol error: ...``). At most ``connections`` connections exist;
     more concurrent posts than that wait for a free one. ``request.headers`` must not contain
     ``Host``, ``Content-Length`` or ``Transfer-Encoding``: those are the client's.
+
+    ``keepalive_idle_s`` bounds how long a connection may sit idle and still be reused (None: no
+    bound); ``response_bytes`` how much of a non-2xx body ``DeliveryResult.response_start`` keeps.
     """
 
     def __init__(
@@ -42,6 +46,9 @@ class LeanWorkerClient(KeepAlivePool):
         *,
         max_head_bytes: int = MAX_HEAD_BYTES,
         ssl_context: ssl.SSLContext | None = None,
+        keepalive_idle_s: float | None = None,
+        response_bytes: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             address = http_address(base_url)
@@ -55,6 +62,11 @@ class LeanWorkerClient(KeepAlivePool):
             idle_timeout_s=inactivity_timeout_s,
             connect_timeout_s=connect_timeout_s,
             max_head_bytes=max_head_bytes,
+            snippet_bytes=response_bytes,
+            max_idle_s=keepalive_idle_s,
+            # A request the worker may have read is never re-sent at once (docs/http-client.md).
+            resend_after_write=False,
+            clock=clock,
         )
         self._base_url = base_url.rstrip("/")
         self._host_line = f"Host: {address.host_header}\r\n"
@@ -66,7 +78,7 @@ class LeanWorkerClient(KeepAlivePool):
         return self._base_url
 
     async def post(self, request: Request) -> DeliveryResult:
-        """Deliver once; re-send once at once if a pooled connection turned out to be closed."""
+        """Deliver once; re-send once at once only if a reused connection refused the request."""
         if self._closing:
             raise RuntimeError("LeanWorkerClient is closed")
         started = time.monotonic()
@@ -78,8 +90,15 @@ class LeanWorkerClient(KeepAlivePool):
         status = parser.status
         if status in RETRY_AFTER_STATUSES:
             return DeliveryResult(
-                status, None, time.monotonic() - started, parse_retry_after(parser.retry_after), resends
+                status,
+                None,
+                time.monotonic() - started,
+                parse_retry_after(parser.retry_after),
+                resends,
+                parser.snippet,
             )
+        if status >= 300:
+            return DeliveryResult(status, None, time.monotonic() - started, None, resends, parser.snippet)
         return DeliveryResult(status, None, time.monotonic() - started, None, resends)
 
     async def close(self) -> None:
