@@ -46,13 +46,20 @@ def spread_to_values(latency: LatencyBuckets, limit: int = MAX_VALUES) -> list[f
     total = sum(count for _, count in buckets)
     if total <= limit:
         return [value for value, count in buckets for _ in range(count)]
-    # One value per non-empty bucket, the rest by largest remainder in proportion to the counts.
-    spare = limit - len(buckets)
-    shares = [count * spare / total for _, count in buckets]
-    slots = [1 + int(share) for share in shares]
+    # Buckets too small for a proportional value get one each (a rare slow delivery must show);
+    # the others share the rest by largest remainder.
+    small = {i for i, (_, count) in enumerate(buckets) if count * limit < total}
+    rest_total = total - sum(buckets[i][1] for i in small)
+    shares = [
+        0.0 if i in small else count * (limit - len(small)) / rest_total
+        for i, (_, count) in enumerate(buckets)
+    ]
+    slots = [1 if i in small else max(1, int(share)) for i, share in enumerate(shares)]
     by_remainder = sorted(range(len(buckets)), key=lambda i: shares[i] - int(shares[i]), reverse=True)
-    for index in by_remainder[: limit - sum(slots)]:
+    for index in by_remainder[: max(limit - sum(slots), 0)]:
         slots[index] += 1
+    for _ in range(sum(slots) - limit):  # only when rounding up to one overshot
+        slots[slots.index(max(slots))] -= 1
     return [value for (value, _), n in zip(buckets, slots, strict=True) for _ in range(n)]
 
 

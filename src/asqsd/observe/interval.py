@@ -63,8 +63,12 @@ def latency_delta(now: HistogramSnapshot, before: HistogramSnapshot | None) -> L
     for index, (cum_now, cum_before) in enumerate(zip(now.cumulative, previous, strict=True)):
         count = (cum_now - below_now) - (cum_before - below_before)
         below_now, below_before = cum_now, cum_before
-        if count > 0:
-            per_bucket.append((now.bounds[min(index, len(now.bounds) - 1)], count))
+        if count <= 0:
+            continue
+        value = now.bounds[min(index, len(now.bounds) - 1)]
+        if per_bucket and per_bucket[-1][0] == value:  # the overflow joins the last finite bound
+            count += per_bucket.pop()[1]
+        per_bucket.append((value, count))
     total = now.total - (before.total if before is not None else 0.0)
     return LatencyBuckets(tuple(per_bucket), max(total, 0.0))
 
