@@ -73,9 +73,14 @@ def latency_delta(now: HistogramSnapshot, before: HistogramSnapshot | None) -> L
     return LatencyBuckets(tuple(per_bucket), max(total, 0.0))
 
 
+def delivery_metric(status_class: str) -> str:
+    """Metric name of one outcome class: ``Deliveries2xx`` ... ``Deliveries5xx``, ``DeliveriesError``."""
+    return f"Deliveries{status_class.capitalize()}"
+
+
 def _cumulative_counts(counters: Counters, delivery: DeliveryStats) -> dict[str, int]:
     calls = counters.sqs_calls
-    counts = {f"Deliveries{cls}": counters.by_status_class.get(cls, 0) for cls in STATUS_CLASSES}
+    counts = {delivery_metric(cls): counters.by_status_class.get(cls, 0) for cls in STATUS_CLASSES}
     counts.update(
         DeliveriesSucceeded=counters.succeeded,
         DeliveriesFailed=counters.failed,

@@ -50,7 +50,7 @@ def test_reader_reports_changes_since_its_previous_read() -> None:
     first = reader.read()
     assert first.counts["Deliveries2xx"] == 1
     assert first.counts["Deliveries5xx"] == 1
-    assert first.counts["Deliverieserror"] == 1
+    assert first.counts["DeliveriesError"] == 1
     assert first.counts["DeliveriesFailed"] == 2
     assert first.counts["DeadLetterBound"] == 2  # maxReceiveCount 1: every failure is its last
     assert (first.counts["ReceiveCalls"], first.counts["DeleteCalls"]) == (1, 2)
