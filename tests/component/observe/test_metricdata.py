@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiobotocore.session
 import pytest
 
 from asqsd.observe.counters import Counters
@@ -20,13 +18,6 @@ from tests.component.conftest import SettingsFactory
 from tests.support.emf import check_emf_line
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.worker import RecordingWorker
-
-
-@pytest.fixture
-async def cloudwatch(moto_url: str) -> AsyncIterator[Any]:
-    session = aiobotocore.session.get_session()
-    async with session.create_client("cloudwatch", endpoint_url=moto_url, region_name="us-east-1") as client:
-        yield client
 
 
 @pytest.fixture
