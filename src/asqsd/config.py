@@ -238,6 +238,19 @@ class Settings(BaseModel):
     stock_log_file: str | None = Field(
         None, description="Also write stock-format lines here (EB: /var/log/aws-sqsd/default.log)."
     )
+    # CloudWatch metrics beyond Health (docs/observability.md): EMF lines and/or PutMetricData.
+    emf_file: str | None = Field(
+        None, description="Write CloudWatch EMF metric lines here each interval ('-': stdout)."
+    )
+    emf_interval_s: float = Field(
+        60, ge=1, le=3600, description="Interval of the EMF lines and of cloudwatch_metrics."
+    )
+    emf_namespace: str = Field(
+        "asqsd", min_length=1, max_length=255, description="CloudWatch namespace of the EMF/direct metrics."
+    )
+    cloudwatch_metrics: bool = Field(
+        False, description="Publish the EMF metrics with PutMetricData (hosts without a CloudWatch agent)."
+    )
     unwrap_sns: bool = Field(
         False, description="POST the inner Message of SNS envelopes (stock key via_sns)."
     )

@@ -126,7 +126,7 @@ class Daemon:
             )
             pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack, dedup), self._crashed)
             attributes = None if self.queue.denied else self._sqs.get_queue_attributes
-            self.observers.start(self, attributes, cloudwatch)
+            self.observers.start(self, attributes, cloudwatch, queue_name(self.queue_url))
             if self.periodic is not None:  # no cron.yaml: no DynamoDB client, no call
                 await self.periodic.open(session, self.settings.region or region, stack, self._sqs)
                 self.periodic.start(self._crashed)

@@ -29,6 +29,14 @@ async def sqs(moto_url: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+async def cloudwatch(moto_url: str) -> AsyncIterator[Any]:
+    """An aiobotocore CloudWatch client on moto_server."""
+    session = aiobotocore.session.get_session()
+    async with session.create_client("cloudwatch", endpoint_url=moto_url, region_name="us-east-1") as client:
+        yield client
+
+
+@pytest.fixture
 async def dynamodb(moto_url: str) -> AsyncIterator[Any]:
     """An aiobotocore DynamoDB client on moto_server."""
     async with dynamodb_client(moto_url) as client:

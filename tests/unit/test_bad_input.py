@@ -52,6 +52,8 @@ FREE_FORM_STRINGS = frozenset(
         "environment_name",
         "region",
         "cron_file",
+        "emf_file",
+        "emf_namespace",
         "fault_file",
         "stock_log_file",
         "health_host",

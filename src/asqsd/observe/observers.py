@@ -1,6 +1,7 @@
 """The optional observers of one daemon: health/metrics server, backlog poller, CloudWatch Health
-metric, stock log file. Each is off unless its setting asks for it; none is on the hot path
-except the stock log's one line per failure (and per POST when enabled).
+metric, CloudWatch metrics (EMF lines, PutMetricData), stock log file. Each is off unless its
+setting asks for it; none is on the hot path except the stock log's one line per failure (and per
+POST when enabled).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from asqsd.errors import StartupError
 from asqsd.logs import get_logger
 from asqsd.observe.backlog import QueueBacklogPoller
 from asqsd.observe.cloudwatch import HealthMetricPublisher
+from asqsd.observe.emf import EmfReporter, dimensions_of
 from asqsd.observe.health import DaemonView, HealthServer
+from asqsd.observe.interval import IntervalReader
+from asqsd.observe.metricdata import MetricDataPublisher
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.tasks import TaskSet
 
@@ -31,6 +35,8 @@ class Observers:
         self.backlog: QueueBacklogPoller | None = None
         self.health: HealthServer | None = None
         self._publisher: HealthMetricPublisher | None = None
+        self.emf: EmfReporter | None = None
+        self._metric_data: MetricDataPublisher | None = None
         self._tasks = TaskSet()
 
     async def open(self, daemon: DaemonView, stack: contextlib.AsyncExitStack) -> None:
@@ -55,9 +61,9 @@ class Observers:
     async def open_cloudwatch(
         self, session: Any, region: str | None, stack: contextlib.AsyncExitStack
     ) -> Any:
-        """The CloudWatch client for the Health metric, when the stock metric is wanted."""
+        """The CloudWatch client for the Health metric or ``cloudwatch_metrics``, when either is wanted."""
         settings = self._settings
-        if not (settings.health_metric and settings.environment_name):
+        if not ((settings.health_metric and settings.environment_name) or settings.cloudwatch_metrics):
             return None
         from aiobotocore.config import AioConfig
 
@@ -72,14 +78,16 @@ class Observers:
         daemon: DaemonView,
         queue_attributes: Callable[[list[str]], Awaitable[dict[str, str]]] | None,
         cloudwatch: Any,
+        queue: str,
     ) -> None:
         """Start the background observers (after the queue check succeeded); no backlog poller
-        without ``queue_attributes`` (the policy refuses GetQueueAttributes)."""
+        without ``queue_attributes`` (the policy refuses GetQueueAttributes). ``queue`` is the
+        queue name, a dimension of the CloudWatch metrics."""
         settings = self._settings
         if queue_attributes is not None and settings.health_server and settings.backlog_poll_interval_s > 0:
             self.backlog = QueueBacklogPoller(queue_attributes, settings.backlog_poll_interval_s)
             self._tasks.spawn(self.backlog.run())
-        if cloudwatch is not None and settings.environment_name:
+        if cloudwatch is not None and settings.health_metric and settings.environment_name:
             self._publisher = HealthMetricPublisher(
                 cloudwatch,
                 settings.environment_name,
@@ -88,22 +96,52 @@ class Observers:
                 fault_file=settings.fault_file,
             )
             self._tasks.spawn(self._publisher.run())
+        self._start_metrics(daemon, cloudwatch, queue)
+
+    def _start_metrics(self, daemon: DaemonView, cloudwatch: Any, queue: str) -> None:
+        """EMF lines and/or PutMetricData, each with its own interval reader."""
+        settings = self._settings
+        dimensions = dimensions_of(settings.environment_name, queue)
+        if settings.emf_file:
+            self.emf = EmfReporter(
+                IntervalReader(daemon.counters, daemon.delivery, daemon.gauges),
+                settings.emf_file,
+                namespace=settings.emf_namespace,
+                dimensions=dimensions,
+                interval_s=settings.emf_interval_s,
+            )
+            self._tasks.spawn(self.emf.run())
+        if cloudwatch is not None and settings.cloudwatch_metrics:
+            self._metric_data = MetricDataPublisher(
+                cloudwatch,
+                IntervalReader(daemon.counters, daemon.delivery, daemon.gauges),
+                daemon.counters,
+                namespace=settings.emf_namespace,
+                dimensions=dimensions,
+                interval_s=settings.emf_interval_s,
+            )
+            self._tasks.spawn(self._metric_data.run())
 
     async def stop(self) -> None:
         """Stop the observers (the health server closes with the exit stack)."""
         if self.backlog is not None:
             self.backlog.stop()
-        if self._publisher is not None:
-            self._publisher.stop()
+        for reporter in (self._publisher, self.emf, self._metric_data):
+            if reporter is not None:
+                reporter.stop()
         await self._tasks.stop(_STOP_WAIT_S)
         if self.stock_log is not None:
             self.stock_log.close()
+        if self.emf is not None:
+            self.emf.close()
 
     def gauges(self) -> dict[str, float]:
         """The backlog gauges, when polled."""
         return self.backlog.gauges() if self.backlog is not None else {}
 
     def reopen_logs(self) -> None:
-        """SIGHUP: reopen the stock log file (logrotate)."""
+        """SIGHUP: reopen the stock log and EMF files (logrotate)."""
         if self.stock_log is not None:
             self.stock_log.reopen()
+        if self.emf is not None:
+            self.emf.reopen()

@@ -13,11 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
-from asqsd.logs import get_logger
-
-log = get_logger("stocklog")
+from asqsd.observe.linefile import LineFile
 
 DEFAULT_PATH = Path("/var/log/aws-sqsd/default.log")
 
@@ -61,23 +58,25 @@ def message_sent(url: str) -> str:
 class StockLogWriter:
     """Appends stock-format lines to ``path``; never raises into the daemon.
 
-    The file is opened lazily in append mode, line-buffered, so each line reaches the file when
-    written and ``tail -f`` / log shippers see it at once. The directory is created if missing.
-    :meth:`reopen` (wire it to SIGHUP) lets logrotate move the file away. A write error is logged
-    once per streak of failures; lines written while the file is unusable are dropped.
-
-    Writes are synchronous: a line is one small ``write`` to a local file, cheaper than handing it
-    to a thread.
+    File handling (lazy append, line-buffered, reopen on SIGHUP, one error log per streak of
+    failures) is :class:`~asqsd.observe.linefile.LineFile`'s.
     """
 
     def __init__(
         self, path: Path | str = DEFAULT_PATH, *, wall_clock: Callable[[], float] = time.time
     ) -> None:
-        self.path = Path(path)
+        self._file = LineFile(path, "stock-log")
         self._clock = wall_clock
-        self._file: TextIO | None = None
-        self._failing = False
-        self.dropped = 0
+
+    @property
+    def path(self) -> Path:
+        """The log file."""
+        return self._file.path
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped because the file could not be written."""
+        return self._file.dropped
 
     # --- events ----------------------------------------------------------------------------------
     def http_err(self, message_id: str, receive_count: int, status: int, elapsed_s: float) -> None:
@@ -98,39 +97,13 @@ class StockLogWriter:
 
     # --- file handling ---------------------------------------------------------------------------
     def write(self, category: str, message: str) -> None:
-        """Append one line; on failure count it as dropped and log the first failure of a streak."""
-        line = format_line(self._clock(), category, message)
-        try:
-            self._ensure_open().write(line)
-        except (OSError, ValueError) as exc:  # ValueError: write to a file closed under us
-            self.dropped += 1
-            self._close_quietly()  # a later write retries from a fresh open
-            if not self._failing:
-                self._failing = True
-                log.error("stock-log-write-failed", path=str(self.path), error=str(exc))
-            return
-        if self._failing:
-            self._failing = False
-            log.info("stock-log-write-recovered", path=str(self.path), dropped=self.dropped)
+        """Append one line; on failure it is counted as dropped (see :class:`LineFile`)."""
+        self._file.write(format_line(self._clock(), category, message))
 
     def reopen(self) -> None:
         """Close the file so the next line opens ``path`` afresh (after logrotate moved it)."""
-        self._close_quietly()
+        self._file.reopen()
 
     def close(self) -> None:
         """Close the file (safe to call twice)."""
-        self._close_quietly()
-
-    def _ensure_open(self) -> TextIO:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8", errors="replace", buffering=1)
-        return self._file
-
-    def _close_quietly(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            try:
-                file.close()
-            except OSError as exc:
-                log.warning("stock-log-close-failed", path=str(self.path), error=str(exc))
+        self._file.close()

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,13 +51,6 @@ class StubSource:
 
 def _conforms(source: StubSource) -> HealthSource:
     return source  # mypy checks the stub against the Protocol
-
-
-@pytest.fixture
-async def cloudwatch(moto_url: str) -> AsyncIterator[Any]:
-    session = aiobotocore.session.get_session()
-    async with session.create_client("cloudwatch", endpoint_url=moto_url, region_name="us-east-1") as client:
-        yield client
 
 
 @pytest.fixture
