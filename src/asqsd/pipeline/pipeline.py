@@ -27,6 +27,7 @@ from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.gauges import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, GroupedChannel
+from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
@@ -56,6 +57,7 @@ class PipelineParts:
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
+    dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
 
 
 class Pipeline:
@@ -68,6 +70,16 @@ class Pipeline:
         capacity = settings.buffer_capacity
         self.channel: Channel = GroupedChannel(capacity) if parts.fifo else Channel(capacity)
         self.settler = Settler(parts.sqs, self.leases, parts.counters, settings.delete_batch_wait_s)
+        self.dead_letterer: DeadLetterer | None = None
+        if parts.dead_letter_queue_url is not None:
+            self.dead_letterer = DeadLetterer(
+                parts.sqs,
+                parts.dead_letter_queue_url,
+                settings,
+                self.settler,
+                parts.counters,
+                parts.wall_clock,
+            )
         self.heartbeat: Heartbeat | None = None
         if settings.heartbeat and settings.visibility_timeout >= 1:
             self.heartbeat = Heartbeat(parts.sqs, self.leases, settings.visibility_timeout, parts.counters)
@@ -128,6 +140,7 @@ class Pipeline:
             stock_log=parts.stock_log,
             wall_clock=parts.wall_clock,
             dedup=parts.dedup,
+            dead_letterer=self.dead_letterer,
         )
 
     # --- what it holds ---------------------------------------------------------------------------
