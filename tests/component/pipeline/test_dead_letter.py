@@ -175,7 +175,9 @@ async def test_max_retries_without_a_known_dead_letter_queue_refuses_to_start(
     source_url, _ = await make_queue(sqs, fifo=False)
     await sqs.send_message(QueueUrl=source_url, MessageBody="job")
     daemon = Daemon(make_settings(queue_url=source_url, max_retries=3))
-    with pytest.raises(StartupError, match="max_retries need a dead-letter queue.*set dead_letter_queue_url"):
+    with pytest.raises(
+        StartupError, match=r"max_retries need a dead-letter queue.*set dead_letter_queue_url"
+    ):
         await daemon.run()
     assert daemon.counters.received == 0
     assert await queue_counts(sqs, source_url) == (1, 0)
