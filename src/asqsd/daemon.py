@@ -234,6 +234,7 @@ class Daemon:
             "released": c.released,
             "retried": c.retried,
             "expired": c.expired,
+            "dead_lettered": sum(c.dead_lettered.values()),
             "duplicates_suppressed": c.duplicates_suppressed,
             "duplicates_in_progress": c.duplicates_in_progress,
             "extended": c.extended,

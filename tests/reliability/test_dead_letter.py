@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from asqsd.config import Settings
 from asqsd.emulator import Emulator
+from asqsd.observe.counters import Counters
 from tests.reliability.conftest import Record, Rig, daemon_running
-from tests.support.ledger import OK, Action, LedgerWorker, at_rate
+from tests.support.ledger import OK, Action, LedgerReport, LedgerWorker, at_rate
 from tests.support.polling import wait_until
 
 
@@ -19,9 +21,16 @@ def dl_rig(emu: Emulator, worker: LedgerWorker) -> Rig:
     return Rig(emu, "jobs", worker, dlq="dead")
 
 
-def settled(rig: Rig) -> bool:
-    """The source queue is empty: every message was answered 200 or moved to the DLQ."""
-    return rig.depth() == 0
+async def run_until_drained(rig: Rig, settings: Settings, record: Record) -> tuple[LedgerReport, Counters]:
+    """Run a daemon until the source queue is empty (each message answered 200 or moved to the
+    DLQ); record the ledger report and check that nothing was lost, duplicated or stored twice."""
+    async with daemon_running(settings) as daemon:
+        await wait_until(lambda: rig.depth() == 0, timeout_s=30, what="the source queue drained")
+    report = rig.report()
+    record(report=report, dead_lettered=daemon.counters.dead_lettered)
+    report.assert_nothing_lost()
+    assert report.duplicated == 0 and report.stored_twice == 0
+    return report, daemon.counters
 
 
 async def test_dead_letter_statuses_under_load(dl_rig: Rig, record: Record) -> None:
@@ -31,13 +40,8 @@ async def test_dead_letter_statuses_under_load(dl_rig: Rig, record: Record) -> N
     rig.load(60)
     rig.worker.script = at_rate(0.3, Action(status=422), seed=7)
     settings = rig.settings(dead_letter_statuses="422", dead_letter_queue_url=rig.emu.queue_url("dead"))
-    async with daemon_running(settings) as daemon:
-        await wait_until(lambda: settled(rig), timeout_s=30, what="the source queue drained")
-    report = rig.report()
-    record(report=report, dead_lettered=daemon.counters.dead_lettered)
-    report.assert_nothing_lost()
-    assert report.duplicated == 0 and report.stored_twice == 0
-    assert report.in_dlq == daemon.counters.dead_lettered["status"] > 0
+    report, counters = await run_until_drained(rig, settings, record)
+    assert report.in_dlq == counters.dead_lettered["status"] > 0
     assert report.done + report.in_dlq == 60
 
 
@@ -48,13 +52,8 @@ async def test_max_retries_under_load(dl_rig: Rig, record: Record) -> None:
     failing = {n for n in rig.load(45) if n % 3 == 0}
     rig.worker.script = lambda n, _attempt: Action(status=500) if n in failing else OK
     settings = rig.settings(max_retries=3, dead_letter_queue_url=rig.emu.queue_url("dead"))
-    async with daemon_running(settings) as daemon:
-        await wait_until(lambda: settled(rig), timeout_s=30, what="the source queue drained")
-    report = rig.report()
-    record(report=report, dead_lettered=daemon.counters.dead_lettered)
-    report.assert_nothing_lost()
-    assert report.duplicated == 0 and report.stored_twice == 0
-    assert report.in_dlq == len(failing) == daemon.counters.dead_lettered["max_retries"]
+    report, counters = await run_until_drained(rig, settings, record)
+    assert report.in_dlq == len(failing) == counters.dead_lettered["max_retries"]
     attempts = [r.attempt for r in rig.worker.records if r.n in failing]
     assert max(attempts) == 3 and len(attempts) == 3 * len(failing)
 

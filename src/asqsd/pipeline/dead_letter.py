@@ -10,7 +10,6 @@ neither known, start-up is refused rather than running a cap that could not move
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from asqsd.errors import StartupError
 from asqsd.logs import get_logger
 from asqsd.message import Message, MessageAttribute
 from asqsd.observe.counters import Counters
+from asqsd.observe.delivery import redrive_policy_from
 from asqsd.pipeline.queue_check import QueueCheck
 from asqsd.pipeline.settle import Settler
 
@@ -49,13 +49,7 @@ def queue_url_from_arn(arn: str, source_queue_url: str) -> str | None:
 
 def redrive_target_arn(redrive_policy: str | None) -> str | None:
     """``deadLetterTargetArn`` of a queue's ``RedrivePolicy`` attribute (JSON); None if absent or bad."""
-    if not redrive_policy:
-        return None
-    try:
-        policy = json.loads(redrive_policy)
-    except ValueError:
-        return None
-    target = policy.get("deadLetterTargetArn") if isinstance(policy, dict) else None
+    target = redrive_policy_from(redrive_policy).get("deadLetterTargetArn")
     return target if isinstance(target, str) and target else None
 
 

@@ -5,9 +5,9 @@ fixed order. Invariant: every received receipt handle is at any time in exactly 
 channel (buffered), a dispatcher (being delivered), the settler (pending delete or visibility
 change), released (visibility 0), or abandoned after the grace period (left to its lease). A
 message is deleted only after the worker answered a success status (or it was past the
-retention period, or the dedup table records it as processed), so every failure path ends in
-redelivery by SQS, never in loss. The shutdown phases are listed in :meth:`Pipeline.shutdown`;
-docs/daemon.md tells the longer story.
+retention period, or the dedup table records it as processed, or it was sent to the dead-letter
+queue), so every failure path ends in redelivery by SQS, never in loss. The shutdown phases are
+listed in :meth:`Pipeline.shutdown`; docs/daemon.md tells the longer story.
 """
 
 from __future__ import annotations
