@@ -7,13 +7,14 @@ import uuid
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from asqsd.daemon import Daemon
 from asqsd.errors import StartupError
 from tests.component.conftest import SettingsFactory, queue_counts
 from tests.component.pipeline.test_outcomes import status_handler
 from tests.support.polling import wait_until
-from tests.support.worker import RecordingWorker
+from tests.support.worker import Delivery, RecordingWorker
 
 BODY = 'héllo ✓ \u2603 😀 <x a="1"/>\n\ttabs & "quotes"'
 ATTRIBUTES = {
@@ -181,3 +182,24 @@ async def test_max_retries_without_a_known_dead_letter_queue_refuses_to_start(
         await daemon.run()
     assert daemon.counters.received == 0
     assert await queue_counts(sqs, source_url) == (1, 0)
+
+
+async def test_a_fifo_group_goes_on_after_its_message_was_dead_lettered(
+    sqs: Any, worker: RecordingWorker, make_settings: SettingsFactory, run_daemon: Any
+) -> None:
+    """Group g holds a (answered 422) then b (200): a is moved, then b is delivered, in order."""
+    source_url, dlq_url = await source_with_redrive(sqs, fifo=True)
+
+    async def handler(request: web.Request, delivery: Delivery) -> web.StreamResponse:
+        return await status_handler(422 if delivery.body == b"a" else 200)(request, delivery)
+
+    worker.handler = handler
+    for body in ("a", "b"):
+        await sqs.send_message(
+            QueueUrl=source_url, MessageBody=body, MessageGroupId="g", MessageDeduplicationId=body
+        )
+    settings = make_settings(queue_url=source_url, dead_letter_statuses="422", error_visibility_timeout=0)
+    async with run_daemon(settings) as daemon:
+        await wait_until(lambda: daemon.counters.deleted == 2, what="both deleted")
+    assert [d.body for d in worker.deliveries] == [b"a", b"b"]
+    assert (await receive_one(sqs, dlq_url))["Body"] == "a"
