@@ -41,6 +41,7 @@ EB_OPTION_NAMES: dict[str, str] = {
     "VisibilityTimeout": "visibility_timeout",
     "ErrorVisibilityTimeout": "error_visibility_timeout",
     "RetentionPeriod": "retention_period",
+    "MaxRetries": "max_retries",
 }
 
 # Stock file keys that map to an asqsd key of another name.
@@ -81,7 +82,6 @@ STOCK_KEYS_IGNORED = frozenset(
         "debug",
         "quiet",
         "trap",
-        "max_retries",
     }
 )
 
@@ -254,6 +254,24 @@ class Settings(BaseModel):
     unwrap_sns: bool = Field(
         False, description="POST the inner Message of SNS envelopes (stock key via_sns)."
     )
+    # --- dead-lettering by asqsd (docs/daemon.md, "Dead-letter queue") --------------------------
+    dead_letter_statuses: frozenset[int] | None = Field(
+        None,
+        description="Worker statuses that move a message to the dead-letter queue at once, e.g. '400,422' "
+        "(default none).",
+    )
+    max_retries: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Receives after which a failing message is moved to the dead-letter queue (stock "
+        "MaxRetries key; default none: the queue's redrive policy decides).",
+    )
+    dead_letter_queue_url: str | None = Field(
+        None,
+        description="Dead-letter queue for dead_letter_statuses and max_retries; default the queue's "
+        "redrive target (required when the redrive policy cannot be read).",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON otherwise."
     )
@@ -273,7 +291,7 @@ class Settings(BaseModel):
         # YAML 1.1 reads a bare ``off`` as false: ``error_backoff: off`` in a file means "off".
         return "off" if value is False else value
 
-    @field_validator("success_statuses", mode="before")
+    @field_validator("success_statuses", "dead_letter_statuses", mode="before")
     @classmethod
     def _parse_statuses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -282,10 +300,10 @@ class Settings(BaseModel):
             return frozenset({value})
         return value
 
-    @field_validator("success_statuses")
+    @field_validator("success_statuses", "dead_letter_statuses")
     @classmethod
-    def _check_statuses(cls, value: frozenset[int]) -> frozenset[int]:
-        if not value or any(not 100 <= s <= 599 for s in value):
+    def _check_statuses(cls, value: frozenset[int] | None) -> frozenset[int] | None:
+        if value is not None and (not value or any(not 100 <= s <= 599 for s in value)):
             raise ValueError("must be HTTP statuses between 100 and 599")
         return value
 
@@ -327,6 +345,18 @@ class Settings(BaseModel):
             raise ValueError("must look like an AWS region name, e.g. us-east-1")
         return value
 
+    @field_validator("dead_letter_queue_url")
+    @classmethod
+    def _check_queue_url_form(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in HTTP_SCHEMES or not parts.hostname or parts.path.strip("/") == "":
+            raise ValueError(
+                "must be an http(s) SQS queue URL, e.g. https://sqs.<region>.amazonaws.com/<account>/<name>"
+            )
+        return value
+
     @field_validator("healthcheck")
     @classmethod
     def _check_healthcheck(cls, value: str | None) -> str | None:
@@ -352,6 +382,15 @@ class Settings(BaseModel):
     def _check_queue_url(self) -> Settings:
         if self.queue_url is not None and not self.queue_url.startswith(("http://", "https://")):
             raise ValueError("queue_url must be an http(s) SQS queue URL")
+        if self.dead_letter_queue_url is not None and self.dead_letter_queue_url == self.queue_url:
+            raise ValueError("dead_letter_queue_url must be another queue than queue_url")
+        return self
+
+    @model_validator(mode="after")
+    def _check_dead_letter_statuses(self) -> Settings:
+        if overlap := (self.dead_letter_statuses or frozenset()) & self.success_statuses:
+            listed = ",".join(str(s) for s in sorted(overlap))
+            raise ValueError(f"dead_letter_statuses and success_statuses share {listed}")
         return self
 
     # --- derived values (computed once, never per message) ----------------------------------

@@ -34,6 +34,7 @@ from asqsd.observe.probes import probe_worker
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import CronTask
 from asqsd.periodic.runner import PeriodicTasks
+from asqsd.pipeline.dead_letter import dead_letter_queue
 from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 from asqsd.pipeline.queue_check import QueueCheck
@@ -76,6 +77,7 @@ class Daemon:
         self.queue = QueueCheck(self.queue_url, self._stopping)
         self._force = asyncio.Event()
         self._sqs: SQSClient | None = None
+        self._dead_letter_queue_url: str | None = None
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
 
     # --- control -----------------------------------------------------------------------------
@@ -121,6 +123,7 @@ class Daemon:
             self.delivery.max_receive_count = max_receive_count_from(
                 self.queue.attributes.get("RedrivePolicy")
             )
+            self._dead_letter_queue_url = dead_letter_queue(self.settings, self.queue)
             dedup = await open_deduplicator(
                 session, self.settings, self.settings.region or region, stack, self.counters, self._wall_clock
             )
@@ -164,6 +167,7 @@ class Daemon:
             stock_log=self.observers.stock_log,
             wall_clock=self._wall_clock,
             dedup=dedup,
+            dead_letter_queue_url=self._dead_letter_queue_url,
         )
 
     def _crashed(self, exc: BaseException) -> None:
@@ -230,6 +234,7 @@ class Daemon:
             "released": c.released,
             "retried": c.retried,
             "expired": c.expired,
+            "dead_lettered": sum(c.dead_lettered.values()),
             "duplicates_suppressed": c.duplicates_suppressed,
             "duplicates_in_progress": c.duplicates_in_progress,
             "extended": c.extended,

@@ -13,6 +13,14 @@ SYSTEM_ATTRIBUTE_NAMES: tuple[str, ...] = (
     "SenderId",
 )
 
+# What every ReceiveMessage asks for: the stock attributes plus the FIFO ids, which ordering and
+# dead-lettering (the group and deduplication ids kept on the dead-letter queue) need.
+RECEIVE_SYSTEM_ATTRIBUTE_NAMES: tuple[str, ...] = (
+    *SYSTEM_ATTRIBUTE_NAMES,
+    "MessageGroupId",
+    "MessageDeduplicationId",
+)
+
 # Message attributes of periodic tasks (stock names); attributes with this prefix are never
 # forwarded to the worker as X-Aws-Sqsd-Attr-* headers.
 TASK_PATH_ATTR = "beanstalk.sqsd.path"
@@ -74,6 +82,7 @@ class Outcome(enum.Enum):
     DELETE = "delete"  # worker said success (or the message expired): delete from SQS
     RETRY = "retry"  # failure: make it visible again after a delay (error visibility / Retry-After)
     LEAVE = "leave"  # failure with no visibility change: it reappears when its lease runs out
+    DEAD_LETTER = "dead_letter"  # failure to move to the dead-letter queue: send there, then delete
 
 
 @dataclass(slots=True, frozen=True)

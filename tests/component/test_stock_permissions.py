@@ -295,3 +295,21 @@ async def test_denied_delete_is_reported_once_and_never_spins(
     assert len(events(logs, "delete-failed")) == daemon.counters.delete_failed
     visible, in_flight = await queue_counts(sqs, queue_url)
     assert visible + in_flight == 1  # left to SQS, not lost
+
+
+async def test_dead_lettering_without_get_queue_attributes_needs_a_dead_letter_queue_url(
+    iam_moto: IamMoto,
+    queue_url: str,
+    make_settings: SettingsFactory,
+    sqs_client: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the stock permissions the redrive target cannot be read: max_retries without
+    dead_letter_queue_url ends start-up (exit status 3 in the CLI) naming the setting, before any
+    receive, so nothing is ever deleted for want of a dead-letter queue."""
+    act_as(monkeypatch, await iam_moto.create_user([STOCK_QUEUE]))
+    daemon = Daemon(make_settings(max_retries=3, sqs_client=sqs_client))
+    with pytest.raises(StartupError, match=r"denied\): set dead_letter_queue_url"):
+        async with asyncio.timeout(20):
+            await daemon.run()
+    assert daemon.counters.sqs_calls.get("ReceiveMessage", 0) == 0

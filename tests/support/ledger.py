@@ -24,6 +24,8 @@ Definitions (per message number):
   docs/reliability.md).
 * **stuck**: still in flight when the run was checked (nobody is working on it any more).
 * **pending**: visible or delayed in the queue and never answered 200 (work not done yet, not lost).
+* **stored twice**: held more than once across the queue and its DLQ (e.g. dead-lettered by asqsd
+  and still in the queue): not lost, but a copy too many.
 """
 
 from __future__ import annotations
@@ -421,6 +423,7 @@ class Inventory:
     """What is left in the queue (and DLQ) after a run, by message number."""
 
     states: dict[int, QueueState] = field(default_factory=dict)
+    copies: Counter[int] = field(default_factory=Counter)  # how often each number is stored
     receipt_handles: list[str] = field(default_factory=list)  # of messages ever received (store only)
     foreign: int = 0  # messages whose body is not a ledger body
     unidentified_in_flight: int = 0  # client inventory: in flight and never seen
@@ -468,6 +471,7 @@ def inventory_from_store(emu: Emulator, queue: str, dlq: str | None = None) -> I
             else:
                 state = "visible"
             inventory.states[n] = state
+            inventory.copies[n] += 1
     return inventory
 
 
@@ -498,6 +502,7 @@ async def _take_visible(client: Any, queue_url: str, inventory: Inventory, state
                 inventory.foreign += 1
             else:
                 inventory.states.setdefault(n, state)
+                inventory.copies[n] += 1
     return taken
 
 
@@ -543,13 +548,15 @@ class LedgerReport:
     duplicate_examples: tuple[int, ...] = ()
     stuck_examples: tuple[int, ...] = ()
     unexpected: int = 0  # numbers the worker saw that were never produced
+    stored_twice: int = 0  # numbers held more than once across the queue and its DLQ
 
     def summary(self) -> str:
         """One line for logs, assertion messages and the docs."""
         return (
             f"expected={self.expected} done={self.done} lost={self.lost} duplicated={self.duplicated} "
             f"stuck={self.stuck} pending={self.pending} dlq={self.in_dlq} deliveries={self.deliveries} "
-            f"redelivered={self.redelivered} max_receive_count={self.max_receive_count}"
+            f"redelivered={self.redelivered} max_receive_count={self.max_receive_count} "
+            f"stored_twice={self.stored_twice}"
             + (f" lost_examples={list(self.lost_examples)}" if self.lost else "")
             + (f" duplicate_examples={list(self.duplicate_examples)}" if self.duplicated else "")
             + (f" stuck_examples={list(self.stuck_examples)}" if self.stuck_examples else "")
@@ -611,6 +618,7 @@ class Ledger:
             duplicate_examples=tuple(duplicated[:examples]),
             stuck_examples=tuple(stuck[:examples]),
             unexpected=len(set(seen) - self.expected),
+            stored_twice=sum(1 for count in inventory.copies.values() if count > 1),
         )
 
 

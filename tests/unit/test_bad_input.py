@@ -40,6 +40,7 @@ BAD_STRINGS: dict[str, list[str]] = {
     "mime_type": ["", "text/plain\r\nX-Injected: 1", "\u2603", "a\x7fb"],
     "user_agent": ["", "agent\nX-Injected: 1", "\u00e9\u2603"],
     "endpoint_url": ["sqs.local", "http://h/p", "ftp://h", "http://[::1"],
+    "dead_letter_queue_url": ["ftp://host/000000000000/dlq", "dlq", "http://h", "http://[::1"],
     "healthcheck": ["UDP:80", "HTTP:abc/", "TCP:70000", "TCP:", "HTTP:80noslash"],
 }
 # Checked by a model validator (after the fields): the message names the key but not the source.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Why asqsd moved a message to the dead-letter queue (the reason label of the counter).
+DEAD_LETTER_REASONS = ("status", "max_retries")
+
 
 @dataclass(slots=True)
 class Counters:
@@ -28,6 +31,8 @@ class Counters:
     duplicates_suppressed: int = 0  # dedup: recorded as processed, so deleted without a POST
     duplicates_in_progress: int = 0  # dedup: another consumer is on it, so left to SQS unsent
     dedup_errors: int = 0  # dedup table calls that failed (delivered unchecked / outcome unrecorded)
+    dead_lettered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DEAD_LETTER_REASONS, 0))
+    dead_letter_failed: int = 0  # dead-letter sends that failed (the message was left to SQS)
     headers_skipped: int = 0
     receive_calls: int = 0
     receive_errors: int = 0

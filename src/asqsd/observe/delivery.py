@@ -106,17 +106,20 @@ class LatencyHistogram:
         return HistogramSnapshot(self._bounds, tuple(cumulative), self._sum)
 
 
-def max_receive_count_from(redrive_policy: str | None) -> int | None:
-    """``maxReceiveCount`` of a queue's ``RedrivePolicy`` attribute (JSON); None if absent or bad."""
+def redrive_policy_from(redrive_policy: str | None) -> dict[str, object]:
+    """A queue's ``RedrivePolicy`` attribute (JSON) as a dict; empty if absent or bad."""
     if not redrive_policy:
-        return None
+        return {}
     try:
         policy = json.loads(redrive_policy)
     except ValueError:
-        return None
-    if not isinstance(policy, dict):
-        return None
-    value: object = policy.get("maxReceiveCount")
+        return {}
+    return policy if isinstance(policy, dict) else {}
+
+
+def max_receive_count_from(redrive_policy: str | None) -> int | None:
+    """``maxReceiveCount`` of a queue's ``RedrivePolicy`` attribute (JSON); None if absent or bad."""
+    value: object = redrive_policy_from(redrive_policy).get("maxReceiveCount")
     # SQS returns it as a number or a numeric string, depending on the API and the writer.
     if isinstance(value, bool) or not isinstance(value, int | str):
         return None

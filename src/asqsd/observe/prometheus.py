@@ -163,6 +163,18 @@ def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
             "Failed deliveries whose receive count reached the queue's maxReceiveCount.",
             delivery.dead_letter_bound,
         ),
+        _by_label(
+            "asqsd_messages_dead_lettered_total",
+            "Messages asqsd moved to the dead-letter queue, by reason (status: a dead_letter_statuses "
+            "answer; max_retries: the receive count reached max_retries).",
+            "reason",
+            c.dead_lettered,
+        ),
+        _counter(
+            "asqsd_dead_letter_send_failures_total",
+            "Dead-letter sends that failed; the message was left to SQS.",
+            c.dead_letter_failed,
+        ),
         _counter(
             "asqsd_messages_duplicate_suppressed_total",
             "Messages deleted without a POST because the dedup table records them as processed.",

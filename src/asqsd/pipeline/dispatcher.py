@@ -21,6 +21,7 @@ from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats, message_age_s
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
+from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
@@ -128,6 +129,7 @@ class DispatchShared:
     dedup: Deduplicator | None = None
     clock: Callable[[], float] = time.monotonic  # the receivers' clock (Message.received_at)
     rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
+    dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
 
 
 class Dispatcher:
@@ -194,13 +196,15 @@ class Dispatcher:
         return True
 
     async def _deliver(self, message: Message) -> Outcome:
+        received_body = message.body  # what a dead-letter copy carries, even once SNS-unwrapped
         if self._policy.unwrap_sns and (inner := unwrap_sns(message.body)) is not None:
             message.body = inner
         try:
             request = build_request(message, self._static)
         except Exception as exc:  # noqa: BLE001 - one poison message must never stop the daemon
             log.error("request-build-failed", message_id=message.message_id, error=repr(exc))
-            return self._settle(message, DeliveryResult(None, f"cannot build the request: {exc!r}", 0.0))
+            failure = DeliveryResult(None, f"cannot build the request: {exc!r}", 0.0)
+            return await self._settle(message, failure, received_body)
         if request.skipped:
             self._log_skipped(message, request)
         if request.error is not None:
@@ -209,7 +213,7 @@ class Dispatcher:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
             result = await self._worker.post(request)
-        return self._settle(message, result)
+        return await self._settle(message, result, received_body)
 
     def _expire(self, message: Message) -> None:
         self._counters.expired += 1
@@ -226,7 +230,7 @@ class Dispatcher:
         self._group_done(message, failed=False)
         self._settler.delete(message)
 
-    def _settle(self, message: Message, result: DeliveryResult) -> Outcome:
+    async def _settle(self, message: Message, result: DeliveryResult, received_body: str) -> Outcome:
         # Drop the lease first so the heartbeat stops extending a message being settled.
         self._leases.remove(message)
         counters = self._counters
@@ -234,6 +238,10 @@ class Dispatcher:
         counters.stale_resends += result.stale_resends
         counters.count_status(result.status)
         outcome, delay = decide(result, self._policy, self._attempt(message), self._shared.rng)
+        dead_letterer = self._shared.dead_letterer
+        reason = None
+        if outcome is not Outcome.DELETE and dead_letterer is not None:
+            reason = dead_letterer.reason(message, result)
         self._shared.delivery.record(
             status=result.status,
             elapsed_s=result.elapsed_s,
@@ -241,7 +249,8 @@ class Dispatcher:
             receive_count=message.receive_count,
             age_s=message_age_s(message.attributes.get("SentTimestamp"), self._wall_clock()),
         )
-        self._group_done(message, failed=outcome is not Outcome.DELETE)
+        if reason is None:  # a dead-lettered message's group goes on once it has left the queue
+            self._group_done(message, failed=outcome is not Outcome.DELETE)
         if outcome is Outcome.DELETE:
             counters.succeeded += 1
             self._settler.delete(message)
@@ -259,6 +268,11 @@ class Dispatcher:
             # The start of the worker's answer (log_response_bytes), when it sent a body.
             **({"response": printable_bytes(result.response_start)} if result.response_start else {}),
         )
+        if dead_letterer is not None and reason is not None:
+            moved = await dead_letterer.move(message, received_body, reason, result)
+            self._group_done(message, failed=not moved)
+            if moved:
+                return Outcome.DEAD_LETTER
         if outcome is Outcome.RETRY and delay is not None:
             self._settler.retry_in(message, delay)
         return outcome

@@ -5,9 +5,9 @@ fixed order. Invariant: every received receipt handle is at any time in exactly 
 channel (buffered), a dispatcher (being delivered), the settler (pending delete or visibility
 change), released (visibility 0), or abandoned after the grace period (left to its lease). A
 message is deleted only after the worker answered a success status (or it was past the
-retention period, or the dedup table records it as processed), so every failure path ends in
-redelivery by SQS, never in loss. The shutdown phases are listed in :meth:`Pipeline.shutdown`;
-docs/daemon.md tells the longer story.
+retention period, or the dedup table records it as processed, or it was sent to the dead-letter
+queue), so every failure path ends in redelivery by SQS, never in loss. The shutdown phases are
+listed in :meth:`Pipeline.shutdown`; docs/daemon.md tells the longer story.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.gauges import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, GroupedChannel
+from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
@@ -56,6 +57,7 @@ class PipelineParts:
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
+    dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
 
 
 class Pipeline:
@@ -68,6 +70,16 @@ class Pipeline:
         capacity = settings.buffer_capacity
         self.channel: Channel = GroupedChannel(capacity) if parts.fifo else Channel(capacity)
         self.settler = Settler(parts.sqs, self.leases, parts.counters, settings.delete_batch_wait_s)
+        self.dead_letterer: DeadLetterer | None = None
+        if parts.dead_letter_queue_url is not None:
+            self.dead_letterer = DeadLetterer(
+                parts.sqs,
+                parts.dead_letter_queue_url,
+                settings,
+                self.settler,
+                parts.counters,
+                parts.wall_clock,
+            )
         self.heartbeat: Heartbeat | None = None
         if settings.heartbeat and settings.visibility_timeout >= 1:
             self.heartbeat = Heartbeat(parts.sqs, self.leases, settings.visibility_timeout, parts.counters)
@@ -117,7 +129,7 @@ class Pipeline:
                 settings.user_agent,
                 parts.queue_name,
                 settings.http_path,
-                attempt_limit(parts.delivery.max_receive_count),
+                attempt_limit(parts.delivery.max_receive_count, settings.max_retries),
             ),
             policy=DeliveryPolicy(
                 settings.success_statuses,
@@ -134,6 +146,7 @@ class Pipeline:
             stock_log=parts.stock_log,
             wall_clock=parts.wall_clock,
             dedup=parts.dedup,
+            dead_letterer=self.dead_letterer,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

@@ -106,6 +106,7 @@ class FlakySQS:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
         self.calls += 1
         if self.errors:

@@ -56,6 +56,7 @@ class ScriptedClient:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
         self._maybe_fail("SendMessage")
         return "sent-1"

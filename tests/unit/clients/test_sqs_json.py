@@ -107,6 +107,7 @@ def test_receive_body_is_the_json_botocore_would_send() -> None:
             "SentTimestamp",
             "SenderId",
             "MessageGroupId",
+            "MessageDeduplicationId",
         ],
         "MessageAttributeNames": ["All"],
     }

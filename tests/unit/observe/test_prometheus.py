@@ -136,6 +136,15 @@ FAMILIES = {
         "counter",
         "Failed deliveries whose receive count reached the queue's maxReceiveCount.",
     ),
+    "asqsd_messages_dead_lettered_total": (
+        "counter",
+        "Messages asqsd moved to the dead-letter queue, by reason (status: a dead_letter_statuses "
+        "answer; max_retries: the receive count reached max_retries).",
+    ),
+    "asqsd_dead_letter_send_failures_total": (
+        "counter",
+        "Dead-letter sends that failed; the message was left to SQS.",
+    ),
     "asqsd_messages_duplicate_suppressed_total": (
         "counter",
         "Messages deleted without a POST because the dedup table records them as processed.",
@@ -197,6 +206,21 @@ class TestRender:
         for name, (kind, help_text) in FAMILIES.items():
             expected += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         assert headers == expected
+
+    def test_dead_letter_counters_start_at_zero_for_every_reason(self) -> None:
+        """Both reasons are exposed before anything was dead-lettered, then count what happened."""
+        counters = Counters()
+        assert 'asqsd_messages_dead_lettered_total{reason="status"} 0.0' in render(
+            counters, DeliveryStats(), {}
+        )
+        assert 'asqsd_messages_dead_lettered_total{reason="max_retries"} 0.0' in render(
+            counters, DeliveryStats(), {}
+        )
+        counters.dead_lettered["max_retries"] += 2
+        counters.dead_letter_failed += 1
+        text = render(counters, DeliveryStats(), {})
+        assert 'asqsd_messages_dead_lettered_total{reason="max_retries"} 2.0' in text
+        assert "asqsd_dead_letter_send_failures_total 1.0" in text
 
     def test_document_shape_and_values(self) -> None:
         """Counters, labelled counters, gauges and the histogram, with HELP/TYPE for each."""

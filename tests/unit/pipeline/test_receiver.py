@@ -52,6 +52,7 @@ class ScriptedSQS:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
         raise NotImplementedError
 

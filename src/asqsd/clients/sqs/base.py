@@ -65,6 +65,7 @@ class SQSClient(Protocol):
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
-        """SendMessage; returns the MessageId."""
+        """SendMessage to this queue, or to ``queue_url`` (another queue); returns the MessageId."""
         ...

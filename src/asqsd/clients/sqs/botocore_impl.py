@@ -20,7 +20,7 @@ from asqsd.clients.sqs.wire import (
 )
 from asqsd.errors import SQSError
 from asqsd.message import (
-    SYSTEM_ATTRIBUTE_NAMES,
+    RECEIVE_SYSTEM_ATTRIBUTE_NAMES,
     BatchResult,
     Message,
     MessageAttribute,
@@ -44,7 +44,7 @@ class BotocoreSQS:
                 MaxNumberOfMessages=max_messages,
                 WaitTimeSeconds=wait_time_s,
                 VisibilityTimeout=visibility_timeout_s,
-                MessageSystemAttributeNames=[*SYSTEM_ATTRIBUTE_NAMES, "MessageGroupId"],
+                MessageSystemAttributeNames=list(RECEIVE_SYSTEM_ATTRIBUTE_NAMES),
                 MessageAttributeNames=["All"],
             )
         return [parse_message(raw) for raw in response.get("Messages") or []]
@@ -89,10 +89,11 @@ class BotocoreSQS:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
-        """SendMessage."""
+        """SendMessage, to this queue or to ``queue_url`` (the dead-letter queue)."""
         kwargs = send_message_params(
-            self.queue_url, body, attributes, group_id, deduplication_id, attributes_to_wire
+            queue_url or self.queue_url, body, attributes, group_id, deduplication_id, attributes_to_wire
         )
         async with self._translate("SendMessage"):
             response = await self._client.send_message(**kwargs)

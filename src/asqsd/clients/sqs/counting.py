@@ -62,11 +62,14 @@ class CountingSQS:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
         """SendMessage."""
         return await self._counted(
             "SendMessage",
-            self._inner.send_message(body, attributes, group_id=group_id, deduplication_id=deduplication_id),
+            self._inner.send_message(
+                body, attributes, group_id=group_id, deduplication_id=deduplication_id, queue_url=queue_url
+            ),
         )
 
     async def _counted(self, operation: str, call: Awaitable[T]) -> T:

@@ -72,7 +72,7 @@ from asqsd.clients.sqs.wire import (
     server_error,
 )
 from asqsd.errors import SQSError
-from asqsd.message import SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
+from asqsd.message import RECEIVE_SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
 
 __all__ = [
     "BotocoreSigV4",
@@ -91,7 +91,7 @@ _TARGET_PREFIX = "AmazonSQS."
 # The attribute selection BotocoreSQS.receive asks for, pre-serialised: it never changes.
 _RECEIVE_TAIL = (
     b',"MessageSystemAttributeNames":'
-    + orjson.dumps([*SYSTEM_ATTRIBUTE_NAMES, "MessageGroupId"])
+    + orjson.dumps(list(RECEIVE_SYSTEM_ATTRIBUTE_NAMES))
     + b',"MessageAttributeNames":["All"]}'
 )
 
@@ -293,10 +293,11 @@ class LeanSQS:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        queue_url: str | None = None,
     ) -> str:
-        """SendMessage."""
+        """SendMessage, to this queue or to ``queue_url`` (the dead-letter queue)."""
         payload = send_message_params(
-            self.queue_url, body, attributes, group_id, deduplication_id, _attributes_to_json
+            queue_url or self.queue_url, body, attributes, group_id, deduplication_id, _attributes_to_json
         )
         response = await self._call("SendMessage", payload, self._timeout)
         return str(response.get("MessageId", ""))
