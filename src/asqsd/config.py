@@ -188,6 +188,20 @@ class Settings(BaseModel):
     retry_after_max_s: int = Field(
         43200, ge=0, le=43200, description="Cap on a worker's Retry-After used as visibility delay."
     )
+    # --- worker outage hold (asqsd's own; off: stock, every failure gets the error visibility) ---
+    worker_outage_hold: bool = Field(
+        True,
+        description="While the worker is unreachable, hold messages leased and pause receiving, so "
+        "an outage costs no receive attempts; false: stock behaviour.",
+    )
+    outage_threshold: int = Field(
+        3, ge=1, le=1000, description="Unreachable deliveries in a row that open a worker outage."
+    )
+    outage_statuses: frozenset[int] | None = Field(
+        None,
+        description="Worker statuses that also count as unreachable, e.g. '502,503'; default none.",
+    )
+
     cron_file: str | None = Field(
         None, description="cron.yaml to use; default: the application directory, as the stock daemon looks."
     )
@@ -231,7 +245,7 @@ class Settings(BaseModel):
     def _negative_means_unset(cls, value: int | None) -> int | None:
         return None if value is None or value < 0 else value
 
-    @field_validator("success_statuses", mode="before")
+    @field_validator("success_statuses", "outage_statuses", mode="before")
     @classmethod
     def _parse_statuses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -240,10 +254,10 @@ class Settings(BaseModel):
             return frozenset({value})
         return value
 
-    @field_validator("success_statuses")
+    @field_validator("success_statuses", "outage_statuses")
     @classmethod
-    def _check_statuses(cls, value: frozenset[int]) -> frozenset[int]:
-        if not value or any(not 100 <= s <= 599 for s in value):
+    def _check_statuses(cls, value: frozenset[int] | None) -> frozenset[int] | None:
+        if value is not None and (not value or any(not 100 <= s <= 599 for s in value)):
             raise ValueError("must be HTTP statuses between 100 and 599")
         return value
 

@@ -164,6 +164,7 @@ class Daemon:
             stock_log=self.observers.stock_log,
             wall_clock=self._wall_clock,
             dedup=dedup,
+            probe=self.check_worker,
         )
 
     def _crashed(self, exc: BaseException) -> None:

@@ -29,6 +29,7 @@ class Counters:
     duplicates_in_progress: int = 0  # dedup: another consumer is on it, so left to SQS unsent
     dedup_errors: int = 0  # dedup table calls that failed (delivered unchecked / outcome unrecorded)
     headers_skipped: int = 0
+    worker_outages: int = 0  # times the worker outage hold opened
     receive_calls: int = 0
     receive_errors: int = 0
     empty_receives: int = 0

@@ -20,6 +20,7 @@ from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
 
@@ -75,6 +76,7 @@ class DispatchShared:
     stock_log: StockLogWriter | None = None
     wall_clock: Callable[[], float] = time.time
     dedup: Deduplicator | None = None
+    outage: WorkerOutage | None = None  # the worker outage hold, when on
 
 
 class Dispatcher:
@@ -155,8 +157,30 @@ class Dispatcher:
         else:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
-            result = await self._worker.post(request)
+            posted = await self._post(message, request)
+            if posted is None:
+                return self._release_held(message)
+            result = posted
         return self._settle(message, result)
+
+    async def _post(self, message: Message, request: Request) -> DeliveryResult | None:
+        """POST; during a worker outage hold the message and POST it again once the outage ends
+        (None: release it instead, at shutdown or at the hold limit)."""
+        outage = self._shared.outage
+        while True:
+            if outage is not None and outage.is_open and not await outage.hold(message):
+                return None
+            result = await self._worker.post(request)
+            if outage is None or not outage.record(result, message):
+                return result
+            log.debug("held-for-outage", message_id=message.message_id, error=result.error)
+
+    def _release_held(self, message: Message) -> Outcome:
+        # Like a buffered message at shutdown: visible again at once, no receive attempt spent.
+        self._leases.remove(message)
+        self._group_done(message, failed=True)
+        self._settler.release([message])
+        return Outcome.LEAVE
 
     def _expire(self, message: Message) -> None:
         self._counters.expired += 1

@@ -1,0 +1,179 @@
+"""Worker outages: while the worker cannot be reached, stop spending the messages' receive attempts.
+
+Every failed delivery normally gets the error visibility and costs a receive attempt, so a worker
+restarting for half a minute sends a queue's backlog to its dead-letter queue. :class:`WorkerOutage`
+watches delivery results: after ``threshold`` unreachable results in a row (connection refused,
+connect timeout, connection closed before any response byte; optionally some statuses) it opens.
+While open, dispatchers hold their message (leased, so the heartbeat keeps it invisible) and
+receivers pause; a probe loop checks the worker with backoff and closes the outage when it
+answers, and the held messages are posted again before anything new is received. A message is
+never held past :data:`HOLD_LIMIT_S` after its first receive (SQS refuses visibility beyond 12
+hours), and shutdown releases the held messages like buffered ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from asqsd.backoff import Backoff
+from asqsd.clients.worker.base import DeliveryResult
+from asqsd.logs import get_logger
+from asqsd.message import Message
+from asqsd.observe.counters import Counters
+
+log = get_logger("outage")
+
+# SQS keeps a message invisible at most 12 hours after the receive that returned its handle; a
+# held message is let go this long after its *first* receive (never later than its current one),
+# leaving a quarter of an hour for the release itself.
+HOLD_LIMIT_S = 12 * 3600 - 900
+
+# DeliveryResult.error of both worker clients when the worker was not reached or closed the
+# connection before answering (clients/worker/lean_impl.py, clients/worker/aiohttp_impl.py).
+_UNREACHABLE_PREFIXES = ("connection failed:", "connect timeout", "ServerDisconnectedError")
+_UNREACHABLE_SUFFIX = "before responding"
+
+# Probe pacing: about 0.25, 0.5, 1, 2, 4, 5, 5 ... seconds (half of each kept, so it grows).
+PROBE_BASE_S = 0.25
+PROBE_CAP_S = 5.0
+
+
+def is_unreachable(result: DeliveryResult, statuses: frozenset[int]) -> bool:
+    """True for a failure that says the worker is not there (or answered one of ``statuses``)."""
+    if result.status is not None:
+        return result.status in statuses
+    error = result.error or ""
+    return error.startswith(_UNREACHABLE_PREFIXES) or error.endswith(_UNREACHABLE_SUFFIX)
+
+
+class WorkerOutage:
+    """The outage state machine: closed → (``threshold`` unreachable results) open → (probe ok) closed.
+
+    ``probe`` checks the worker (the ``healthcheck`` setting); ``spawn`` starts the probe loop as
+    a task of the pipeline. :meth:`stop` (shutdown) ends it for good: holders are woken to
+    release their messages and nothing is held any more.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: int,
+        statuses: frozenset[int],
+        probe: Callable[[], Awaitable[bool]],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        counters: Counters,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._threshold = threshold
+        self._statuses = statuses
+        self._probe = probe
+        self._spawn = spawn
+        self._counters = counters
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._streak = 0
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self._stopped = False
+        self._opened_at = 0.0
+        self.is_open = False
+        self.opened = asyncio.Event()  # set while open: for observers and tests
+        self.probes = 0  # probes made in the current (or last) outage
+        self.held = 0  # messages held in the current (or last) outage
+
+    def record(self, result: DeliveryResult, message: Message) -> bool:
+        """Note a delivery result; True means hold ``message`` (the outage is open) instead of
+        settling it. A result that reached the worker ends the streak of unreachable ones."""
+        if not is_unreachable(result, self._statuses):
+            self._streak = 0
+            return False
+        if self._stopped or self._hold_left(message) <= 0:
+            return False
+        if self.is_open:
+            return True
+        self._streak += 1
+        if self._streak < self._threshold:
+            return False
+        self._open(result)
+        return True
+
+    async def hold(self, message: Message) -> bool:
+        """Keep ``message`` until the outage closes: True to post it again, False to release it
+        (shutdown, or it reached the hold limit)."""
+        self.held += 1
+        left = self._hold_left(message)
+        try:
+            if left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left):
+                await self._closed.wait()
+        except TimeoutError:
+            log.warning("worker-outage-hold-limit", message_id=message.message_id, detail="released")
+            return False
+        return not self._stopped
+
+    async def wait_until_closed(self) -> None:
+        """Return once no outage is open (at once when none is)."""
+        await self._closed.wait()
+
+    def stop(self) -> None:
+        """Shutdown: wake every holder (they release their messages) and hold nothing more."""
+        self._stopped = True
+        if self.is_open:
+            self._close("shutdown")
+
+    def _hold_left(self, message: Message) -> float:
+        first = message.attributes.get("ApproximateFirstReceiveTimestamp", "")
+        if not first.isdigit():
+            return HOLD_LIMIT_S  # no timestamp: counted from now
+        return int(first) / 1000 + HOLD_LIMIT_S - self._wall_clock()
+
+    def _open(self, result: DeliveryResult) -> None:
+        self.is_open = True
+        self._opened_at = self._clock()
+        self.probes = 0
+        self.held = 0
+        self._closed.clear()
+        self.opened.set()
+        self._counters.worker_outages += 1
+        log.warning(
+            "worker-outage-started",
+            error=result.error,
+            status=result.status,
+            failures=self._streak,
+            detail="receiving paused; held messages keep their receive count",
+        )
+        self._spawn(self._probe_until_up())
+
+    def _close(self, reason: str) -> None:
+        self.is_open = False
+        self._streak = 0
+        self.opened.clear()
+        self._closed.set()
+        log.info(
+            "worker-outage-ended",
+            reason=reason,
+            duration_s=round(self._clock() - self._opened_at, 3),
+            messages_held=self.held,
+            probes=self.probes,
+        )
+
+    async def _probe_until_up(self) -> None:
+        # Bounded by the outage: ends when a probe answers or at shutdown.
+        backoff = Backoff(PROBE_BASE_S, PROBE_CAP_S, jitter=0.5)
+        while self.is_open:
+            try:
+                async with asyncio.timeout(backoff.next_delay()):
+                    await self._closed.wait()
+                return  # closed meanwhile (shutdown)
+            except TimeoutError:
+                pass
+            self.probes += 1
+            if await self._probe():
+                if self.is_open:
+                    self._close("worker-answered")
+                return
