@@ -5,8 +5,9 @@ restarting for half a minute sends a queue's backlog to its dead-letter queue. :
 watches delivery results: after ``threshold`` unreachable results in a row (connection refused,
 connect timeout, connection closed before any response byte; optionally some statuses) it opens.
 While open, dispatchers hold their message (leased, so the heartbeat keeps it invisible) and
-receivers pause; a probe loop checks the worker with backoff and closes the outage when it
-answers, and the held messages are posted again before anything new is received. A message is
+receivers pause; a probe loop checks the worker with backoff and, when it answers, lets the held
+messages be posted again (they are already in the dispatchers, so they go before anything new);
+the first result that reaches the worker ends the outage. A message is
 never held past :data:`HOLD_LIMIT_S` after its first receive (SQS refuses visibility beyond 12
 hours), and shutdown releases the held messages like buffered ones.
 """
@@ -50,11 +51,15 @@ def is_unreachable(result: DeliveryResult, statuses: frozenset[int]) -> bool:
 
 
 class WorkerOutage:
-    """The outage state machine: closed → (``threshold`` unreachable results) open → (probe ok) closed.
+    """The outage state machine.
 
-    ``probe`` checks the worker (the ``healthcheck`` setting); ``spawn`` starts the probe loop as
-    a task of the pipeline. :meth:`stop` (shutdown) ends it for good: holders are woken to
-    release their messages and nothing is held any more.
+    closed --(``threshold`` unreachable results in a row)--> open --(probe answers)--> trial
+    --(a result that reached the worker)--> closed; trial --(an unreachable result)--> open again,
+    the same outage (a TCP probe cannot tell a worker answering 503 from a healthy one, so the
+    held messages themselves are the test). While open, messages are held and receivers wait;
+    in trial both go on. ``probe`` checks the worker (the ``healthcheck`` setting); ``spawn``
+    starts the probe loop as a task of the pipeline. :meth:`stop` (shutdown) ends it for good:
+    holders are woken to release their messages and nothing is held any more.
     """
 
     def __init__(
@@ -79,31 +84,40 @@ class WorkerOutage:
         self._closed = asyncio.Event()
         self._closed.set()
         self._stopped = False
-        self._opened_at = 0.0
-        self.is_open = False
+        self._started_at = 0.0
+        self._generation = 0  # which opening a probe loop belongs to
+        # Kept across trials, so a worker that keeps failing is probed less and less often.
+        self._backoff = Backoff(PROBE_BASE_S, PROBE_CAP_S, jitter=0.5)
+        self.is_open = False  # holding messages and pausing receivers now
+        self.active = False  # an outage is open or on trial (the gauge, readiness)
         self.opened = asyncio.Event()  # set while open: for observers and tests
         self.probes = 0  # probes made in the current (or last) outage
-        self.held = 0  # messages held in the current (or last) outage
+        self.held = 0  # holds in the current (or last) outage
 
     def record(self, result: DeliveryResult, message: Message) -> bool:
-        """Note a delivery result; True means hold ``message`` (the outage is open) instead of
-        settling it. A result that reached the worker ends the streak of unreachable ones."""
+        """Note a delivery result; True means hold ``message`` instead of settling it. A result
+        that reached the worker ends the streak of unreachable ones (and an outage on trial)."""
         if not is_unreachable(result, self._statuses):
             self._streak = 0
+            if self.active:
+                self._end("worker-answered")
             return False
         if self._stopped or self._hold_left(message) <= 0:
             return False
         if self.is_open:
             return True
+        if self.active:
+            self._open()  # the trial failed: same outage, held again
+            return True
         self._streak += 1
         if self._streak < self._threshold:
             return False
-        self._open(result)
+        self._start(result)
         return True
 
     async def hold(self, message: Message) -> bool:
-        """Keep ``message`` until the outage closes: True to post it again, False to release it
-        (shutdown, or it reached the hold limit)."""
+        """Keep ``message`` until the outage is no longer open: True to post it again, False to
+        release it (shutdown, or it reached the hold limit)."""
         self.held += 1
         left = self._hold_left(message)
         try:
@@ -123,8 +137,8 @@ class WorkerOutage:
     def stop(self) -> None:
         """Shutdown: wake every holder (they release their messages) and hold nothing more."""
         self._stopped = True
-        if self.is_open:
-            self._close("shutdown")
+        if self.active:
+            self._end("shutdown")
 
     def _hold_left(self, message: Message) -> float:
         first = message.attributes.get("ApproximateFirstReceiveTimestamp", "")
@@ -132,13 +146,12 @@ class WorkerOutage:
             return HOLD_LIMIT_S  # no timestamp: counted from now
         return int(first) / 1000 + HOLD_LIMIT_S - self._wall_clock()
 
-    def _open(self, result: DeliveryResult) -> None:
-        self.is_open = True
-        self._opened_at = self._clock()
+    def _start(self, result: DeliveryResult) -> None:
+        self.active = True
+        self._started_at = self._clock()
         self.probes = 0
         self.held = 0
-        self._closed.clear()
-        self.opened.set()
+        self._backoff.reset()
         self._counters.worker_outages += 1
         log.warning(
             "worker-outage-started",
@@ -147,33 +160,46 @@ class WorkerOutage:
             failures=self._streak,
             detail="receiving paused; held messages keep their receive count",
         )
-        self._spawn(self._probe_until_up())
+        self._open()
 
-    def _close(self, reason: str) -> None:
+    def _open(self) -> None:
+        self.is_open = True
+        self._generation += 1
+        self._closed.clear()
+        self.opened.set()
+        self._spawn(self._probe_until_up(self._generation))
+
+    def _trial(self) -> None:
+        # The probe answered: held messages are posted again and receivers go on; the first
+        # result tells whether the outage is over.
         self.is_open = False
-        self._streak = 0
         self.opened.clear()
         self._closed.set()
+
+    def _end(self, reason: str) -> None:
+        if self.is_open:
+            self._trial()
+        self.active = False
+        self._streak = 0
         log.info(
             "worker-outage-ended",
             reason=reason,
-            duration_s=round(self._clock() - self._opened_at, 3),
+            duration_s=round(self._clock() - self._started_at, 3),
             messages_held=self.held,
             probes=self.probes,
         )
 
-    async def _probe_until_up(self) -> None:
-        # Bounded by the outage: ends when a probe answers or at shutdown.
-        backoff = Backoff(PROBE_BASE_S, PROBE_CAP_S, jitter=0.5)
-        while self.is_open:
+    async def _probe_until_up(self, generation: int) -> None:
+        # Bounded by the outage: ends when a probe answers or this opening is over.
+        while self.is_open and generation == self._generation:
             try:
-                async with asyncio.timeout(backoff.next_delay()):
+                async with asyncio.timeout(self._backoff.next_delay()):
                     await self._closed.wait()
-                return  # closed meanwhile (shutdown)
+                return  # no longer open (shutdown, or a delivery reached the worker)
             except TimeoutError:
                 pass
             self.probes += 1
             if await self._probe():
-                if self.is_open:
-                    self._close("worker-answered")
+                if self.is_open and generation == self._generation:
+                    self._trial()
                 return

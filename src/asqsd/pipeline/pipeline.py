@@ -158,7 +158,7 @@ class Pipeline:
             HELD_MESSAGES: len(self.leases),
         }
         if self.outage is not None:
-            gauges[WORKER_OUTAGE] = 1 if self.outage.is_open else 0
+            gauges[WORKER_OUTAGE] = 1 if self.outage.active else 0
         return gauges
 
     # --- shutdown --------------------------------------------------------------------------------

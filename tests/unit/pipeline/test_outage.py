@@ -98,7 +98,26 @@ async def test_probe_closes_it_and_holders_post_again() -> None:
     assert await asyncio.wait_for(holder, 30) is True
     await asyncio.wait_for(receiver, 1)
     assert not outage.is_open and outage.probes == 2 and outage.held == 1
-    await asyncio.wait_for(rig.tasks[0], 1)  # the probe loop ended with the outage
+    await asyncio.wait_for(rig.tasks[0], 1)  # the probe loop ended with the opening
+    assert outage.active  # on trial until a delivery reaches the worker
+    assert not outage.record(DeliveryResult(200, None, 0.0), message())
+    assert not outage.active
+
+
+async def test_a_failed_trial_holds_again_in_the_same_outage() -> None:
+    """A worker that accepts connections but answers 503 (statuses on): the trial after the
+    probe fails at once and holds again, without a new outage."""
+    rig = Rig(threshold=1, statuses=frozenset({503}))
+    outage = rig.outage
+    unavailable = DeliveryResult(503, None, 0.0)
+    assert outage.record(unavailable, message())
+    rig.probe_answers.put_nowait(True)
+    await asyncio.wait_for(outage.wait_until_closed(), 30)
+    assert outage.active and not outage.is_open
+    assert outage.record(unavailable, message())  # first trial result: held again
+    assert outage.is_open and rig.counters.worker_outages == 1
+    assert len(rig.tasks) == 2  # a new probe loop for the new opening
+    await stop(rig)
 
 
 async def test_shutdown_releases_held_messages_and_holds_nothing_more() -> None:
