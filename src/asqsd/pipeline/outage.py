@@ -2,8 +2,8 @@
 
 Every failed delivery normally gets the error visibility and costs a receive attempt, so a worker
 restarting for half a minute sends a queue's backlog to its dead-letter queue. :class:`WorkerOutage`
-watches delivery results: after ``threshold`` unreachable results in a row (connection refused,
-connect timeout, connection closed before any response byte; optionally some statuses) it opens.
+watches delivery results: after ``threshold`` unreachable results in a row (no connection could be
+opened: refused, connect timeout; optionally some statuses) it opens.
 While open, dispatchers hold their message (leased, so the heartbeat keeps it invisible) and
 receivers pause; a probe loop checks the worker with backoff and, when it answers, lets the held
 messages be posted again (they are already in the dispatchers, so they go before anything new);
@@ -32,10 +32,11 @@ log = get_logger("outage")
 # leaving a quarter of an hour for the release itself.
 HOLD_LIMIT_S = 12 * 3600 - 900
 
-# DeliveryResult.error of both worker clients when the worker was not reached or closed the
-# connection before answering (clients/worker/lean_impl.py, clients/worker/aiohttp_impl.py).
-_UNREACHABLE_PREFIXES = ("connection failed:", "connect timeout", "ServerDisconnectedError")
-_UNREACHABLE_SUFFIX = "before responding"
+# DeliveryResult.error of both worker clients when no connection to the worker could be opened
+# (clients/worker/lean_impl.py, clients/worker/aiohttp_impl.py). A connection closed or reset
+# after the request was written does not count, even before any response byte: the worker may
+# have processed the message, and posting it again at once would process it twice.
+_UNREACHABLE_PREFIXES = ("connection failed:", "connect timeout")
 
 # Probe pacing: about 0.25, 0.5, 1, 2, 4, 5, 5 ... seconds (half of each kept, so it grows).
 PROBE_BASE_S = 0.25
@@ -46,8 +47,7 @@ def is_unreachable(result: DeliveryResult, statuses: frozenset[int]) -> bool:
     """True for a failure that says the worker is not there (or answered one of ``statuses``)."""
     if result.status is not None:
         return result.status in statuses
-    error = result.error or ""
-    return error.startswith(_UNREACHABLE_PREFIXES) or error.endswith(_UNREACHABLE_SUFFIX)
+    return (result.error or "").startswith(_UNREACHABLE_PREFIXES)
 
 
 class WorkerOutage:

@@ -27,22 +27,29 @@ def message(first_received_s: float = NOW_S) -> Message:
     "error",
     [
         "connection failed: Connection refused",
+        "connection failed: Connect call failed ('127.0.0.1', 8080)",
         "connect timeout",
-        "server disconnected before responding",
-        "connection lost: [Errno 104] Connection reset by peer before responding",
-        "ServerDisconnectedError: Server disconnected",
     ],
 )
 def test_unreachable_errors(error: str) -> None:
-    """The worker clients' wording of 'the worker was not reached or did not answer at all'."""
+    """The worker clients' wording of 'no connection to the worker could be opened'."""
     assert is_unreachable(DeliveryResult(None, error, 0.0), frozenset())
 
 
 @pytest.mark.parametrize(
-    "error", ["inactivity timeout", "server disconnected mid-response", "protocol error: bad status line"]
+    "error",
+    [
+        "inactivity timeout",
+        "server disconnected before responding",
+        "connection lost: [Errno 104] Connection reset by peer before responding",
+        "ServerDisconnectedError: Server disconnected",
+        "server disconnected mid-response",
+        "protocol error: bad status line",
+    ],
 )
-def test_failures_after_the_worker_answered_are_not_unreachable(error: str) -> None:
-    """The worker may have processed these: they are ordinary failures."""
+def test_failures_after_the_request_was_sent_are_not_unreachable(error: str) -> None:
+    """The worker may have processed these (even a reset before any response byte): they are
+    ordinary failures, never held and posted again at once."""
     assert not is_unreachable(DeliveryResult(None, error, 0.0), frozenset())
 
 
