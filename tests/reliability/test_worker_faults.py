@@ -12,9 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from asqsd.daemon import Daemon
 from asqsd.emulator import Emulator
+from asqsd.pipeline.outage import WorkerOutage
 from tests.reliability.conftest import Record, Rig, daemon_running
-from tests.support.ledger import OK, Action, LedgerWorker, always, at_rate, attempt_gaps, sequence
+from tests.support.ledger import (
+    OK,
+    Action,
+    LedgerReport,
+    LedgerWorker,
+    always,
+    at_rate,
+    attempt_gaps,
+    sequence,
+)
 from tests.support.polling import wait_until
 
 CLIENTS = pytest.mark.parametrize("client", ["lean", "aiohttp"])
@@ -77,6 +88,24 @@ def redrive_rig(emu: Emulator, worker: LedgerWorker, max_receive_count: int) -> 
     return Rig(emu, "jobs", worker, dlq="dead")
 
 
+async def opened_outage(daemon: Daemon) -> WorkerOutage:
+    """The daemon's worker outage, once it opened (its own event)."""
+    assert daemon.pipeline is not None and daemon.pipeline.outage is not None
+    outage = daemon.pipeline.outage
+    await asyncio.wait_for(outage.opened.wait(), 15)
+    return outage
+
+
+def assert_no_attempt_spent(report: LedgerReport, daemon: Daemon, failed: int) -> None:
+    """All delivered once, none dead-lettered, one outage; only the failures before it opened
+    (threshold - 1) got the error visibility, so no message was received more than twice."""
+    report.assert_all_done()
+    assert report.in_dlq == 0 and report.duplicated == 0
+    assert daemon.counters.worker_outages == 1
+    assert failed <= daemon.settings.outage_threshold - 1, failed
+    assert report.max_receive_count <= 2, report.summary()
+
+
 # Probes of the down worker before it comes back: with the probe backoff (0.25 s doubling, half
 # kept) that is at least ~4 s, four periods of the 1 s error visibility.
 OUTAGE_PROBES = 5
@@ -93,9 +122,7 @@ async def test_worker_outage_costs_no_receive_attempts(
     await worker.stop()
     rig.load(10)
     async with daemon_running(rig.settings(error_visibility_timeout=1, http_client=client)) as daemon:
-        assert daemon.pipeline is not None and daemon.pipeline.outage is not None
-        outage = daemon.pipeline.outage
-        await asyncio.wait_for(outage.opened.wait(), 15)
+        outage = await opened_outage(daemon)
         opened_at = time.monotonic()
         assert daemon.gauges()["worker_outage"] == 1
         receives_at_open = daemon.counters.receive_calls
@@ -108,12 +135,7 @@ async def test_worker_outage_costs_no_receive_attempts(
         held, failed = outage.held, daemon.counters.failed
     report = rig.report()
     record(report=report, outage_s=down_s, probes=outage.probes, held=held, failed_settled=failed)
-    report.assert_all_done()
-    assert report.in_dlq == 0 and report.duplicated == 0 and report.lost == 0
-    assert daemon.counters.worker_outages == 1
-    # Only the failures before the outage opened (threshold - 1) got the error visibility.
-    assert failed <= daemon.settings.outage_threshold - 1, failed
-    assert report.max_receive_count <= 2, report.summary()
+    assert_no_attempt_spent(report, daemon, failed)
 
 
 async def test_worker_answering_503_with_outage_statuses(
@@ -127,9 +149,7 @@ async def test_worker_answering_503_with_outage_statuses(
     rig.load(10)
     settings = rig.settings(error_visibility_timeout=1, outage_statuses="502,503")
     async with daemon_running(settings) as daemon:
-        assert daemon.pipeline is not None and daemon.pipeline.outage is not None
-        outage = daemon.pipeline.outage
-        await asyncio.wait_for(outage.opened.wait(), 15)
+        outage = await opened_outage(daemon)
         await wait_until(lambda: outage.probes >= OUTAGE_PROBES, timeout_s=60, what="probes of the worker")
         answered_503 = sum(1 for r in worker.records if r.status == 503)
         healthy.set()
@@ -137,11 +157,7 @@ async def test_worker_answering_503_with_outage_statuses(
         failed = daemon.counters.failed
     report = rig.report()
     record(report=report, probes=outage.probes, answered_503=answered_503, failed_settled=failed)
-    report.assert_all_done()
-    assert report.in_dlq == 0 and report.duplicated == 0
-    assert daemon.counters.worker_outages == 1
-    assert failed <= daemon.settings.outage_threshold - 1, failed
-    assert report.max_receive_count <= 2, report.summary()
+    assert_no_attempt_spent(report, daemon, failed)
 
 
 async def test_shutdown_during_an_outage_releases_held_messages(
@@ -153,8 +169,8 @@ async def test_shutdown_during_an_outage_releases_held_messages(
     await worker.stop()
     rig.load(10)
     async with daemon_running(rig.settings(error_visibility_timeout=30)) as daemon:
-        assert daemon.pipeline is not None and daemon.pipeline.outage is not None
-        await asyncio.wait_for(daemon.pipeline.outage.opened.wait(), 15)
+        await opened_outage(daemon)
+        assert daemon.pipeline is not None
         held = len(daemon.pipeline.leases)
         daemon.request_stop()
     report = rig.report()
