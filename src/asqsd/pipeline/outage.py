@@ -68,7 +68,7 @@ class WorkerOutage:
         threshold: int,
         statuses: frozenset[int],
         probe: Callable[[], Awaitable[bool]],
-        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         counters: Counters,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -86,6 +86,7 @@ class WorkerOutage:
         self._stopped = False
         self._started_at = 0.0
         self._generation = 0  # which opening a probe loop belongs to
+        self._probe_task: asyncio.Task[None] | None = None
         # Kept across trials, so a worker that keeps failing is probed less and less often.
         self._backoff = Backoff(PROBE_BASE_S, PROBE_CAP_S, jitter=0.5)
         self.is_open = False  # holding messages and pausing receivers now
@@ -139,6 +140,8 @@ class WorkerOutage:
         self._stopped = True
         if self.active:
             self._end("shutdown")
+        if self._probe_task is not None:
+            self._probe_task.cancel()  # a probe in progress is only a connect: nothing to finish
 
     def _hold_left(self, message: Message) -> float:
         first = message.attributes.get("ApproximateFirstReceiveTimestamp", "")
@@ -167,7 +170,7 @@ class WorkerOutage:
         self._generation += 1
         self._closed.clear()
         self.opened.set()
-        self._spawn(self._probe_until_up(self._generation))
+        self._probe_task = self._spawn(self._probe_until_up(self._generation))
 
     def _trial(self) -> None:
         # The probe answered: held messages are posted again and receivers go on; the first

@@ -75,8 +75,9 @@ class Rig:
             wall_clock=lambda: NOW_S,
         )
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         self.tasks.append(asyncio.create_task(coro))
+        return self.tasks[-1]
 
 
 async def test_opens_after_threshold_unreachable_results_in_a_row() -> None:
@@ -136,7 +137,7 @@ async def test_shutdown_releases_held_messages_and_holds_nothing_more() -> None:
     outage.stop()
     assert await asyncio.wait_for(holder, 1) is False
     assert not outage.record(REFUSED, message())  # stock treatment from now on
-    await asyncio.wait_for(rig.tasks[0], 1)
+    await stop(rig)
 
 
 async def test_message_near_the_12_hour_limit_is_not_held() -> None:
@@ -151,4 +152,5 @@ async def test_message_near_the_12_hour_limit_is_not_held() -> None:
 
 async def stop(rig: Rig) -> None:
     rig.outage.stop()
-    await asyncio.wait_for(asyncio.gather(*rig.tasks), 1)
+    await asyncio.wait_for(asyncio.gather(*rig.tasks, return_exceptions=True), 1)
+    assert all(task.done() for task in rig.tasks)
