@@ -192,7 +192,7 @@ class Settings(BaseModel):
     worker_outage_hold: bool = Field(
         True,
         description="While the worker is unreachable, hold messages leased and pause receiving, so "
-        "an outage costs no receive attempts; false: stock behaviour.",
+        "an outage costs no receive attempts (needs heartbeat); false: stock behaviour.",
     )
     outage_threshold: int = Field(
         3, ge=1, le=1000, description="Unreachable deliveries in a row that open a worker outage."

@@ -79,7 +79,8 @@ class Pipeline:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._tasks = TaskSet(on_crash)
         self.outage: WorkerOutage | None = None
-        if settings.worker_outage_hold and parts.probe is not None:
+        # Holding needs the heartbeat: without it a held message's lease would lapse.
+        if settings.worker_outage_hold and parts.probe is not None and self.heartbeat is not None:
             self.outage = WorkerOutage(
                 threshold=settings.outage_threshold,
                 statuses=settings.outage_statuses or frozenset(),
