@@ -211,6 +211,21 @@ class Settings(BaseModel):
     error_backoff_max_s: int = Field(
         43200, ge=0, le=43200, description="Cap on the delay error_backoff 'exponential' computes."
     )
+
+    # --- worker outage hold (asqsd's own; off: stock, every failure gets the error visibility) ---
+    worker_outage_hold: bool = Field(
+        True,
+        description="While the worker is unreachable, hold messages leased and pause receiving, so "
+        "an outage costs no receive attempts (needs heartbeat); false: stock behaviour.",
+    )
+    outage_threshold: int = Field(
+        3, ge=1, le=1000, description="Unreachable deliveries in a row that open a worker outage."
+    )
+    outage_statuses: frozenset[int] | None = Field(
+        None,
+        description="Worker statuses that also count as unreachable, e.g. '502,503'; default none.",
+    )
+
     cron_file: str | None = Field(
         None, description="cron.yaml to use; default: the application directory, as the stock daemon looks."
     )
@@ -291,7 +306,7 @@ class Settings(BaseModel):
         # YAML 1.1 reads a bare ``off`` as false: ``error_backoff: off`` in a file means "off".
         return "off" if value is False else value
 
-    @field_validator("success_statuses", "dead_letter_statuses", mode="before")
+    @field_validator("success_statuses", "dead_letter_statuses", "outage_statuses", mode="before")
     @classmethod
     def _parse_statuses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -300,7 +315,7 @@ class Settings(BaseModel):
             return frozenset({value})
         return value
 
-    @field_validator("success_statuses", "dead_letter_statuses")
+    @field_validator("success_statuses", "dead_letter_statuses", "outage_statuses")
     @classmethod
     def _check_statuses(cls, value: frozenset[int] | None) -> frozenset[int] | None:
         if value is not None and (not value or any(not 100 <= s <= 599 for s in value)):

@@ -168,6 +168,7 @@ class Daemon:
             wall_clock=self._wall_clock,
             dedup=dedup,
             dead_letter_queue_url=self._dead_letter_queue_url,
+            probe=self.check_worker,
         )
 
     def _crashed(self, exc: BaseException) -> None:

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from asqsd.daemon import Daemon
 from asqsd.emulator import Emulator
+from asqsd.pipeline.outage import WorkerOutage
 from tests.reliability.conftest import Record, Rig, daemon_running
 from tests.support.ledger import (
     OK,
     Action,
+    LedgerReport,
     LedgerWorker,
     always,
     at_rate,
@@ -38,12 +41,12 @@ def vm_rss_kb() -> int:
 
 
 async def test_worker_down_then_up(rig: Rig, record: Record) -> None:
-    """Connections refused (worker not listening yet) until every message failed twice, then it
-    starts: every message is retried every ~error_visibility_timeout, then delivered; 0 lost,
-    0 duplicates."""
+    """Stock behaviour (worker_outage_hold off): connections refused (worker not listening yet)
+    until every message failed twice, then it starts: every message is retried every
+    ~error_visibility_timeout, then delivered; 0 lost, 0 duplicates."""
     await rig.worker.stop()
     rig.load(30)
-    async with daemon_running(rig.settings(error_visibility_timeout=1)) as daemon:
+    async with daemon_running(rig.settings(error_visibility_timeout=1, worker_outage_hold=False)) as daemon:
         await wait_until(lambda: daemon.counters.failed >= 60, timeout_s=10, what="refused deliveries")
         refused = daemon.counters.failed
         await rig.worker.start()
@@ -61,21 +64,142 @@ async def test_worker_down_then_up(rig: Rig, record: Record) -> None:
 
 
 async def test_worker_down_with_a_redrive_policy(emu: Emulator, worker: LedgerWorker, record: Record) -> None:
-    """A redrive policy counts every refused delivery: with maxReceiveCount 2 and the worker down,
-    the backlog moves to the dead-letter queue within seconds. Not lost (the ledger finds every
-    message in the DLQ), but no longer delivered: size maxReceiveCount for worker outages."""
+    """Stock behaviour (worker_outage_hold off): a redrive policy counts every refused delivery:
+    with maxReceiveCount 2 and the worker down, the backlog moves to the dead-letter queue within
+    seconds. Not lost (the ledger finds every message in the DLQ), but no longer delivered."""
     emu.create_queue("dead")
     policy = json.dumps({"deadLetterTargetArn": emu.store.arn("dead"), "maxReceiveCount": 2})
     emu.create_queue("jobs", {"VisibilityTimeout": "10", "RedrivePolicy": policy})
     rig = Rig(emu, "jobs", worker, dlq="dead")
     await worker.stop()
     rig.load(30)
-    async with daemon_running(rig.settings(error_visibility_timeout=0)):
+    async with daemon_running(rig.settings(error_visibility_timeout=0, worker_outage_hold=False)):
         await wait_until(lambda: emu.counters("dead")["depth"] == 30, timeout_s=15, what="all in the DLQ")
     report = rig.report()
     record(report=report)
     report.assert_nothing_lost()
     assert report.in_dlq == 30 and report.done == 0
+
+
+def redrive_rig(emu: Emulator, worker: LedgerWorker, max_receive_count: int) -> Rig:
+    """Queue ``jobs`` (visibility 10 s) whose redrive policy sends to ``dead``."""
+    emu.create_queue("dead")
+    policy = json.dumps({"deadLetterTargetArn": emu.store.arn("dead"), "maxReceiveCount": max_receive_count})
+    emu.create_queue("jobs", {"VisibilityTimeout": "10", "RedrivePolicy": policy})
+    return Rig(emu, "jobs", worker, dlq="dead")
+
+
+async def opened_outage(daemon: Daemon) -> WorkerOutage:
+    """The daemon's worker outage, once it opened (its own event)."""
+    assert daemon.pipeline is not None and daemon.pipeline.outage is not None
+    outage = daemon.pipeline.outage
+    await asyncio.wait_for(outage.opened.wait(), 15)
+    return outage
+
+
+def assert_no_attempt_spent(report: LedgerReport, daemon: Daemon, failed: int) -> None:
+    """All delivered once, none dead-lettered, one outage; only the failures before it opened
+    (threshold - 1) got the error visibility, so no message was received more than twice."""
+    report.assert_all_done()
+    assert report.in_dlq == 0 and report.duplicated == 0
+    assert daemon.counters.worker_outages == 1
+    assert failed <= daemon.settings.outage_threshold - 1, failed
+    assert report.max_receive_count <= 2, report.summary()
+
+
+# Probes of the down worker before it comes back: with the probe backoff (0.25 s doubling, half
+# kept) that is at least ~4 s, four periods of the 1 s error visibility.
+OUTAGE_PROBES = 5
+
+
+@CLIENTS
+async def test_worker_outage_costs_no_receive_attempts(
+    emu: Emulator, worker: LedgerWorker, record: Record, client: str
+) -> None:
+    """maxReceiveCount 3, 10 messages, the worker refusing connections for several error
+    visibility periods: the outage opens, receiving pauses, the worker is probed, and once it
+    listens again every message is delivered once; none reaches the dead-letter queue."""
+    rig = redrive_rig(emu, worker, 3)
+    await worker.stop()
+    rig.load(10)
+    async with daemon_running(rig.settings(error_visibility_timeout=1, http_client=client)) as daemon:
+        outage = await opened_outage(daemon)
+        opened_at = time.monotonic()
+        assert daemon.gauges()["worker_outage"] == 1
+        receives_at_open = daemon.counters.receive_calls
+        await wait_until(lambda: outage.probes >= OUTAGE_PROBES, timeout_s=60, what="probes of the worker")
+        assert daemon.counters.receive_calls <= receives_at_open + daemon.settings.receiver_count
+        down_s = round(time.monotonic() - opened_at, 2)
+        await worker.start()
+        await rig.wait_done(timeout_s=60)
+        await wait_until(lambda: not outage.active, timeout_s=5, what="the outage ended")
+        held, failed = outage.held, daemon.counters.failed
+    report = rig.report()
+    record(report=report, outage_s=down_s, probes=outage.probes, held=held, failed_settled=failed)
+    assert_no_attempt_spent(report, daemon, failed)
+
+
+async def test_worker_answering_503_with_outage_statuses(
+    emu: Emulator, worker: LedgerWorker, record: Record
+) -> None:
+    """With ``outage_statuses: 502,503``, a worker that answers 503 for a while (port open, so
+    the TCP probe passes and each trial fails) costs no receive attempts either."""
+    rig = redrive_rig(emu, worker, 3)
+    healthy = asyncio.Event()
+    worker.script = lambda _n, _attempt: OK if healthy.is_set() else Action(status=503)
+    rig.load(10)
+    settings = rig.settings(error_visibility_timeout=1, outage_statuses="502,503")
+    async with daemon_running(settings) as daemon:
+        outage = await opened_outage(daemon)
+        await wait_until(lambda: outage.probes >= OUTAGE_PROBES, timeout_s=60, what="probes of the worker")
+        answered_503 = sum(1 for r in worker.records if r.status == 503)
+        healthy.set()
+        await rig.wait_done(timeout_s=60)
+        failed = daemon.counters.failed
+    report = rig.report()
+    record(report=report, probes=outage.probes, answered_503=answered_503, failed_settled=failed)
+    assert_no_attempt_spent(report, daemon, failed)
+
+
+async def test_shutdown_during_an_outage_releases_held_messages(
+    emu: Emulator, worker: LedgerWorker, record: Record
+) -> None:
+    """SIGTERM while an outage holds messages: they are released with visibility 0 (like buffered
+    ones), so another consumer can take them at once; nothing is lost or left invisible."""
+    rig = redrive_rig(emu, worker, 3)
+    await worker.stop()
+    rig.load(10)
+    async with daemon_running(rig.settings(error_visibility_timeout=30)) as daemon:
+        await opened_outage(daemon)
+        assert daemon.pipeline is not None
+        held = len(daemon.pipeline.leases)
+        daemon.request_stop()
+    report = rig.report()
+    record(report=report, held_at_stop=held, released=daemon.counters.released)
+    report.assert_nothing_lost()
+    assert held >= 10 - daemon.settings.outage_threshold + 1
+    # (A long poll outstanding at the stop may take the released messages again: released too.)
+    assert daemon.counters.released >= held and daemon.counters.abandoned == 0
+    # Invisible now: only the failures before the outage opened (error visibility 30 s).
+    assert report.stuck == daemon.counters.retried <= daemon.settings.outage_threshold - 1, report.summary()
+    assert report.pending == 10 - report.stuck and report.in_dlq == 0, report.summary()
+
+
+async def test_outage_hold_off_is_stock(emu: Emulator, worker: LedgerWorker, record: Record) -> None:
+    """``worker_outage_hold: false``: each refused delivery gets the error visibility, the
+    receive count climbs and the redrive policy dead-letters the messages (stock)."""
+    rig = redrive_rig(emu, worker, 3)
+    await worker.stop()
+    rig.load(10)
+    settings = rig.settings(error_visibility_timeout=1, worker_outage_hold=False)
+    async with daemon_running(settings) as daemon:
+        assert daemon.pipeline is not None and daemon.pipeline.outage is None
+        await wait_until(lambda: emu.counters("dead")["depth"] == 10, timeout_s=30, what="all in the DLQ")
+        assert daemon.counters.retried >= 20
+    report = rig.report()
+    record(report=report)
+    report.assert_nothing_lost()
+    assert report.in_dlq == 10 and daemon.counters.worker_outages == 0
 
 
 @CLIENTS

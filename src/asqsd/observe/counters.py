@@ -34,6 +34,7 @@ class Counters:
     dead_lettered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DEAD_LETTER_REASONS, 0))
     dead_letter_failed: int = 0  # dead-letter sends that failed (the message was left to SQS)
     headers_skipped: int = 0
+    worker_outages: int = 0  # times the worker outage hold opened
     receive_calls: int = 0
     receive_errors: int = 0
     empty_receives: int = 0

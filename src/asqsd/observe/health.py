@@ -6,7 +6,8 @@
   worker port accepts connections; otherwise 503 with a JSON body naming the failed checks. A
   credential problem is named in place of the state it holds up (``"daemon":
   "credentials-missing"`` while start-up waits for credentials, ``"sqs": "credentials-expired"``
-  once serving).
+  once serving). During a worker outage (asqsd holds messages and has paused receiving) the
+  worker check says ``"outage"``.
   SQS counts as reachable when a ReceiveMessage succeeded recently (free: no extra call);
   otherwise the daemon's cheap check runs. Check results are cached for a few seconds so a
   tight probe loop cannot turn into load on SQS or the worker.
@@ -32,6 +33,7 @@ from asqsd.addresses import is_loopback_host, join_host_port
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
+from asqsd.observe.gauges import WORKER_OUTAGE
 from asqsd.observe.prometheus import metrics_registry, render_metrics
 
 log = get_logger("health")
@@ -293,6 +295,10 @@ class HealthServer:
             "sqs": "ok" if sqs_ok else problem or "unreachable",
             "worker": "ok" if worker_ok else "unreachable",
         }
+        # A worker that accepts connections may still be in an outage (statuses, or not probed yet).
+        if view.gauges().get(WORKER_OUTAGE, 0) > 0:
+            checks["worker"] = "outage"
+            worker_ok = False
         return Readiness(sqs_ok and worker_ok, checks)
 
     async def _healthz(self, _request: web.Request) -> web.Response:

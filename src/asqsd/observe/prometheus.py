@@ -35,6 +35,7 @@ from asqsd.observe.gauges import (
     QUEUE_DELAYED,
     QUEUE_IN_FLIGHT,
     QUEUE_VISIBLE,
+    WORKER_OUTAGE,
 )
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -199,6 +200,11 @@ def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
             "Held messages whose visibility SQS refused to extend (possible duplicate processing).",
             c.lease_lost,
         ),
+        _counter(
+            "asqsd_worker_outages_total",
+            "Worker outages: times receiving paused because the worker could not be reached.",
+            c.worker_outages,
+        ),
         _by_label("asqsd_sqs_calls_total", "SQS API calls by operation.", "operation", c.sqs_calls),
         _by_label("asqsd_sqs_errors_total", "Failed SQS API calls by operation.", "operation", c.sqs_errors),
     ]
@@ -215,6 +221,12 @@ def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
             "Messages asqsd holds (buffered or being delivered) whose visibility it tracks.",
             gauges,
             HELD_MESSAGES,
+        ),
+        _gauge(
+            "asqsd_worker_outage",
+            "1 while a worker outage holds messages and pauses receiving, else 0.",
+            gauges,
+            WORKER_OUTAGE,
         ),
     ]
     queue = GaugeMetricFamily(

@@ -24,6 +24,7 @@ from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
 
@@ -130,6 +131,7 @@ class DispatchShared:
     clock: Callable[[], float] = time.monotonic  # the receivers' clock (Message.received_at)
     rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
     dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
+    outage: WorkerOutage | None = None  # the worker outage hold, when on
 
 
 class Dispatcher:
@@ -212,8 +214,30 @@ class Dispatcher:
         else:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
-            result = await self._worker.post(request)
+            posted = await self._post(message, request)
+            if posted is None:
+                return self._release_held(message)
+            result = posted
         return await self._settle(message, result, received_body)
+
+    async def _post(self, message: Message, request: Request) -> DeliveryResult | None:
+        """POST; during a worker outage hold the message and POST it again once the outage ends
+        (None: release it instead, at shutdown or at the hold limit)."""
+        outage = self._shared.outage
+        while True:
+            if outage is not None and outage.is_open and not await outage.hold(message):
+                return None
+            result = await self._worker.post(request)
+            if outage is None or not outage.record(result, message):
+                return result
+            log.debug("held-for-outage", message_id=message.message_id, error=result.error)
+
+    def _release_held(self, message: Message) -> Outcome:
+        # Like a buffered message at shutdown: visible again at once, no receive attempt spent.
+        self._leases.remove(message)
+        self._group_done(message, failed=True)
+        self._settler.release([message])
+        return Outcome.LEAVE
 
     def _expire(self, message: Message) -> None:
         self._counters.expired += 1

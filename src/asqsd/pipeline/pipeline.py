@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from asqsd.clients.sqs.base import SQSClient
@@ -24,7 +24,7 @@ from asqsd.config import Settings
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
-from asqsd.observe.gauges import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT
+from asqsd.observe.gauges import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, WORKER_OUTAGE
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, GroupedChannel
 from asqsd.pipeline.dead_letter import DeadLetterer
@@ -32,6 +32,7 @@ from asqsd.pipeline.dedup import Deduplicator
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
 from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
 from asqsd.pipeline.settle import Settler
@@ -58,6 +59,7 @@ class PipelineParts:
     wall_clock: Callable[[], float] = time.time
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
     dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
+    probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
 
 
 class Pipeline:
@@ -88,6 +90,17 @@ class Pipeline:
         self._dispatchers: dict[Dispatcher, asyncio.Task[None]] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._tasks = TaskSet(on_crash)
+        self.outage: WorkerOutage | None = None
+        # Holding needs the heartbeat: without it a held message's lease would lapse.
+        if settings.worker_outage_hold and parts.probe is not None and self.heartbeat is not None:
+            self.outage = WorkerOutage(
+                threshold=settings.outage_threshold,
+                statuses=settings.outage_statuses or frozenset(),
+                probe=parts.probe,
+                spawn=self._tasks.spawn,
+                counters=parts.counters,
+                wall_clock=parts.wall_clock,
+            )
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +127,7 @@ class Pipeline:
                 parts.counters,
                 self.settler.release,
                 first=self.first_receive,
+                outage=self.outage,
             )
             for index in range(settings.receiver_count)
         ]
@@ -147,6 +161,7 @@ class Pipeline:
             wall_clock=parts.wall_clock,
             dedup=parts.dedup,
             dead_letterer=self.dead_letterer,
+            outage=self.outage,
         )
 
     # --- what it holds ---------------------------------------------------------------------------
@@ -156,18 +171,23 @@ class Pipeline:
         return sum(1 for receiver in self._receivers if receiver.polling)
 
     def gauges(self) -> dict[str, float]:
-        """In-flight, buffered and held messages."""
-        return {
+        """In-flight, buffered and held messages, and whether a worker outage is open."""
+        gauges: dict[str, float] = {
             IN_FLIGHT: sum(1 for d in self._dispatchers if d.current is not None),
             CHANNEL_DEPTH: self.channel.stats().buffered,
             HELD_MESSAGES: len(self.leases),
         }
+        if self.outage is not None:
+            gauges[WORKER_OUTAGE] = 1 if self.outage.active else 0
+        return gauges
 
     # --- shutdown --------------------------------------------------------------------------------
     async def shutdown(self, force: asyncio.Event) -> None:
         """Stop in order; ``force`` (a second signal) cuts every wait short."""
         self._stop_intake()  # 1. no new ReceiveMessage; what an outstanding poll returns is released
         self._release_buffered()  # 2. buffered, unstarted messages go back to SQS at once
+        if self.outage is not None:
+            self.outage.stop()  # ... and so do messages held for a worker outage
         await self._drain_dispatchers(force)  # 3. in-flight POSTs get shutdown_grace_s to finish
         await self._cancel_stragglers()  # 4. then they are cancelled and left to SQS
         await self._wait_receivers(force)  # 5. outstanding polls end (bounded by wait time + slack)

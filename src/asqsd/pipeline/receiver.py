@@ -21,6 +21,7 @@ from asqsd.message import Message
 from asqsd.observe.counters import Counters
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.leases import LeaseTable
+from asqsd.pipeline.outage import WorkerOutage
 
 log = get_logger("receiver")
 
@@ -72,6 +73,7 @@ class Receiver:
         release: Callable[[list[Message]], None],
         clock: Callable[[], float] = time.monotonic,
         first: FirstReceive | None = None,
+        outage: WorkerOutage | None = None,
     ) -> None:
         self.index = index
         self._sqs = sqs
@@ -82,6 +84,7 @@ class Receiver:
         self._release = release
         self._clock = clock
         self._first = first or FirstReceive()
+        self._outage = outage
         self._errors = Backoff(base_s=0.5, cap_s=20.0)
         self._idle = Backoff(base_s=1.0, cap_s=5.0)
         self.polling = False
@@ -90,6 +93,8 @@ class Receiver:
     async def run(self) -> None:
         """Receive until :attr:`stopping` is set (the daemon cancels us while we are not polling)."""
         while not self.stopping:
+            if self._outage is not None:
+                await self._outage.wait_until_closed()  # receive nothing the worker cannot take
             try:
                 reserved = await self._channel.reserve(self._policy.max_messages)
             except ChannelClosed:

@@ -149,6 +149,18 @@ class TestReadiness:
             "checks": {"daemon": "ok", "sqs": "ok", "worker": "ok"},
         }
 
+    async def test_worker_outage_is_named(
+        self, server: HealthServer, view: StubView, http: aiohttp.ClientSession
+    ) -> None:
+        """During a worker outage the worker check says so, even though the port accepts connections."""
+        view.ready.set()
+        view.gauge_values = {"worker_outage": 1}
+        status, body = await get(http, server, "/readyz")
+        assert status == 503
+        assert body["checks"]["worker"] == "outage" and body["failed"] == ["worker"]
+        view.gauge_values = {"worker_outage": 0}
+        assert (await get(http, server, "/readyz"))[0] == 200
+
     async def test_waiting_for_credentials_names_the_problem(
         self, server: HealthServer, view: StubView, http: aiohttp.ClientSession
     ) -> None:

@@ -162,6 +162,10 @@ FAMILIES = {
         "counter",
         "Held messages whose visibility SQS refused to extend (possible duplicate processing).",
     ),
+    "asqsd_worker_outages_total": (
+        "counter",
+        "Worker outages: times receiving paused because the worker could not be reached.",
+    ),
     "asqsd_sqs_calls_total": ("counter", "SQS API calls by operation."),
     "asqsd_sqs_errors_total": ("counter", "Failed SQS API calls by operation."),
     "asqsd_in_flight": ("gauge", "POSTs to the worker in progress."),
@@ -169,6 +173,10 @@ FAMILIES = {
     "asqsd_held_messages": (
         "gauge",
         "Messages asqsd holds (buffered or being delivered) whose visibility it tracks.",
+    ),
+    "asqsd_worker_outage": (
+        "gauge",
+        "1 while a worker outage holds messages and pauses receiving, else 0.",
     ),
     "asqsd_queue_messages": (
         "gauge",
