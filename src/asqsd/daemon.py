@@ -187,7 +187,13 @@ class Daemon:
             loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await self._stopping.wait()
-        log.info("stopping", held=len(self.pipeline.leases), buffered=self.pipeline.channel.stats().buffered)
+        log.info(
+            "stopping",
+            held=len(self.pipeline.leases),
+            buffered=self.pipeline.channel.stats().buffered,
+            waiting_for=[] if self._force.is_set() else self.pipeline.waiting_for(),
+            detail="a second SIGTERM or SIGINT stops at once, leaving unfinished work to SQS",
+        )
 
     # --- health view (asqsd.observe.health.DaemonView) ----------------------------------------
     @property
