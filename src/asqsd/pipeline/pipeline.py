@@ -41,7 +41,7 @@ log = get_logger("daemon")  # shutdown log lines keep the component name they al
 # How long the pipeline's shutdown goes on once forced (a second signal), all steps together: it
 # cancels polls and POSTs at once and spends this on the settle flush; the daemon's own closing
 # steps fit in the rest of the 2 s a forced stop promises.
-FORCED_STOP_S = 1.5
+FORCED_STOP_S = 1.0
 _HEARTBEAT_STOP_S = 5.0
 
 
