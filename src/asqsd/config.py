@@ -222,6 +222,11 @@ class Settings(BaseModel):
         "auto", description="auto: console on a terminal, JSON otherwise."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Minimum log level.")
+    log_settled: bool = Field(
+        False,
+        description="Log each delivered message's outcome (settled) at info, not debug; asqsd local "
+        "turns it on.",
+    )
     loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="Event loop: uvloop when available."
     )

@@ -86,6 +86,7 @@ def local_settings(base: Mapping[str, Any], queue_url: str, endpoint: str, demo_
     """Daemon settings for the local run: the emulator's queue and endpoint, plus user overrides."""
     values: dict[str, Any] = {k: v for k, v in base.items() if v is not None}
     values.update(queue_url=queue_url, endpoint_url=endpoint, region=LOCAL_REGION)
+    values.setdefault("log_settled", True)  # a development loop shows each message's fate
     if demo_port is not None:
         values.update(
             http_url="http://127.0.0.1",

@@ -123,6 +123,7 @@ class Pipeline:
                 settings.retention_period,
                 settings.retry_after_max_s,
                 settings.unwrap_sns,
+                settings.log_settled,
             ),
             settler=self.settler,
             counters=parts.counters,
