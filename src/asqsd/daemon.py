@@ -37,8 +37,13 @@ from asqsd.periodic.runner import PeriodicTasks
 from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 from asqsd.pipeline.queue_check import QueueCheck
+from asqsd.tasks import StopDeadline
 
 log = get_logger("daemon")
+
+# Once forced, what the periodic tasks and observers may still take to stop: with the pipeline's
+# FORCED_STOP_S, the forced exit stays within 2 s.
+_FORCED_TAIL_S = 0.5
 
 
 class Daemon:
@@ -137,10 +142,23 @@ class Daemon:
             finally:
                 self._stopping.set()
                 await pipeline.shutdown(self._force)
-                if self.periodic is not None:
-                    await self.periodic.stop()
-                await self.observers.stop()
+                await self._stop_periodic_and_observers()
         log.info("stopped", uptime_s=round(time.monotonic() - started, 1), **self._summary())
+
+    async def _stop_periodic_and_observers(self) -> None:
+        """Stop the periodic tasks, then the observers; once forced, cut short within
+        :data:`_FORCED_TAIL_S` (a cron occurrence in hand is left to the next leader)."""
+
+        async def stop_both() -> None:
+            if self.periodic is not None:
+                await self.periodic.stop()
+            await self.observers.stop()
+
+        deadline = StopDeadline(self._force, _FORCED_TAIL_S)
+        task = asyncio.create_task(stop_both())
+        await deadline.stop([task], None, _FORCED_TAIL_S)
+        if task.done() and not task.cancelled():
+            task.result()  # a failure to stop is raised here, as before
 
     async def _wait_for_credentials(self, session: Any) -> bool:
         """Until the credential chain gives credentials (False: stopped first); see docs/deployment.md."""

@@ -94,10 +94,11 @@ async def forced_exit_s(daemon: DaemonProcess, state: str) -> float:
 
 async def test_idle_in_a_long_poll(emu: Emulator, spawn: Spawn) -> None:
     """Idle with a 20 s long poll outstanding: the first signal says it waits for the poll (up to
-    30 s); the second cancels the poll and exits at once."""
-    daemon = spawn("--wait-time-s", "20", "--receivers", "2")
+    30 s); the second cancels the poll and exits at once. (The health server logged its start once.)"""
+    daemon = spawn("--wait-time-s", "20", "--receivers", "2", "--health-server", "--health-port", "0")
     await wait_until(lambda: daemon.saw("started"), timeout_s=20, what="daemon started")
     await wait_until(lambda: emu.poller.parked == 2, timeout_s=10, what="both long polls parked")
+    assert [e["event"] for e in daemon.events() if "health" in e["event"]] == ["health-server-started"]
     line = await first_signal(daemon)
     assert line["waiting_for"] == ["outstanding long polls (2, up to 30 s)"]
     assert "second" in line["detail"]
