@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +21,19 @@ import pytest
 from aiohttp import web
 
 from asqsd.emulator import Emulator
-from tests.support.ledger import DaemonProcess
+from tests.integration.cli.conftest import QUEUE
+from tests.support.ledger import DaemonProcess, emulator_run_args
 from tests.support.polling import wait_until
 from tests.support.worker import Delivery, RecordingWorker
 
 pytestmark = pytest.mark.slow
 
-QUEUE = "jobs"
 
 # The promise is 2 s from the second signal to the exit; the deadline adds room for a machine
 # shared with other test runs (process teardown included), the printed figures are the measure.
 FORCED_EXIT_DEADLINE_S = 5.0
 
 Spawn = Callable[..., DaemonProcess]
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(host="127.0.0.1", port=0, seed=7) as emulator:
-        emulator.create_queue(QUEUE, {"VisibilityTimeout": "60"})
-        yield emulator
 
 
 @pytest.fixture
@@ -52,14 +45,7 @@ def spawn(tmp_path: Path, emu: Emulator, worker: RecordingWorker) -> Iterator[Sp
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ASQSD_", "AWS_"))}
         env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_DEFAULT_REGION="us-east-1")
         argv = [
-            "--queue-url",
-            emu.queue_url(QUEUE),
-            "--endpoint-url",
-            emu.endpoint_url,
-            "--http-url",
-            "http://127.0.0.1",
-            "--http-port",
-            str(worker.port),
+            *emulator_run_args(emu, QUEUE, worker.port),
             *extra,
         ]
         process = DaemonProcess(tmp_path / f"daemon{len(started)}.log", argv, env)
