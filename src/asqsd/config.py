@@ -291,6 +291,11 @@ class Settings(BaseModel):
         "auto", description="auto: console on a terminal, JSON otherwise."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Minimum log level.")
+    log_settled: bool = Field(
+        False,
+        description="Log each delivered message's outcome (settled) at info, not debug; asqsd local "
+        "turns it on.",
+    )
     loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="Event loop: uvloop when available."
     )
@@ -439,14 +444,22 @@ def parse_status_spec(spec: str) -> frozenset[int]:
             statuses.update(range(base, base + 100))
         elif "-" in part:
             low_text, _, high_text = part.partition("-")
-            low, high = int(low_text), int(high_text)
+            low, high = _status_number(low_text, part), _status_number(high_text, part)
             # Check the bounds before building the range: "100-99999999999" must not allocate.
             if not 100 <= low <= high <= 599:
                 raise ValueError(f"status range {part!r} must lie within 100-599")
             statuses.update(range(low, high + 1))
         else:
-            statuses.add(int(part))
+            statuses.add(_status_number(part, part))
     return frozenset(statuses)
+
+
+def _status_number(text: str, part: str) -> int:
+    """One status number of a ``success_statuses`` part, or a ValueError naming the part in words."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{part!r} is not a status (200), a range (200-299) or a class (2xx)")
+    return int(text)
 
 
 @dataclass(slots=True)
@@ -475,14 +488,21 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
+    *,
+    strict: bool = False,
 ) -> LoadedSettings:
     """Layer the sources, validate once, and report every problem with its key, value and source.
 
-    Raises :class:`ConfigError` listing one line per problem.
+    Raises :class:`ConfigError` listing one line per problem; with ``strict`` an unknown key in the
+    config file is one of them rather than a warning.
     """
     env = os.environ if env is None else env
     warnings: list[str] = []
-    file_layer = _file_layer(config_file, warnings) if config_file else _Layer()
+    unknown: list[tuple[str, str]] = []  # (the key named, a did-you-mean hint)
+    file_layer = _file_layer(config_file, warnings, unknown) if config_file else _Layer()
+    if strict and unknown:
+        raise ConfigError([f"{key}{hint} (--strict)" for key, hint in unknown])
+    warnings.extend(f"{key} ignored{hint}" for key, hint in unknown)
     merged, labels = _merge([file_layer, _eb_env_layer(env), _env_layer(env), _cli_layer(cli or {})])
     _apply_stock_fallbacks(merged, labels, file_layer.fallbacks, warnings)
     _apply_inactivity_fallback(merged, labels)
@@ -533,12 +553,14 @@ def _apply_inactivity_fallback(merged: dict[str, Any], labels: dict[str, str]) -
     labels["inactivity_timeout"] = f"{labels['visibility_timeout']} (fallback from visibility_timeout)"
 
 
-def _file_layer(path: Path, warnings: list[str]) -> _Layer:
+def _file_layer(path: Path, warnings: list[str], unknown: list[tuple[str, str]]) -> _Layer:
     layer = _Layer()
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"config file {path}: cannot read: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {path}: cannot read: {exc.strerror or 'I/O error'}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config file {path}: cannot read: not UTF-8 text"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -562,7 +584,7 @@ def _file_layer(path: Path, warnings: list[str]) -> _Layer:
         else:
             hint = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-            warnings.append(f"config file {path}: unknown key {key!r} ignored{suffix}")
+            unknown.append((f"config file {path}: unknown key {key!r}", suffix))
     return layer
 
 
@@ -597,10 +619,15 @@ def _describe(exc: ValidationError, merged: Mapping[str, Any], labels: Mapping[s
         key = str(error["loc"][0]) if error["loc"] else "settings"
         if key in merged:
             value = mask(key, merged[key])
-            problems.append(f"{key}={value!r} (from {labels.get(key, 'default')}): {error['msg']}")
+            problems.append(f"{key}={value!r} (from {labels.get(key, 'default')}): {_message(error['msg'])}")
         else:
-            problems.append(f"{key}: {error['msg']}")
+            problems.append(f"{key}: {_message(error['msg'])}")
     return problems
+
+
+def _message(msg: str) -> str:
+    """pydantic's message without its "Value error, " prefix: the validators' own words."""
+    return msg.removeprefix("Value error, ")
 
 
 def _one_line(text: str) -> str:

@@ -729,6 +729,20 @@ class EmulatorProcess:
         self._log.close()
 
 
+def emulator_run_args(emu: Emulator, queue: str, worker_port: int) -> list[str]:
+    """The ``asqsd run`` flags for ``queue`` on the emulator, POSTing to a worker on 127.0.0.1."""
+    return [
+        "--queue-url",
+        emu.queue_url(queue),
+        "--endpoint-url",
+        emu.endpoint_url,
+        "--http-url",
+        "http://127.0.0.1",
+        "--http-port",
+        str(worker_port),
+    ]
+
+
 class DaemonProcess:
     """``python -m asqsd run --log-format json ...`` as a child; its JSON log lines in a file."""
 

@@ -169,6 +169,31 @@ def test_unknown_and_ignored_stock_keys_warn(tmp_path: Path) -> None:
     assert any("'http_conections'" in w and "did you mean 'http_connections'" in w for w in warnings)
 
 
+def test_strict_makes_unknown_keys_errors(tmp_path: Path) -> None:
+    """--strict: an unknown key is a config error naming it with the hint; unused stock keys still
+    only warn."""
+    config = tmp_path / "default.yaml"
+    config.write_text("threads: 30\nhttp_conections: 4\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings({}, {}, config, strict=True)
+    assert raised.value.problems == [
+        f"config file {config}: unknown key 'http_conections' (did you mean 'http_connections'?) (--strict)"
+    ]
+    config.write_text("threads: 30\n")
+    assert len(load_settings({}, {}, config, strict=True).warnings) == 1
+
+
+@pytest.mark.parametrize("spec", ["2xx,abc", "abc", "2x0", "200-abc", "-", "1e3", "２００"])
+def test_bad_status_specs_are_named_in_plain_words(spec: str) -> None:
+    """A bad success_statuses value names the bad part; no Python exception text leaks."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"success_statuses": spec}, {})
+    (problem,) = raised.value.problems
+    assert problem.startswith(f"success_statuses={spec!r} (from flag --success-statuses): ")
+    assert "is not a status (200), a range (200-299) or a class (2xx)" in problem
+    assert "invalid literal" not in problem and "Value error" not in problem
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -190,7 +215,9 @@ def test_missing_config_file() -> None:
     """A config path that does not exist is reported, not a traceback."""
     with pytest.raises(ConfigError) as caught:
         load_settings({}, {}, Path("/nonexistent/default.yaml"))
-    assert "cannot read" in caught.value.problems[0]
+    assert caught.value.problems == [
+        "config file /nonexistent/default.yaml: cannot read: No such file or directory"
+    ]
 
 
 def test_every_problem_is_reported_with_its_source() -> None:

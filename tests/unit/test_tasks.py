@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from asqsd.tasks import TaskSet, stop_tasks
+from asqsd.tasks import StopDeadline, TaskSet, stop_tasks
 
 
 async def test_tasks_that_end_in_time_are_not_cancelled() -> None:
@@ -71,3 +71,30 @@ async def test_a_crash_is_reported_to_the_owner_and_a_cancellation_is_not() -> N
     assert waiting.cancelled()
     assert [str(exc) for exc in crashes] == ["bug"]
     assert len(tasks) == 0
+
+
+async def test_stop_deadline_cuts_a_long_wait_once_forced() -> None:
+    """A 60 s wait ends within the forced budget once the force event is set mid-wait."""
+    force = asyncio.Event()
+    deadline = StopDeadline(force, forced_s=0.05)
+    never = asyncio.create_task(asyncio.Event().wait())
+    loop = asyncio.get_running_loop()
+    loop.call_soon(force.set)
+    pending = await deadline.wait([never], deadline.end_after(60))
+    assert pending == {never}
+    assert deadline.left(None) == 0
+    # The budget is spent: the task is cancelled but not waited for.
+    assert await deadline.stop([never], 0, 5) == {never}
+    assert never.cancelling() == 1
+
+
+async def test_stop_deadline_until_forced_returns_at_the_signal() -> None:
+    """``until_forced``: the wait gives up as soon as force is set, without spending the budget."""
+    force = asyncio.Event()
+    deadline = StopDeadline(force, forced_s=60)
+    never = asyncio.create_task(asyncio.Event().wait())
+    asyncio.get_running_loop().call_soon(force.set)
+    assert await deadline.wait([never], None, until_forced=True) == {never}
+    left = deadline.left(None)
+    assert left is not None and left > 59
+    never.cancel()

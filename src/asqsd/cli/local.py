@@ -91,6 +91,7 @@ def local_settings(base: Mapping[str, Any], queue_url: str, endpoint: str, demo_
         get_logger("local").warning(
             "cloudwatch-metrics-disabled", reason="asqsd local never publishes to CloudWatch"
         )
+    values.setdefault("log_settled", True)  # a development loop shows each message's fate
     if demo_port is not None:
         values.update(
             http_url="http://127.0.0.1",

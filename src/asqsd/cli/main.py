@@ -6,12 +6,15 @@ The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqs
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from pydantic.fields import FieldInfo
 
 from asqsd import __version__
 from asqsd.cli.exits import EXIT_OK, config_error
@@ -29,13 +32,14 @@ def _field_choices(annotation: Any) -> list[str] | None:
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per settings field, generated from the model (its description is the help)."""
+    """One ``--flag`` per settings field, generated from the model: its description, choices and
+    default are the help."""
     group = parser.add_argument_group("settings (override env and config file)")
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         if info.annotation is bool:
             group.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=info.description
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=_help(info)
             )
             continue
         group.add_argument(
@@ -44,11 +48,61 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             default=None,
             metavar=name.upper(),
             choices=_field_choices(info.annotation),
-            help=info.description,
+            help=_help(info),
         )
     parser.add_argument(
         "--config", type=Path, default=None, help="stock YAML config file, e.g. /etc/aws-sqsd.d/default.yaml"
     )
+    parser.add_argument(
+        "--strict", action="store_true", help="unknown keys in --config are errors, not warnings"
+    )
+
+
+def _help(info: FieldInfo) -> str:
+    """A flag's help: the description, then its choices and its default as the user writes them."""
+    text = (info.description or "").rstrip(".")
+    choices = _field_choices(info.annotation)
+    if choices:
+        text += f"; one of {', '.join(choices)}"
+    default = info.get_default(call_default_factory=True)
+    if default is not None:
+        text += f" (default: {_shown(default)})"
+    elif "default" not in text.lower():
+        text += " (default: unset)"
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, frozenset):
+        return ",".join(str(v) for v in sorted(value))
+    return str(value)
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: arguments it does not know are its error (its usage, a hint), not the
+    top-level parser's, which would print the usage of ``asqsd`` itself."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(_unrecognized(self, extra))
+        return parsed, extra
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """The unknown arguments, with the closest flag of ``parser`` for the first one."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    flag = extra[0].split("=", 1)[0]
+    if flag.startswith("--"):
+        known = [option for action in parser._actions for option in action.option_strings]
+        close = difflib.get_close_matches(flag, known, n=1)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+    return message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="asqsd", description="Elastic Beanstalk worker SQS daemon, in asyncio."
     )
     parser.add_argument("--version", action="version", version=f"asqsd {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
     add_settings_flags(commands.add_parser("run", help="run the daemon"))
     add_settings_flags(commands.add_parser("config", help="print the effective settings and their sources"))
     local = commands.add_parser("local", help="embedded SQS emulator + daemon on 127.0.0.1, no AWS account")
@@ -81,7 +135,7 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def load(args: argparse.Namespace) -> LoadedSettings:
     """Settings from flags, environment and the config file."""
-    return load_settings(cli_values(args), os.environ, args.config)
+    return load_settings(cli_values(args), os.environ, args.config, strict=getattr(args, "strict", False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

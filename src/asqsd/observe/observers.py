@@ -12,7 +12,6 @@ from typing import Any
 
 from asqsd.config import Settings
 from asqsd.errors import StartupError
-from asqsd.logs import get_logger
 from asqsd.observe.backlog import QueueBacklogPoller
 from asqsd.observe.cloudwatch import HealthMetricPublisher
 from asqsd.observe.emf import EmfReporter, dimensions_of
@@ -22,7 +21,6 @@ from asqsd.observe.metricdata import MetricDataPublisher
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.tasks import TaskSet
 
-log = get_logger("observability")
 _STOP_WAIT_S = 5.0
 
 
@@ -56,7 +54,6 @@ class Observers:
         except OSError as exc:
             raise StartupError(f"health server {settings.health_host}:{settings.health_port}: {exc}") from exc
         stack.push_async_callback(self.health.stop)
-        log.info("health-server", url=self.health.url)
 
     async def open_cloudwatch(
         self, session: Any, region: str | None, stack: contextlib.AsyncExitStack

@@ -22,6 +22,7 @@ from asqsd.backoff import Backoff
 from asqsd.errors import SQSError
 from asqsd.logs import get_logger
 from asqsd.message import BatchResult
+from asqsd.tasks import StopDeadline
 
 log = get_logger("daemon")  # beside the settle lines (delete-failed ...) it explains
 
@@ -110,6 +111,11 @@ class BatchSender(Generic[T]):
         """Items waiting for a call (not counting calls in flight)."""
         return len(self._pending)
 
+    @property
+    def unsent(self) -> int:
+        """Items waiting for a call or carried by a call in flight."""
+        return len(self._pending) + sum(self._flushes.values())
+
     def add(self, item: T) -> None:
         """Queue an item; never blocks (the number of held messages is bounded upstream)."""
         self._pending.append(item)
@@ -140,28 +146,29 @@ class BatchSender(Generic[T]):
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._flushes.pop(task, None)
 
-    async def close(self, runner: asyncio.Task[None], timeout_s: float) -> int:
-        """Send everything queued within ``timeout_s``; returns how many items were given up on."""
+    async def close(
+        self, runner: asyncio.Task[None], timeout_s: float, deadline: StopDeadline | None = None
+    ) -> int:
+        """Send everything queued within ``timeout_s`` (and ``deadline``'s forced bound); returns how
+        many items were given up on."""
+        deadline = deadline or StopDeadline(asyncio.Event(), 0)
         self._closing = True
         self._wakeup.set()
         self._full.set()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.shield(runner)
-                while self._flushes:
-                    await asyncio.wait(set(self._flushes))
-        except TimeoutError:
-            pass
-        return await self._abort(runner)
+        end = deadline.end_after(timeout_s)
+        if not await deadline.wait([runner], end):
+            # The runner has ended, so no new flush starts: wait for the ones it started.
+            await deadline.wait(set(self._flushes), end)
+        return await self._abort(runner, deadline)
 
-    async def _abort(self, runner: asyncio.Task[None]) -> int:
+    async def _abort(self, runner: asyncio.Task[None], deadline: StopDeadline) -> int:
         """Cancel what is still running; report every unsent item (left to SQS)."""
         runner.cancel()
         in_flight = dict(self._flushes)
         for task in in_flight:
             task.cancel()
         if in_flight:
-            await asyncio.wait(in_flight, timeout=1.0)
+            await deadline.wait(in_flight, deadline.end_after(1.0))
         given_up = len(self._pending) + sum(in_flight.values())
         while self._pending:
             self._on_settled(self._pending.popleft(), "shutdown flush timed out")

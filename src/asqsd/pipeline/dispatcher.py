@@ -7,6 +7,7 @@ the number of tasks *is* the concurrency limit.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -49,6 +50,7 @@ class DeliveryPolicy:
     unwrap_sns: bool = False
     error_backoff: bool = False
     error_backoff_max_s: int = VISIBILITY_LIMIT_S
+    log_settled: bool = False  # the settled line at info, not debug
 
 
 @dataclass(slots=True, frozen=True)
@@ -147,6 +149,7 @@ class Dispatcher:
         self._settler = shared.settler
         self._counters = shared.counters
         self._wall_clock = shared.wall_clock
+        self._log_settled = _settled_logger(shared.policy.log_settled)
         self.current: Message | None = None
 
     async def run(self) -> None:
@@ -275,12 +278,23 @@ class Dispatcher:
         )
         if reason is None:  # a dead-lettered message's group goes on once it has left the queue
             self._group_done(message, failed=outcome is not Outcome.DELETE)
+        if self._log_settled is not None:
+            self._log_settled(
+                "settled",
+                message_id=message.message_id,
+                outcome=outcome.value,
+                status=result.status,
+                elapsed_s=round(result.elapsed_s, 3),
+            )
         if outcome is Outcome.DELETE:
             counters.succeeded += 1
             self._settler.delete(message)
             return outcome
         counters.failed += 1
         self._stock_log_failure(message, result)
+        # On the last receive before the redrive threshold no retry follows: SQS dead-letters it.
+        last = self._shared.delivery.is_dead_letter_bound(message.receive_count)
+        next_step = {"detail": "will be dead-lettered by SQS"} if last else {"retry_in_s": delay}
         log.warning(
             "http-err" if result.status is not None else "socket-err",
             message_id=message.message_id,
@@ -288,7 +302,7 @@ class Dispatcher:
             status=result.status,
             error=result.error,
             elapsed_s=round(result.elapsed_s, 3),
-            retry_in_s=delay,
+            **next_step,
             # The start of the worker's answer (log_response_bytes), when it sent a body.
             **({"response": printable_bytes(result.response_start)} if result.response_start else {}),
         )
@@ -329,3 +343,13 @@ class Dispatcher:
         self._counters.headers_skipped += len(request.skipped)
         for name, reason in request.skipped:
             log.warning("header-skipped", message_id=message.message_id, header=name, reason=reason)
+
+
+def _settled_logger(at_info: bool) -> Callable[..., object] | None:
+    """The method the settled line is logged with, or None when its level is filtered out (checked
+    once here, so a delivery does not even build the line's arguments)."""
+    bound = log.bind()
+    if not bound.is_enabled_for(logging.INFO if at_info else logging.DEBUG):
+        return None
+    method: Callable[..., object] = bound.info if at_info else bound.debug
+    return method

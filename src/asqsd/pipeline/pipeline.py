@@ -36,12 +36,14 @@ from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
 from asqsd.pipeline.settle import Settler
-from asqsd.tasks import OnCrash, TaskSet, stop_tasks
+from asqsd.tasks import OnCrash, StopDeadline, TaskSet
 
 log = get_logger("daemon")  # shutdown log lines keep the component name they always had
 
-# How long a forced shutdown still waits for outstanding polls and for the settle flush.
-FORCED_FLUSH_S = 2.0
+# How long the pipeline's shutdown goes on once forced (a second signal), all steps together: it
+# cancels polls and POSTs at once and spends this on the settle flush; the daemon's own closing
+# steps fit in the rest of the 2 s a forced stop promises.
+FORCED_STOP_S = 1.0
 _HEARTBEAT_STOP_S = 5.0
 
 
@@ -153,6 +155,7 @@ class Pipeline:
                 settings.unwrap_sns,
                 settings.error_backoff == "exponential",
                 settings.error_backoff_max_s,
+                settings.log_settled,
             ),
             settler=self.settler,
             counters=parts.counters,
@@ -183,17 +186,36 @@ class Pipeline:
 
     # --- shutdown --------------------------------------------------------------------------------
     async def shutdown(self, force: asyncio.Event) -> None:
-        """Stop in order; ``force`` (a second signal) cuts every wait short."""
+        """Stop in order; ``force`` (a second signal) cuts every wait short: from then on all the
+        steps together end within :data:`FORCED_STOP_S`."""
+        deadline = StopDeadline(force, FORCED_STOP_S)
         self._stop_intake()  # 1. no new ReceiveMessage; what an outstanding poll returns is released
         self._release_buffered()  # 2. buffered, unstarted messages go back to SQS at once
         if self.outage is not None:
             self.outage.stop()  # ... and so do messages held for a worker outage
-        await self._drain_dispatchers(force)  # 3. in-flight POSTs get shutdown_grace_s to finish
-        await self._cancel_stragglers()  # 4. then they are cancelled and left to SQS
-        await self._wait_receivers(force)  # 5. outstanding polls end (bounded by wait time + slack)
-        await self._stop_heartbeat()  # 6. leases are no longer extended
+        await self._drain_dispatchers(deadline)  # 3. in-flight POSTs get shutdown_grace_s to finish
+        await self._cancel_stragglers(deadline)  # 4. then they are cancelled and left to SQS
+        await self._wait_receivers(deadline)  # 5. outstanding polls end (bounded by wait time + slack)
+        await self._stop_heartbeat(deadline)  # 6. leases are no longer extended
         # 7. pending deletes and visibility changes are sent, bounded by flush_timeout_s.
-        await self.settler.flush(FORCED_FLUSH_S if force.is_set() else self._settings.flush_timeout_s)
+        await self.settler.flush(self._settings.flush_timeout_s, deadline)
+
+    def waiting_for(self) -> list[str]:
+        """What a graceful shutdown started now would wait for, and the bound of each wait."""
+        settings = self._settings
+        waits = []
+        posting = self.gauges()[IN_FLIGHT]
+        if posting or (self.channel.stats().buffered and not settings.release_buffered_on_shutdown):
+            waits.append(f"in-flight POSTs ({posting:g}, up to {settings.shutdown_grace_s:g} s)")
+        if polling := self.receivers_polling:
+            waits.append(
+                f"outstanding long polls ({polling}, up to {settings.wait_time_s + POLL_SLACK_S:g} s)"
+            )
+        if unsent := self.settler.pending:
+            waits.append(
+                f"pending deletes and visibility changes ({unsent}, up to {settings.flush_timeout_s:g} s)"
+            )
+        return waits
 
     def _stop_intake(self) -> None:
         for receiver, task in self._receivers.items():
@@ -209,23 +231,13 @@ class Pipeline:
         else:
             self.channel.close_keep_buffer()  # delivered within the grace period instead
 
-    async def _drain_dispatchers(self, force: asyncio.Event) -> None:
-        pending = {t for t in self._dispatchers.values() if not t.done()}
-        if not pending or force.is_set():
+    async def _drain_dispatchers(self, deadline: StopDeadline) -> None:
+        if deadline.forced:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.shutdown_grace_s
-        forced = asyncio.create_task(force.wait())
-        try:
-            while pending and not forced.done() and (left := deadline - loop.time()) > 0:
-                done, _ = await asyncio.wait(
-                    pending | {forced}, timeout=left, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending -= done
-        finally:
-            forced.cancel()
+        grace = deadline.end_after(self._settings.shutdown_grace_s)
+        await deadline.wait(self._dispatchers.values(), grace, until_forced=True)
 
-    async def _cancel_stragglers(self) -> None:
+    async def _cancel_stragglers(self, deadline: StopDeadline) -> None:
         # Whatever is still buffered (drain mode ran out of time, or FIFO groups freed after the
         # dispatchers left) goes back to SQS now rather than after its lease.
         self.settler.release(self.channel.close())
@@ -236,13 +248,19 @@ class Pipeline:
             "abandoning-in-flight", messages=len(stragglers), detail="left to SQS; they reappear later"
         )
         # The worker may still be running these: their messages are left alone, not released.
-        await stop_tasks(stragglers, 0, self._settings.cancel_deadline_s or None)
+        await deadline.stop(stragglers, 0, self._settings.cancel_deadline_s or None)
 
-    async def _wait_receivers(self, force: asyncio.Event) -> None:
-        timeout = FORCED_FLUSH_S if force.is_set() else self._settings.wait_time_s + POLL_SLACK_S
-        await stop_tasks(self._receivers.values(), timeout, self._settings.cancel_deadline_s or None)
+    async def _wait_receivers(self, deadline: StopDeadline) -> None:
+        # Graceful: an outstanding poll is let finish (see receiver.py). Forced: cancelled at once;
+        # what it would have returned stays invisible until its visibility timeout, then reappears.
+        await deadline.stop(
+            self._receivers.values(),
+            self._settings.wait_time_s + POLL_SLACK_S,
+            self._settings.cancel_deadline_s or None,
+            until_forced=True,
+        )
 
-    async def _stop_heartbeat(self) -> None:
+    async def _stop_heartbeat(self, deadline: StopDeadline) -> None:
         if self.heartbeat is not None and self._heartbeat_task is not None:
             self.heartbeat.stop()
-            await stop_tasks([self._heartbeat_task], _HEARTBEAT_STOP_S)
+            await deadline.stop([self._heartbeat_task], _HEARTBEAT_STOP_S, 1.0)

@@ -17,7 +17,7 @@ from asqsd.message import BatchResult, Message, VisibilityChange
 from asqsd.observe.counters import Counters
 from asqsd.pipeline.batcher import BatchSender
 from asqsd.pipeline.leases import LeaseTable
-from asqsd.tasks import TaskSet
+from asqsd.tasks import StopDeadline, TaskSet
 
 log = get_logger("daemon")  # the settle log lines predate this module; their logger name stays
 
@@ -57,13 +57,20 @@ class Settler:
             self._leases.remove(message)
             self.changer.add(VisibilityChange(message, 0, release=True))
 
-    async def flush(self, timeout_s: float) -> int:
-        """Send what is queued within ``timeout_s``; returns how many settles were given up on."""
+    @property
+    def pending(self) -> int:
+        """Deletes and visibility changes not yet answered by SQS."""
+        return self.deleter.unsent + self.changer.unsent
+
+    async def flush(self, timeout_s: float, deadline: StopDeadline | None = None) -> int:
+        """Send what is queued within ``timeout_s`` (and ``deadline``'s forced bound); returns how
+        many settles were given up on."""
+        deadline = deadline or StopDeadline(asyncio.Event(), 0)
         given_up = 0
         if self._delete_task is not None:
-            given_up += await self.deleter.close(self._delete_task, timeout_s)
+            given_up += await self.deleter.close(self._delete_task, timeout_s, deadline)
         if self._change_task is not None:
-            given_up += await self.changer.close(self._change_task, timeout_s)
+            given_up += await self.changer.close(self._change_task, timeout_s, deadline)
         if given_up:
             log.warning("flush-incomplete", entries=given_up, detail="left to SQS for redelivery")
         return given_up

@@ -17,21 +17,21 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asqsd.emulator import Emulator
+from tests.integration.cli.conftest import QUEUE
 from tests.support.imds import FakeImds, Mode
-from tests.support.ledger import DaemonProcess
+from tests.support.ledger import DaemonProcess, emulator_run_args
 from tests.support.polling import wait_until
 from tests.support.worker import RecordingWorker
 
 pytestmark = pytest.mark.slow
 
-QUEUE = "jobs"
 
 # The start-up wait's backoff (Daemon._wait_for_credentials): pauses of at least half of 1, 2, 4 ...
 # seconds. A slow machine only stretches the run, so this bound holds whatever its speed.
@@ -45,14 +45,6 @@ def most_attempts(elapsed_s: float) -> int:
     """The most credential attempts the backoff allows within ``elapsed_s`` of the daemon's life."""
     # Attempt n+1 cannot start before the pauses 0.5 * (1 + 2 + ... + 2**(n-1)) have passed.
     return 1 + math.floor(math.log2(elapsed_s / _MIN_FIRST_PAUSE_S + 1))
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """The SQS emulator on a free loopback port, with the queue ``jobs``."""
-    async with Emulator(host="127.0.0.1", port=0, seed=11) as emulator:
-        emulator.create_queue(QUEUE, {"VisibilityTimeout": "30"})
-        yield emulator
 
 
 @pytest.fixture
@@ -79,14 +71,7 @@ def spawn(tmp_path: Path, emu: Emulator, worker: RecordingWorker, aws_files: dic
             **env,
         )
         argv = [
-            "--queue-url",
-            emu.queue_url(QUEUE),
-            "--endpoint-url",
-            emu.endpoint_url,
-            "--http-url",
-            "http://127.0.0.1",
-            "--http-port",
-            str(worker.port),
+            *emulator_run_args(emu, QUEUE, worker.port),
             "--wait-time-s",
             "1",
             "--health-server",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,3 +27,10 @@ def test_local_demo_shows_all_outcomes_and_stops_by_itself() -> None:
     assert "'poison'" in out
     assert "demo complete" in out
     assert '"event": "stopped"' in result.stderr
+    # Local mode: one settled line per delivered message at info (the default level), with the
+    # outcome and the time the worker took; the poison message's last failure names the DLQ.
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    settled = [e for e in events if e["event"] == "settled"]
+    assert settled and all(e["level"] == "info" and "elapsed_s" in e for e in settled)
+    assert {"delete", "retry"} <= {e["outcome"] for e in settled}
+    assert any(e.get("detail") == "will be dead-lettered by SQS" for e in events if e["event"] == "http-err")
