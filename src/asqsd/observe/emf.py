@@ -36,13 +36,15 @@ MAX_DIMENSIONS = 30  # names in one dimension set
 MAX_EVENT_BYTES = 256 * 1024 - 26
 
 PROCESSING_TIME = "ProcessingTime"
+MESSAGE_AGE = "MessageAge"
 ENVIRONMENT_DIMENSION = "EnvironmentName"
 QUEUE_DIMENSION = "QueueName"
 
 
-def spread_to_values(latency: LatencyBuckets, limit: int = MAX_VALUES) -> list[float]:
-    """At most ``limit`` values (milliseconds) whose distribution follows the buckets' counts."""
-    buckets = [(value * 1000.0, count) for value, count in latency.buckets]
+def spread_to_values(latency: LatencyBuckets, limit: int = MAX_VALUES, scale: float = 1000.0) -> list[float]:
+    """At most ``limit`` values (seconds × ``scale``: milliseconds by default) whose distribution
+    follows the buckets' counts."""
+    buckets = [(value * scale, count) for value, count in latency.buckets]
     total = sum(count for _, count in buckets)
     if total <= limit:
         return [value for value, count in buckets for _ in range(count)]
@@ -72,6 +74,9 @@ def metric_members(figures: IntervalFigures) -> dict[str, tuple[str, float | lis
     values = spread_to_values(figures.latency)
     if values:
         members[PROCESSING_TIME] = ("Milliseconds", values)
+    ages = spread_to_values(figures.age, scale=1.0)
+    if ages:
+        members[MESSAGE_AGE] = ("Seconds", ages)
     return members
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import STATUS_CLASSES, DeliveryStats, HistogramSnapshot
-from asqsd.observe.gauges import IN_FLIGHT, QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
+from asqsd.observe.gauges import IN_FLIGHT, QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE, WORKER_OUTAGE
 
 RECEIVE_OPERATIONS = ("ReceiveMessage",)
 DELETE_OPERATIONS = ("DeleteMessage", "DeleteMessageBatch")
@@ -22,6 +22,7 @@ DELETE_OPERATIONS = ("DeleteMessage", "DeleteMessageBatch")
 # Gauge key -> metric name; a gauge absent from the daemon's mapping (backlog not polled) is skipped.
 GAUGE_METRICS: Mapping[str, str] = {
     IN_FLIGHT: "InFlight",
+    WORKER_OUTAGE: "WorkerOutage",
     QUEUE_VISIBLE: "QueueVisible",
     QUEUE_IN_FLIGHT: "QueueInFlight",
     QUEUE_DELAYED: "QueueDelayed",
@@ -53,6 +54,7 @@ class IntervalFigures:
     counts: Mapping[str, int]
     gauges: Mapping[str, float]
     latency: LatencyBuckets
+    age: LatencyBuckets = LatencyBuckets((), 0.0)  # message age at delivery (now - SentTimestamp)
 
 
 def latency_delta(now: HistogramSnapshot, before: HistogramSnapshot | None) -> LatencyBuckets:
@@ -87,6 +89,9 @@ def _cumulative_counts(counters: Counters, delivery: DeliveryStats) -> dict[str,
         DeadLetterBound=delivery.dead_letter_bound,
         ReceiveCalls=sum(calls.get(op, 0) for op in RECEIVE_OPERATIONS),
         DeleteCalls=sum(calls.get(op, 0) for op in DELETE_OPERATIONS),
+        DeadLetteredStatus=counters.dead_lettered.get("status", 0),
+        DeadLetteredMaxRetries=counters.dead_lettered.get("max_retries", 0),
+        WorkerOutages=counters.worker_outages,
     )
     return counts
 
@@ -102,14 +107,21 @@ class IntervalReader:
         self._gauges = gauges
         self._last_counts = _cumulative_counts(counters, delivery)
         self._last_latency: HistogramSnapshot | None = delivery.latency.snapshot()
+        self._last_age: HistogramSnapshot | None = delivery.age.snapshot()
 
     def read(self) -> IntervalFigures:
         """The figures since the previous read (or since construction)."""
         counts = _cumulative_counts(self._counters, self._delivery)
         latency = self._delivery.latency.snapshot()
+        age = self._delivery.age.snapshot()
         delta = {name: value - self._last_counts.get(name, 0) for name, value in counts.items()}
-        figures = IntervalFigures(delta, self._read_gauges(), latency_delta(latency, self._last_latency))
-        self._last_counts, self._last_latency = counts, latency
+        figures = IntervalFigures(
+            delta,
+            self._read_gauges(),
+            latency_delta(latency, self._last_latency),
+            latency_delta(age, self._last_age),
+        )
+        self._last_counts, self._last_latency, self._last_age = counts, latency, age
         return figures
 
     def _read_gauges(self) -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
-from asqsd.observe.emf import PROCESSING_TIME
+from asqsd.observe.emf import MESSAGE_AGE, PROCESSING_TIME
 from asqsd.observe.interval import IntervalFigures, IntervalReader, every_interval
 
 log = get_logger("cloudwatch")
@@ -36,17 +36,20 @@ def metric_data(
         {**base, "MetricName": name, "Unit": "Count", "Value": float(value)}
         for name, value in (*figures.counts.items(), *figures.gauges.items())
     ]
-    buckets = figures.latency.buckets
-    if buckets:
-        data.append(
-            {
-                **base,
-                "MetricName": PROCESSING_TIME,
-                "Unit": "Milliseconds",
-                "Values": [value * 1000.0 for value, _ in buckets],
-                "Counts": [float(count) for _, count in buckets],
-            }
-        )
+    for name, unit, scale, buckets in (
+        (PROCESSING_TIME, "Milliseconds", 1000.0, figures.latency.buckets),
+        (MESSAGE_AGE, "Seconds", 1.0, figures.age.buckets),
+    ):
+        if buckets:
+            data.append(
+                {
+                    **base,
+                    "MetricName": name,
+                    "Unit": unit,
+                    "Values": [value * scale for value, _ in buckets],
+                    "Counts": [float(count) for _, count in buckets],
+                }
+            )
     return data
 
 

@@ -61,6 +61,28 @@ def test_reader_reports_changes_since_its_previous_read() -> None:
     assert second.latency.count == 0
 
 
+def test_reader_reports_dead_letters_outages_and_message_age() -> None:
+    """The figures the failure handling adds: dead-lettered by reason, worker outages (count and
+    the open state as a gauge) and the message age at delivery as a distribution in seconds."""
+    counters, delivery = Counters(), DeliveryStats()
+    reader = _reader(counters, delivery, {"worker_outage": 1})
+    counters.dead_lettered["status"] += 2
+    counters.dead_lettered["max_retries"] += 1
+    counters.worker_outages += 1
+    delivery.record(status=200, elapsed_s=0.01, failed=False, receive_count=1, age_s=42.0)
+    figures = reader.read()
+    assert figures.counts["DeadLetteredStatus"] == 2
+    assert figures.counts["DeadLetteredMaxRetries"] == 1
+    assert figures.counts["WorkerOutages"] == 1
+    assert figures.gauges == {"WorkerOutage": 1.0}
+    assert figures.age.count == 1
+    members = metric_members(figures)
+    assert members["MessageAge"][0] == "Seconds"
+    assert members["MessageAge"][1] == [figures.age.buckets[0][0]]  # seconds, not milliseconds
+    for line in emf_documents(members, dimensions_of("env", "q"), "asqsd", int(NOW_S * 1000)):
+        check_emf_line(line)
+
+
 def test_latency_delta_puts_overflow_in_the_last_bound() -> None:
     histogram = LatencyHistogram((0.1, 1.0))
     before = histogram.snapshot()
