@@ -65,10 +65,13 @@ class Attempt:
     held_s: float = 0.0
 
 
+_NO_ATTEMPT = Attempt()
+
+
 def decide(
     result: DeliveryResult,
     policy: DeliveryPolicy,
-    attempt: Attempt = Attempt(),
+    attempt: Attempt = _NO_ATTEMPT,
     rng: random.Random | None = None,
 ) -> tuple[Outcome, int | None]:
     """Outcome of a delivery, and the visibility delay for :attr:`Outcome.RETRY`.
@@ -264,7 +267,9 @@ class Dispatcher:
         counters.delivered += 1
         counters.stale_resends += result.stale_resends
         counters.count_status(result.status)
-        outcome, delay = decide(result, self._policy, self._attempt(message), self._shared.rng)
+        # The attempt (receive count, time held) only matters to error_backoff: not built otherwise.
+        attempt = self._attempt(message) if self._policy.error_backoff else _NO_ATTEMPT
+        outcome, delay = decide(result, self._policy, attempt, self._shared.rng)
         dead_letterer = self._shared.dead_letterer
         reason = None
         if outcome is not Outcome.DELETE and dead_letterer is not None:

@@ -142,6 +142,24 @@ def spawn(tmp_path: Path, moto_url: str) -> Iterator[Any]:
         process.close()
 
 
+async def start_with_held_job(
+    queue: tuple[Any, str], worker: RecordingWorker, spawn: Any, gate: asyncio.Event, body: str, *flags: str
+) -> Any:
+    """A daemon whose worker holds every POST until ``gate`` is set, with one message ``body`` sent."""
+    client, url = queue
+
+    async def held(_request: web.Request, _delivery: Delivery) -> web.StreamResponse:
+        await gate.wait()
+        return web.Response(status=200)
+
+    worker.handler = held
+    await client.send_message(QueueUrl=url, MessageBody=body)
+    return spawn(
+        "--queue-url", url, "--http-url", "http://127.0.0.1", "--http-port", str(worker.port),
+        "--wait-time-s", "1", *flags,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 async def test_sigterm_finishes_in_flight_work_and_exits_0(
     queue: tuple[Any, str], worker: RecordingWorker, spawn: Any
@@ -150,24 +168,8 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     is deleted; the daemon exits 0 with a summary line; no credential appears in the log."""
     client, url = queue
     gate = asyncio.Event()
-
-    async def held(_request: web.Request, _delivery: Delivery) -> web.StreamResponse:
-        await gate.wait()
-        return web.Response(status=200)
-
-    worker.handler = held
-    await client.send_message(QueueUrl=url, MessageBody="in flight at SIGTERM")
-    daemon = spawn(
-        "--queue-url",
-        url,
-        "--http-url",
-        "http://127.0.0.1",
-        "--http-port",
-        str(worker.port),
-        "--wait-time-s",
-        "1",
-        "--http-connections",
-        "2",
+    daemon = await start_with_held_job(
+        queue, worker, spawn, gate, "in flight at SIGTERM", "--http-connections", "2"
     )
     await wait_until(lambda: worker.in_flight == 1, timeout_s=20, what="job in flight")
     daemon.proc.send_signal(signal.SIGTERM)
@@ -190,25 +192,7 @@ async def test_second_signal_forces_exit(queue: tuple[Any, str], worker: Recordi
     """SIGTERM twice with a job that never ends: forced exit (128+15), message left in flight."""
     client, url = queue
     gate = asyncio.Event()
-
-    async def held(_request: web.Request, _delivery: Delivery) -> web.StreamResponse:
-        await gate.wait()
-        return web.Response(status=200)
-
-    worker.handler = held
-    await client.send_message(QueueUrl=url, MessageBody="stuck")
-    daemon = spawn(
-        "--queue-url",
-        url,
-        "--http-url",
-        "http://127.0.0.1",
-        "--http-port",
-        str(worker.port),
-        "--wait-time-s",
-        "1",
-        "--shutdown-grace-s",
-        "120",
-    )
+    daemon = await start_with_held_job(queue, worker, spawn, gate, "stuck", "--shutdown-grace-s", "120")
     try:
         await wait_until(lambda: worker.in_flight == 1, timeout_s=20, what="job in flight")
         daemon.proc.send_signal(signal.SIGTERM)
