@@ -13,11 +13,13 @@ def parse_families(text: str, *, openmetrics: bool = False) -> dict[str, Metric]
     """The families of a document (text 0.0.4, or OpenMetrics, whose parser is strict).
 
     Keyed by the name the text format's ``# TYPE`` line gives (``asqsd_messages_received_total``):
-    the parsers drop a counter's ``_total`` from the family name, the samples keep it.
+    the parsers drop a counter's ``_total`` (and OpenMetrics an info's ``_info``) from the family
+    name, the samples keep it.
     """
+    suffixes = {"counter": "_total", "info": "_info"}
     families: dict[str, Metric] = {}
     for family in (parse_openmetrics if openmetrics else parse_text)(text):
-        name = family.name + "_total" if family.type == "counter" else family.name
+        name = family.name + suffixes.get(family.type, "")
         assert name not in families, f"family {name} twice"
         families[name] = family
     return families

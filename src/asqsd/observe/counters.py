@@ -7,6 +7,17 @@ from dataclasses import dataclass, field
 # Why asqsd moved a message to the dead-letter queue (the reason label of the counter).
 DEAD_LETTER_REASONS = ("status", "max_retries")
 
+# Every AWS operation the daemon counts (the SQS client wrapper's calls, and PutMetricData for
+# cloudwatch_metrics): /metrics shows each from the start, at 0, so rate() sees its first call.
+AWS_OPERATIONS = (
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    "GetQueueAttributes",
+    "SendMessage",
+    "PutMetricData",
+)
+
 
 @dataclass(slots=True)
 class Counters:

@@ -155,7 +155,7 @@ class DeliveryStats:
 
         Latency is observed only when the worker answered (``status`` is not None): connection
         refusals would pile into the lowest bucket and hide real response times; they are visible
-        as ``asqsd_messages_delivered_total{class="error"}``. ``age_s`` (time since the message
+        as ``asqsd_delivery_attempts_total{class="error"}``. ``age_s`` (time since the message
         was sent, see :func:`message_age_s`) is observed for every attempt that has one.
         """
         if status is not None:

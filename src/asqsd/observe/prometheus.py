@@ -6,11 +6,14 @@ a private ``CollectorRegistry`` (never the library's global one, which would out
 clash between two in one process). :func:`render_metrics` renders a registry in the format the
 scraper asks for: OpenMetrics, or the text format 0.0.4 by default. Nothing here runs per
 message: the parts keep plain integers and asqsd's own latency histogram, read at scrape time.
-The gauge keys are named in :mod:`asqsd.observe.gauges`.
+The gauge keys are named in :mod:`asqsd.observe.gauges`. The names follow the Prometheus naming
+conventions (counters end in ``_total``, base units in the name, every known label value from 0);
+``tests/unit/observe/test_metric_names.py`` checks them on the rendered document.
 """
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
@@ -20,12 +23,15 @@ from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from asqsd.observe.counters import Counters
+from asqsd import __version__
+from asqsd.observe.counters import AWS_OPERATIONS, DEAD_LETTER_REASONS, Counters
 from asqsd.observe.delivery import STATUS_CLASSES, DeliveryStats, HistogramSnapshot
 from asqsd.observe.gauges import (
     CHANNEL_DEPTH,
@@ -77,6 +83,7 @@ class DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The families, in the order of docs/observability.md."""
         source = self._source
+        yield _build_info()
         yield from _counter_families(source.counters, source.delivery)
         yield from _gauge_families(source.gauges())
         yield _histogram(
@@ -92,9 +99,12 @@ class DaemonCollector(Collector):
 
 
 def metrics_registry(source: MetricsSource) -> CollectorRegistry:
-    """A private registry holding one :class:`DaemonCollector` for ``source``."""
+    """A private registry holding one :class:`DaemonCollector` for ``source``, and the standard
+    ``process_*`` families (start time, CPU, memory, open files), which are read from ``/proc``
+    at scrape time only and are absent where there is no ``/proc``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(source))
+    ProcessCollector(registry=registry)
     return registry
 
 
@@ -113,11 +123,24 @@ def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, help_text, value=value)
 
 
-def _by_label(name: str, help_text: str, label: str, values: Mapping[str, int]) -> CounterMetricFamily:
+def _by_label(
+    name: str, help_text: str, label: str, values: Mapping[str, int], known: Iterable[str] = ()
+) -> CounterMetricFamily:
+    """A labelled counter with a sample for every ``known`` value (0 until counted) and any other seen."""
     family = CounterMetricFamily(name, help_text, labels=[label])
+    values = dict.fromkeys(known, 0) | dict(values)
     for key in sorted(values):
         family.add_metric([key], values[key])
     return family
+
+
+def _build_info() -> InfoMetricFamily:
+    # The asqsd_build_info gauge (value 1): joined on by dashboards to tell versions apart.
+    return InfoMetricFamily(
+        "asqsd_build",
+        "The asqsd version and the Python it runs on.",
+        value={"version": __version__, "python": platform.python_version()},
+    )
 
 
 def _gauge(name: str, help_text: str, gauges: Mapping[str, float], key: str) -> GaugeMetricFamily:
@@ -134,14 +157,21 @@ def _histogram(name: str, help_text: str, snapshot: HistogramSnapshot) -> Histog
 
 
 def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
-    classes = dict.fromkeys(STATUS_CLASSES, 0) | c.by_status_class  # every class from the start
     return [
         _counter("asqsd_messages_received_total", "Messages received from SQS.", c.received),
         _by_label(
-            "asqsd_messages_delivered_total",
-            "Deliveries to the worker by status class (error: no HTTP response).",
+            "asqsd_delivery_attempts_total",
+            "POSTs to the worker that ended, by the response's status class (error: no HTTP response).",
             "class",
-            classes,
+            c.by_status_class,
+            STATUS_CLASSES,
+        ),
+        _by_label(
+            "asqsd_delivery_outcomes_total",
+            "Ended POSTs by outcome (success: a success status, the message is deleted; failure: "
+            "the message is left for a retry or dead-lettered).",
+            "outcome",
+            {"success": c.succeeded, "failure": c.failed},
         ),
         _counter("asqsd_messages_deleted_total", "Messages deleted from SQS.", c.deleted),
         _counter(
@@ -170,6 +200,7 @@ def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
             "answer; max_retries: the receive count reached max_retries).",
             "reason",
             c.dead_lettered,
+            DEAD_LETTER_REASONS,
         ),
         _counter(
             "asqsd_dead_letter_send_failures_total",
@@ -205,16 +236,31 @@ def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
             "Worker outages: times receiving paused because the worker could not be reached.",
             c.worker_outages,
         ),
-        _by_label("asqsd_sqs_calls_total", "SQS API calls by operation.", "operation", c.sqs_calls),
-        _by_label("asqsd_sqs_errors_total", "Failed SQS API calls by operation.", "operation", c.sqs_errors),
+        _by_label(
+            "asqsd_aws_calls_total",
+            "AWS API calls by operation (SQS, and CloudWatch PutMetricData), failed ones included.",
+            "operation",
+            c.sqs_calls,
+            AWS_OPERATIONS,
+        ),
+        _by_label(
+            "asqsd_aws_call_failures_total",
+            "AWS API calls that failed, by operation.",
+            "operation",
+            c.sqs_errors,
+            AWS_OPERATIONS,
+        ),
     ]
 
 
 def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
     families: list[Metric] = [
-        _gauge("asqsd_in_flight", "POSTs to the worker in progress.", gauges, IN_FLIGHT),
+        _gauge("asqsd_worker_requests_in_flight", "POSTs to the worker in progress.", gauges, IN_FLIGHT),
         _gauge(
-            "asqsd_channel_depth", "Received messages waiting for a free dispatcher.", gauges, CHANNEL_DEPTH
+            "asqsd_buffered_messages",
+            "Received messages waiting for a free dispatcher.",
+            gauges,
+            CHANNEL_DEPTH,
         ),
         _gauge(
             "asqsd_held_messages",

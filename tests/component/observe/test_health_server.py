@@ -316,8 +316,8 @@ class TestMetricsEndpoint:
             assert response.headers["Content-Type"] == CONTENT_TYPE
             text = await response.text()
         assert value_of(text, "asqsd_messages_received_total") == 12
-        assert value_of(text, "asqsd_messages_delivered_total", **{"class": "2xx"}) == 1
-        assert value_of(text, "asqsd_in_flight") == 3
+        assert value_of(text, "asqsd_delivery_attempts_total", **{"class": "2xx"}) == 1
+        assert value_of(text, "asqsd_worker_requests_in_flight") == 3
         assert "# TYPE asqsd_worker_latency_seconds histogram" in text.splitlines()
 
     async def test_openmetrics_negotiated(

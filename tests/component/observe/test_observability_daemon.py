@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from asqsd import __version__
 from tests.component.conftest import SettingsFactory
 from tests.support.metrics import value_of
 from tests.support.polling import wait_until, wait_until_async
@@ -37,9 +40,13 @@ async def test_health_readiness_and_metrics_of_a_running_daemon(
         assert status == 200
         assert value_of(text, "asqsd_messages_received_total") == 1
         assert value_of(text, "asqsd_messages_deleted_total") == 1
-        assert value_of(text, "asqsd_messages_delivered_total", **{"class": "2xx"}) == 1
+        assert value_of(text, "asqsd_delivery_attempts_total", **{"class": "2xx"}) == 1
         assert value_of(text, "asqsd_worker_latency_seconds_count") == 1
         assert value_of(text, "asqsd_message_age_seconds_count") == 1
+        assert value_of(text, "asqsd_delivery_outcomes_total", outcome="success") == 1
+        assert value_of(text, "asqsd_aws_calls_total", operation="DeleteMessageBatch") == 1
+        assert value_of(text, "asqsd_build_info", version=__version__, python=platform.python_version()) == 1
+        assert 0 < value_of(text, "process_start_time_seconds") <= time.time()
 
 
 async def test_readiness_fails_when_the_worker_is_down(

@@ -11,7 +11,7 @@ from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
 from asqsd.clients.sqs.counting import CountingSQS, OnCall
 from asqsd.errors import SQSError
 from asqsd.message import BatchResult, Message, MessageAttribute
-from asqsd.observe.counters import Counters
+from asqsd.observe.counters import AWS_OPERATIONS, Counters
 
 
 def counted(counters: Counters) -> OnCall:
@@ -80,6 +80,7 @@ async def test_every_operation_is_counted_once_with_its_result_passed_through() 
         "SendMessage": 1,
     }
     assert counters.sqs_errors == {}
+    assert set(counters.sqs_calls) < set(AWS_OPERATIONS)  # /metrics shows each from the start
     assert sqs.queue_url == ScriptedClient.queue_url
 
 

@@ -17,7 +17,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 
 from asqsd.errors import SQSError
 from asqsd.observe.backlog import BACKLOG_ATTRIBUTES, QueueBacklogPoller
-from asqsd.observe.counters import Counters
+from asqsd.observe.counters import AWS_OPERATIONS, Counters
 from asqsd.observe.delivery import (
     DEFAULT_LATENCY_BUCKETS,
     MESSAGE_AGE_BUCKETS,
@@ -111,13 +111,19 @@ class TestLatencyHistogram:
         assert snapshot.total == pytest.approx(math.fsum(values))
 
 
-# Every family of the document, as the text format's HELP and TYPE lines name them (unchanged since
-# the exposition was written by hand; dashboards and alerts depend on them).
+# Every asqsd family of the document, as the text format's HELP and TYPE lines name them
+# (dashboards and alerts depend on them: a rename is listed in CHANGELOG.md).
 FAMILIES = {
+    "asqsd_build_info": ("gauge", "The asqsd version and the Python it runs on."),
     "asqsd_messages_received_total": ("counter", "Messages received from SQS."),
-    "asqsd_messages_delivered_total": (
+    "asqsd_delivery_attempts_total": (
         "counter",
-        "Deliveries to the worker by status class (error: no HTTP response).",
+        "POSTs to the worker that ended, by the response's status class (error: no HTTP response).",
+    ),
+    "asqsd_delivery_outcomes_total": (
+        "counter",
+        "Ended POSTs by outcome (success: a success status, the message is deleted; failure: "
+        "the message is left for a retry or dead-lettered).",
     ),
     "asqsd_messages_deleted_total": ("counter", "Messages deleted from SQS."),
     "asqsd_messages_released_total": (
@@ -166,10 +172,13 @@ FAMILIES = {
         "counter",
         "Worker outages: times receiving paused because the worker could not be reached.",
     ),
-    "asqsd_sqs_calls_total": ("counter", "SQS API calls by operation."),
-    "asqsd_sqs_errors_total": ("counter", "Failed SQS API calls by operation."),
-    "asqsd_in_flight": ("gauge", "POSTs to the worker in progress."),
-    "asqsd_channel_depth": ("gauge", "Received messages waiting for a free dispatcher."),
+    "asqsd_aws_calls_total": (
+        "counter",
+        "AWS API calls by operation (SQS, and CloudWatch PutMetricData), failed ones included.",
+    ),
+    "asqsd_aws_call_failures_total": ("counter", "AWS API calls that failed, by operation."),
+    "asqsd_worker_requests_in_flight": ("gauge", "POSTs to the worker in progress."),
+    "asqsd_buffered_messages": ("gauge", "Received messages waiting for a free dispatcher."),
     "asqsd_held_messages": (
         "gauge",
         "Messages asqsd holds (buffered or being delivered) whose visibility it tracks.",
@@ -199,6 +208,7 @@ class TestRender:
     def counters(self) -> Counters:
         counters = Counters(received=7, deleted=4, released=1, retried=2, expired=1, extended=9, lease_lost=1)
         counters.duplicates_suppressed, counters.duplicates_in_progress, counters.dedup_errors = 3, 2, 1
+        counters.succeeded, counters.failed = 3, 2
         for status in (200, 200, 204, 404, 503, None):
             counters.count_status(status)
         counters.count_call("ReceiveMessage")
@@ -209,7 +219,7 @@ class TestRender:
     def test_help_and_type_lines_unchanged(self) -> None:
         """Text format: every family's HELP and TYPE lines, in order, exactly as documented."""
         text = render(Counters(), DeliveryStats(), {})
-        headers = [line for line in text.splitlines() if line.startswith("# ")]
+        headers = [line for line in text.splitlines() if line.startswith(("# HELP asqsd_", "# TYPE asqsd_"))]
         expected: list[str] = []
         for name, (kind, help_text) in FAMILIES.items():
             expected += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
@@ -239,27 +249,35 @@ class TestRender:
         text = render(self.counters(), delivery, gauges)
         families = parse_families(text)
 
-        assert {name: (f.type, f.documentation) for name, f in families.items()} == FAMILIES
+        assert {
+            name: (f.type, f.documentation) for name, f in families.items() if name.startswith("asqsd_")
+        } == FAMILIES
         assert samples_of(families, "asqsd_messages_received_total") == [
             ("asqsd_messages_received_total", {}, 7)
         ]
-        delivered = {
+        attempts = {
             labels["class"]: value
-            for _, labels, value in samples_of(families, "asqsd_messages_delivered_total")
+            for _, labels, value in samples_of(families, "asqsd_delivery_attempts_total")
         }
-        assert delivered == {"2xx": 3, "3xx": 0, "4xx": 1, "5xx": 1, "error": 1}
+        assert attempts == {"2xx": 3, "3xx": 0, "4xx": 1, "5xx": 1, "error": 1}
+        outcomes = {
+            labels["outcome"]: value
+            for _, labels, value in samples_of(families, "asqsd_delivery_outcomes_total")
+        }
+        assert outcomes == {"success": 3, "failure": 2}
         assert samples_of(families, "asqsd_messages_dead_letter_bound_total")[0][2] == 1
         assert samples_of(families, "asqsd_messages_duplicate_suppressed_total")[0][2] == 3
         assert samples_of(families, "asqsd_messages_duplicate_in_progress_total")[0][2] == 2
         assert samples_of(families, "asqsd_dedup_errors_total")[0][2] == 1
         calls = {
-            labels["operation"]: value for _, labels, value in samples_of(families, "asqsd_sqs_calls_total")
+            labels["operation"]: value for _, labels, value in samples_of(families, "asqsd_aws_calls_total")
         }
-        assert calls == {"ReceiveMessage": 2, 'Weird"Op\\': 1}  # unescaped by the parser
-        assert 'asqsd_sqs_calls_total{operation="Weird\\"Op\\\\"}' in text  # escaped on the wire
+        # every known operation from 0, and one nobody expected still shown
+        assert calls == dict.fromkeys(AWS_OPERATIONS, 0) | {"ReceiveMessage": 2, 'Weird"Op\\': 1}
+        assert 'asqsd_aws_calls_total{operation="Weird\\"Op\\\\"}' in text  # escaped on the wire
         queue = {labels["state"]: value for _, labels, value in samples_of(families, "asqsd_queue_messages")}
         assert queue == {"visible": 10, "in_flight": 3}  # delayed unknown: no sample
-        assert samples_of(families, "asqsd_in_flight")[0][2] == 2
+        assert samples_of(families, "asqsd_worker_requests_in_flight")[0][2] == 2
 
     def test_histogram_lines(self) -> None:
         """Buckets in order, cumulative, ending with +Inf equal to _count; then _sum and _count."""
@@ -298,11 +316,15 @@ class TestRender:
         }
 
     def test_empty_counters_still_parse(self) -> None:
-        """A fresh daemon: every family present, zero-valued, no gauge samples yet."""
+        """A fresh daemon: every family present, every labelled counter at 0, no gauge samples yet."""
         families = parse_families(render(Counters(), DeliveryStats(), {}))
-        assert samples_of(families, "asqsd_sqs_calls_total") == []
+        for name in ("asqsd_aws_calls_total", "asqsd_aws_call_failures_total"):
+            assert samples_of(families, name) == [
+                (name, {"operation": op}, 0) for op in sorted(AWS_OPERATIONS)
+            ]
         assert samples_of(families, "asqsd_queue_messages") == []
-        assert len(samples_of(families, "asqsd_messages_delivered_total")) == 5
+        assert len(samples_of(families, "asqsd_delivery_attempts_total")) == 5
+        assert len(samples_of(families, "asqsd_delivery_outcomes_total")) == 2
 
     def test_extra_gauges(self) -> None:
         """Unknown keys become asqsd_<key> gauges when that is a valid name; others are skipped."""
@@ -314,7 +336,9 @@ class TestRender:
     @pytest.mark.parametrize(("value", "text"), [(math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN")])
     def test_special_values(self, value: float, text: str) -> None:
         """Infinities and NaN use the spellings Prometheus parses."""
-        assert f"asqsd_in_flight {text}\n" in render(Counters(), DeliveryStats(), {IN_FLIGHT: value})
+        assert f"asqsd_worker_requests_in_flight {text}\n" in render(
+            Counters(), DeliveryStats(), {IN_FLIGHT: value}
+        )
 
 
 class TestNegotiation:
@@ -335,6 +359,7 @@ class TestNegotiation:
         assert not text.endswith("# EOF\n")
         families = parse_families(text)
         assert set(FAMILIES) <= set(families)
+        assert "process_start_time_seconds" in families
 
     @pytest.mark.parametrize(
         "accept",
@@ -353,8 +378,9 @@ class TestNegotiation:
         assert content_type.startswith(OPENMETRICS.split(";")[0] + "; version=1.0.0")
         assert text.endswith("# EOF\n")
         families = parse_families(text, openmetrics=True)
-        assert {name: f.type for name, f in families.items()} == {
+        assert {name: f.type for name, f in families.items() if name.startswith("asqsd_")} == {
             **{name: kind for name, (kind, _) in FAMILIES.items()},
+            "asqsd_build_info": "info",
             "asqsd_extra": "gauge",
         }
 
