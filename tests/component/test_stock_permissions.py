@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from asqsd.errors import StartupError
 from asqsd.periodic.cron_yaml import parse_cron_yaml
 from asqsd.pipeline.channel import GroupedChannel
 from tests.component.conftest import SettingsFactory, queue_counts
+from tests.support.docs import code_blocks, section
 from tests.support.dynamo import AcceleratedClock, new_registry
 from tests.support.iam import STOCK_QUEUE, STOCK_QUEUE_ACTIONS, AccessKey, IamMoto, allow, as_moto_checks
 from tests.support.polling import wait_until
@@ -313,3 +315,106 @@ async def test_dead_lettering_without_get_queue_attributes_needs_a_dead_letter_q
         async with asyncio.timeout(20):
             await daemon.run()
     assert daemon.counters.sqs_calls.get("ReceiveMessage", 0) == 0
+
+
+# The example queue of docs/iam.md, replaced by the test's queue.
+DOC_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:jobs"
+
+
+def documented_policy(heading: str, queue_arn: str) -> list[dict[str, Any]]:
+    """The statements of the JSON policy under ``heading`` in docs/iam.md, in the form moto checks:
+    the example queue replaced by ``queue_arn``, the batch names added (see tests/support/iam.py),
+    DynamoDB on "*" (see REGISTRY)."""
+    (block,) = code_blocks(section("docs/iam.md", heading), "json")
+    statements: list[dict[str, Any]] = json.loads(block.replace(DOC_QUEUE_ARN, queue_arn))["Statement"]
+    for statement in statements:
+        action = statement["Action"]
+        actions = [action] if isinstance(action, str) else action
+        statement["Action"] = as_moto_checks(actions)
+        if all(name.startswith("dynamodb:") for name in actions):
+            statement["Resource"] = "*"
+    return statements
+
+
+async def queue_arn(sqs: Any, queue_url: str) -> str:
+    attributes = await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+async def test_the_documented_run_policy_runs_every_duty_and_no_more(
+    iam_moto: IamMoto,
+    sqs: Any,
+    queue_url: str,
+    worker: RecordingWorker,
+    make_settings: SettingsFactory,
+    run_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/iam.md's Run policy, as written: the daemon checks the queue, delivers and deletes,
+    extends a long job's visibility and changes it after a 500, without one refused call. The
+    same user may not send a message (the policy is in force, and it grants no more)."""
+    arn = await queue_arn(sqs, queue_url)
+    user = await iam_moto.create_user(documented_policy("## Run (`asqsd run`)", arn))
+    async with iam_moto.client("sqs", user) as as_user:
+        with pytest.raises(ClientError, match="sqs:SendMessage"):
+            await as_user.send_message(QueueUrl=queue_url, MessageBody="not allowed")
+    act_as(monkeypatch, user)
+    release_slow = asyncio.Event()
+    failed_once: set[str] = set()
+
+    async def handler(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
+        if delivery.body == b"slow":
+            await release_slow.wait()
+        if delivery.body == b"fail-once" and delivery.msgid not in failed_once:
+            failed_once.add(delivery.msgid or "")
+            return web.Response(status=500)
+        return web.Response(status=200)
+
+    worker.handler = handler
+    for body in ("plain", "slow", "fail-once"):
+        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    settings = make_settings(visibility_timeout=2, inactivity_timeout=60, error_visibility_timeout=0)
+    with capture_logs() as logs:
+        async with run_daemon(settings) as daemon:
+            await wait_until(lambda: daemon.counters.extended >= 1, timeout_s=20, what="slow job extended")
+            release_slow.set()
+            await wait_until(lambda: daemon.counters.deleted == 3, timeout_s=20, what="3 deletes")
+    counters = daemon.counters
+    assert counters.sqs_errors == {}
+    assert counters.retried == 1
+    assert counters.sqs_calls["GetQueueAttributes"] >= 1
+    assert not events(logs, "queue-attributes-denied") and not events(logs, "permission-denied")
+
+
+async def test_the_documented_periodic_policy_enqueues_tasks(
+    iam_moto: IamMoto,
+    sqs: Any,
+    queue_url: str,
+    worker: RecordingWorker,
+    make_settings: SettingsFactory,
+    run_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/iam.md's Run and periodic-task policies together: the instance wins the election on
+    the registry table and its periodic task is enqueued and delivered, without a refused call."""
+    arn = await queue_arn(sqs, queue_url)
+    statements = [
+        *documented_policy("## Run (`asqsd run`)", arn),
+        *documented_policy("## Periodic tasks (`cron.yaml`)", arn),
+    ]
+    user = await iam_moto.create_user(statements)
+    async with iam_moto.client("dynamodb") as dynamodb:
+        registry = await new_registry(dynamodb)
+    act_as(monkeypatch, user)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", iam_moto.url)
+    start = (time.time() // 60 + 1) * 60 - 1  # a second before a whole minute
+    daemon = Daemon(
+        make_settings(registry_table=registry.name),
+        tasks=parse_cron_yaml(CRON),
+        periodic_clock=AcceleratedClock(start, speed=20),
+    )
+    async with run_daemon(daemon):
+        await wait_until(lambda: daemon.counters.deleted >= 1, timeout_s=20, what="a periodic task delivered")
+    assert [d.path for d in worker.deliveries][:1] == ["/tasks/tick"]
+    assert daemon.counters.sqs_errors == {}
+    assert daemon.counters.sqs_calls["SendMessage"] >= 1

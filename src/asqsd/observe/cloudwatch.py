@@ -1,4 +1,4 @@
-"""The stock daemon's only metric: ``ElasticBeanstalk/SQSD`` ``Health`` (contract §2.10).
+"""The stock daemon's only metric: ``ElasticBeanstalk/SQSD`` ``Health``.
 
 Every ``interval_s`` (stock: 60 s) publish 1 if the worker accepts a TCP connection (or passes
 the configured health check) **and** a ReceiveMessage succeeded since the previous check, else 0,

@@ -1,4 +1,4 @@
-"""Optional log file in the stock daemon's line format (contract §5), for tooling that greps it.
+"""Optional log file in the stock daemon's line format, for tooling that greps it.
 
 Lines look like ``2017-01-28T17:55:02Z http-err: 1bed... (4) 504 - 68.761``: a UTC timestamp in
 whole seconds with ``Z``, the category, a colon, the message. The stock file is

@@ -3,7 +3,7 @@
 Pure logic only -- no SQS or DynamoDB here. The schedule dialect lives in
 :mod:`asqsd.periodic.schedule`; this module re-exports what callers need from it.
 
-``cron.yaml`` rules (contract §4.1), with the choices made where the stock daemon is silent:
+``cron.yaml`` rules as the stock daemon reads them, with the choices made where it is silent:
 
 * ``version`` is required and must be the YAML integer ``1``. Stock looks the value up in a
   Ruby hash keyed by the integer 1, so the string ``"1"``, ``1.0`` and ``true`` are all
@@ -150,7 +150,7 @@ def parse_cron_yaml(
 
 
 def task_message(task: CronTask, scheduled_at: datetime) -> tuple[str, dict[str, MessageAttribute]]:
-    """The SQS body and message attributes that enqueue one run of ``task`` (contract §4.3).
+    """The SQS body and message attributes that enqueue one run of ``task``, as stock sends them.
 
     ``scheduled_at`` must be timezone-aware; it is rendered in UTC as ``YYYY-MM-DD HH:MM:SS UTC``
     (Ruby's ``Time#to_s`` for a UTC time, which is what stock sends).

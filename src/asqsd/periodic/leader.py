@@ -1,4 +1,4 @@
-"""Leader election for periodic tasks, on the DynamoDB registry table (contract §4.4).
+"""Leader election for periodic tasks, on the DynamoDB registry table, as stock elects one.
 
 Only one instance of an environment may enqueue periodic tasks. The instances elect that one
 through a lease on the ``registry_table`` (stock: the ``AWSEBWorkerCronLeaderRegistry`` table),

@@ -1,7 +1,7 @@
 """Cron schedule expressions, parsed the way the stock daemon's parser reads them.
 
 The stock daemon hands every ``schedule`` string to the Ruby ``parse-cron`` gem (0.1.4,
-``CronParser``). This module accepts the same dialect (contract §4.2):
+``CronParser``). This module accepts the same dialect:
 
 * five fields -- minute, hour, day-of-month, month, day-of-week -- separated by ASCII
   whitespace; a sixth token is accepted and ignored (so a seconds-style ``*/30 * * * * *``

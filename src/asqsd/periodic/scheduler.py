@@ -1,6 +1,6 @@
 """Periodic tasks: the elected leader enqueues each ``cron.yaml`` occurrence exactly once.
 
-Contract §4.3, with these choices (docs/periodic-tasks.md explains them at length):
+The stock daemon's periodic tasks, with these choices (docs/periodic-tasks.md explains them at length):
 
 * **Timing.** While leading, the scheduler sleeps until the earliest next occurrence of any task
   (UTC, minute resolution; interruptible by :meth:`PeriodicScheduler.stop` and by losing

@@ -1,8 +1,8 @@
-"""Build the worker request for a message: the stock headers (contract §1.3) and the body.
+"""Build the worker request for a message: the stock headers and the body.
 
 Pure functions: the dispatcher calls :func:`build_request` once per message and gets the path,
 the body bytes, the headers and the list of headers it had to skip (to log). With ``unwrap_sns``
-the body of an SNS notification envelope is unwrapped first (:func:`unwrap_sns`, contract §6:
+the body of an SNS notification envelope is unwrapped first (:func:`unwrap_sns`;
 the stock daemon had the option, ``via_sns``, but never exposed it).
 """
 
@@ -192,7 +192,7 @@ def _add_attributes(request: Request, message: Message) -> None:
         _add(request, header, attr.string_value)
 
 
-# --- SNS envelopes (contract §6) ----------------------------------------------------------------
+# --- SNS envelopes ------------------------------------------------------------------------------
 _REQUIRED_STRINGS = ("Message", "TopicArn", "MessageId")
 
 

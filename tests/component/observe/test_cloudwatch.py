@@ -1,4 +1,4 @@
-"""The ElasticBeanstalk/SQSD Health metric (contract §2.10) against moto_server's CloudWatch."""
+"""The ElasticBeanstalk/SQSD Health metric against moto_server's CloudWatch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request the worker sees is the stock daemon's request (contract §1, checklist §9)."""
+"""The request the worker sees is the stock daemon's request."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What each worker answer (or transport failure) does to the message (contract §2.3-2.6)."""
+"""What each worker answer (or transport failure) does to the message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stock log file lines (contract §5): exact formats, line buffering, logrotate, write errors."""
+"""Stock log file lines: exact formats, line buffering, logrotate, write errors."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from asqsd.observe.stocklog import (
     socket_err,
 )
 
-# 2017-01-28T17:55:02Z, the timestamp of the contract's example line.
+# 2017-01-28T17:55:02Z, the timestamp of a published stock log line.
 EXAMPLE_EPOCH = calendar.timegm((2017, 1, 28, 17, 55, 2, 0, 0, 0))
 
 
 class TestFormatting:
-    """The pure formatting functions reproduce the contract's examples byte for byte."""
+    """The pure formatting functions reproduce published stock log lines byte for byte."""
 
     def test_timestamp_whole_seconds_utc(self) -> None:
         """UTC, ISO-8601, Z suffix, fractions dropped (not rounded up)."""

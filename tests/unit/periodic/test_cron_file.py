@@ -1,4 +1,4 @@
-"""cron.yaml loading and validation, locating the file, and the task message (contract §4.1, §4.3)."""
+"""cron.yaml loading and validation, locating the file, and the task message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cron schedule dialect (contract §4.2 and the cron lines of §9) and next/previous runs."""
+"""The cron schedule dialect and next/previous runs."""
 
 from __future__ import annotations
 

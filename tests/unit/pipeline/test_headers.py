@@ -1,4 +1,4 @@
-"""Header building (contract §1.3), including hostile attribute names and values."""
+"""Header building, including hostile attribute names and values."""
 
 from __future__ import annotations
 

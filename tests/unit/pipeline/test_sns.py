@@ -1,4 +1,4 @@
-"""SNS envelope unwrapping (contract §6): exact shape required, never raises on anything."""
+"""SNS envelope unwrapping: exact shape required, never raises on anything."""
 
 from __future__ import annotations
 
