@@ -72,6 +72,26 @@ def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, An
     return [entry for entry in logs if entry["event"] == name]
 
 
+async def send_every_duty(sqs: Any, queue_url: str, worker: RecordingWorker) -> asyncio.Event:
+    """Queue a plain message, a slow job (held until the returned event is set) and one the worker
+    fails once (500): together they need a delete, a visibility extension and a visibility change."""
+    release_slow = asyncio.Event()
+    failed_once: set[str] = set()
+
+    async def handler(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
+        if delivery.body == b"slow":
+            await release_slow.wait()
+        if delivery.body == b"fail-once" and delivery.msgid not in failed_once:
+            failed_once.add(delivery.msgid or "")
+            return web.Response(status=500)
+        return web.Response(status=200)
+
+    worker.handler = handler
+    for body in ("plain", "slow", "fail-once"):
+        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    return release_slow
+
+
 async def http_status(url: str) -> int:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status
@@ -125,20 +145,7 @@ async def test_stock_permissions_run_every_sqs_duty(
     act_as(monkeypatch, user)
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", iam_moto.url)
 
-    release_slow = asyncio.Event()
-    failed_once: set[str] = set()
-
-    async def handler(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
-        if delivery.body == b"slow":
-            await release_slow.wait()
-        if delivery.body == b"fail-once" and delivery.msgid not in failed_once:
-            failed_once.add(delivery.msgid or "")
-            return web.Response(status=500)
-        return web.Response(status=200)
-
-    worker.handler = handler
-    for body in ("plain", "slow", "fail-once"):
-        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    release_slow = await send_every_duty(sqs, queue_url, worker)
     start = (time.time() // 60 + 1) * 60 - 1  # a second before a whole minute
     daemon = Daemon(
         make_settings(
@@ -359,20 +366,7 @@ async def test_the_documented_run_policy_runs_every_duty_and_no_more(
         with pytest.raises(ClientError, match="sqs:SendMessage"):
             await as_user.send_message(QueueUrl=queue_url, MessageBody="not allowed")
     act_as(monkeypatch, user)
-    release_slow = asyncio.Event()
-    failed_once: set[str] = set()
-
-    async def handler(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
-        if delivery.body == b"slow":
-            await release_slow.wait()
-        if delivery.body == b"fail-once" and delivery.msgid not in failed_once:
-            failed_once.add(delivery.msgid or "")
-            return web.Response(status=500)
-        return web.Response(status=200)
-
-    worker.handler = handler
-    for body in ("plain", "slow", "fail-once"):
-        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    release_slow = await send_every_duty(sqs, queue_url, worker)
     settings = make_settings(visibility_timeout=2, inactivity_timeout=60, error_visibility_timeout=0)
     with capture_logs() as logs:
         async with run_daemon(settings) as daemon:
