@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import STATUS_CLASSES, DeliveryStats, HistogramSnapshot
 from asqsd.observe.gauges import (
+    ASYNC_JOBS_HELD,
     CHANNEL_DEPTH,
     HELD_MESSAGES,
     IN_FLIGHT,
@@ -205,6 +206,17 @@ def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
             "Worker outages: times receiving paused because the worker could not be reached.",
             c.worker_outages,
         ),
+        _by_label(
+            "asqsd_async_acks_total",
+            "Asynchronous acknowledgements (async_ack) applied, by outcome (done, fail, extend).",
+            "outcome",
+            c.async_acks,
+        ),
+        _counter(
+            "asqsd_async_jobs_expired_total",
+            "Jobs answered 202 whose acknowledgement did not come in time; their messages were released.",
+            c.async_jobs_expired,
+        ),
         _by_label("asqsd_sqs_calls_total", "SQS API calls by operation.", "operation", c.sqs_calls),
         _by_label("asqsd_sqs_errors_total", "Failed SQS API calls by operation.", "operation", c.sqs_errors),
     ]
@@ -227,6 +239,12 @@ def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
             "1 while a worker outage holds messages and pauses receiving, else 0.",
             gauges,
             WORKER_OUTAGE,
+        ),
+        _gauge(
+            "asqsd_async_jobs_held",
+            "Jobs the worker answered 202 for, held leased until their acknowledgement (async_ack).",
+            gauges,
+            ASYNC_JOBS_HELD,
         ),
     ]
     queue = GaugeMetricFamily(

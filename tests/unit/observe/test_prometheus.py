@@ -166,6 +166,14 @@ FAMILIES = {
         "counter",
         "Worker outages: times receiving paused because the worker could not be reached.",
     ),
+    "asqsd_async_acks_total": (
+        "counter",
+        "Asynchronous acknowledgements (async_ack) applied, by outcome (done, fail, extend).",
+    ),
+    "asqsd_async_jobs_expired_total": (
+        "counter",
+        "Jobs answered 202 whose acknowledgement did not come in time; their messages were released.",
+    ),
     "asqsd_sqs_calls_total": ("counter", "SQS API calls by operation."),
     "asqsd_sqs_errors_total": ("counter", "Failed SQS API calls by operation."),
     "asqsd_in_flight": ("gauge", "POSTs to the worker in progress."),
@@ -177,6 +185,10 @@ FAMILIES = {
     "asqsd_worker_outage": (
         "gauge",
         "1 while a worker outage holds messages and pauses receiving, else 0.",
+    ),
+    "asqsd_async_jobs_held": (
+        "gauge",
+        "Jobs the worker answered 202 for, held leased until their acknowledgement (async_ack).",
     ),
     "asqsd_queue_messages": (
         "gauge",
