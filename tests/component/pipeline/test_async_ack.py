@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.component.conftest import SettingsFactory, queue_counts
+from tests.component.pipeline.test_fifo import fifo_queue, send_groups
 from tests.support.metrics import value_of
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.worker import Delivery, RecordingWorker
@@ -184,3 +185,30 @@ async def test_without_async_ack_there_is_no_ack_url_and_202_stays_a_failure(
         status, _ = await post(http, f"{base}/ack/{'a' * 32}", b'{"outcome": "done"}')
         assert status == 404
     assert daemon.counters.deleted == 0
+
+
+async def test_on_a_fifo_queue_a_held_job_keeps_its_group_waiting(
+    sqs: Any, worker: RecordingWorker, make_settings: SettingsFactory, run_daemon: Any
+) -> None:
+    """A0 answered 202: A1, already received, waits (with dispatchers free) until A0 is
+    acknowledged; the group goes in order."""
+    worker.handler = accept
+    url = await fifo_queue(sqs)
+    await send_groups(sqs, url, "A", 3)
+    async with (
+        run_daemon(async_settings(make_settings, queue_url=url)) as daemon,
+        aiohttp.ClientSession() as http,
+    ):
+
+        def bodies() -> list[str]:
+            return [d.body.decode() for d in worker.deliveries]
+
+        await wait_until(lambda: daemon.gauges()["channel_depth"] >= 1, what="A1 received")
+        await wait_until(lambda: bodies() == ["A0"], what="A0 delivered")
+        assert daemon.gauges()["channel_depth"] >= 1 and bodies() == ["A0"]
+        for step in (1, 2):
+            assert (await post(http, ack_url(worker.deliveries[-1]), b'{"outcome": "done"}'))[0] == 200
+            await wait_until(lambda n=1 + step: len(worker.deliveries) == n, what=f"A{step}")
+        assert (await post(http, ack_url(worker.deliveries[-1]), b'{"outcome": "done"}'))[0] == 200
+        await wait_until(lambda: daemon.counters.deleted == 3, what="all deleted")
+    assert bodies() == ["A0", "A1", "A2"]
