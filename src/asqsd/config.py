@@ -226,6 +226,27 @@ class Settings(BaseModel):
         description="Worker statuses that also count as unreachable, e.g. '502,503'; default none.",
     )
 
+    # --- asynchronous acknowledgement (asqsd extension, docs/daemon.md; off: stock) ------------
+    async_ack: bool = Field(
+        False,
+        description="Send an X-Asqsd-Ack-Url with every POST; a 202 answer keeps the message leased "
+        "until the worker POSTs its outcome there (needs health_server and heartbeat).",
+    )
+    max_async_jobs: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description="Jobs answered 202 held at once, counting POSTs in progress; when full, no new POST "
+        "starts and receiving slows.",
+    )
+    async_ack_deadline_s: float = Field(
+        3600,
+        ge=1,
+        le=43200,
+        description="Seconds a 202 job may go without an acknowledgement (done, fail or extend) before "
+        "its message is released for redelivery.",
+    )
+
     cron_file: str | None = Field(
         None, description="cron.yaml to use; default: the application directory, as the stock daemon looks."
     )
@@ -411,6 +432,20 @@ class Settings(BaseModel):
         if overlap := (self.dead_letter_statuses or frozenset()) & self.success_statuses:
             listed = ",".join(str(s) for s in sorted(overlap))
             raise ValueError(f"dead_letter_statuses and success_statuses share {listed}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_async_ack(self) -> Settings:
+        if not self.async_ack:
+            return self
+        if not self.health_server:
+            raise ValueError("async_ack needs health_server: the acknowledgement URL is served there")
+        if not self.heartbeat or self.visibility_timeout < 1:
+            raise ValueError("async_ack needs heartbeat (and visibility_timeout >= 1) to keep jobs leased")
+        if 202 in self.success_statuses:
+            raise ValueError("async_ack gives 202 its own meaning: remove 202 from success_statuses")
+        if self.dedup:
+            raise ValueError("async_ack cannot be combined with dedup")
         return self
 
     # --- derived values (computed once, never per message) ----------------------------------

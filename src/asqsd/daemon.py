@@ -133,6 +133,8 @@ class Daemon:
                 session, self.settings, self.settings.region or region, stack, self.counters, self._wall_clock
             )
             pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack, dedup), self._crashed)
+            if self.observers.health is not None:  # async_ack: the health server takes the acks
+                self.observers.health.ack_receiver = pipeline.async_jobs
             attributes = None if self.queue.denied else self._sqs.get_queue_attributes
             self.observers.start(self, attributes, cloudwatch, queue_name(self.queue_url))
             if self.periodic is not None:  # no cron.yaml: no DynamoDB client, no call
@@ -175,6 +177,7 @@ class Daemon:
 
     async def _parts(self, stack: contextlib.AsyncExitStack, dedup: Deduplicator | None) -> PipelineParts:
         assert self._sqs is not None
+        health = self.observers.health
         return PipelineParts(
             sqs=self._sqs,
             worker=await open_worker(self.settings, stack),
@@ -187,6 +190,7 @@ class Daemon:
             dedup=dedup,
             dead_letter_queue_url=self._dead_letter_queue_url,
             probe=self.check_worker,
+            ack_base_url=health.local_url if self.settings.async_ack and health is not None else None,
         )
 
     def _crashed(self, exc: BaseException) -> None:

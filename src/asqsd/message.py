@@ -83,6 +83,7 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # failure: make it visible again after a delay (error visibility / Retry-After)
     LEAVE = "leave"  # failure with no visibility change: it reappears when its lease runs out
     DEAD_LETTER = "dead_letter"  # failure to move to the dead-letter queue: send there, then delete
+    HELD = "held"  # async_ack: the worker answered 202 and reports the outcome later
 
 
 @dataclass(slots=True, frozen=True)

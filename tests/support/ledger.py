@@ -19,9 +19,10 @@ Four parts, reusable by tests and by ``benchmarks/soak.py``:
 
 Definitions (per message number):
 
-* **lost**: never answered 200 and not in the queue or DLQ in any state. This must be 0.
-* **duplicated**: answered 200 more than once (at-least-once delivery; each is explained in
-  docs/reliability.md).
+* **lost**: never answered 200 (nor accepted with 202 and acknowledged ``done``, with
+  ``async_ack``) and not in the queue or DLQ in any state. This must be 0.
+* **duplicated**: answered 200 (or acknowledged ``done``) more than once (at-least-once
+  delivery; each is explained in docs/reliability.md).
 * **stuck**: still in flight when the run was checked (nobody is working on it any more).
 * **pending**: visible or delayed in the queue and never answered 200 (work not done yet, not lost).
 * **stored twice**: held more than once across the queue and its DLQ (e.g. dead-lettered by asqsd
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 from aiohttp import web
 
 from asqsd.emulator import Emulator
@@ -122,7 +124,7 @@ async def send_numbered(
 
 # ------------------------------------------------------------------------------------- worker
 
-ActionKind = Literal["answer", "reset", "hang", "garbage", "raw", "big"]
+ActionKind = Literal["answer", "reset", "hang", "garbage", "raw", "big", "accept"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,8 @@ class Action:
     * ``garbage``: write ``raw`` bytes that are not HTTP, then close.
     * ``raw``: write each ``(delay, bytes)`` piece of ``pieces`` after its delay, then close.
     * ``big``: answer ``status`` with a ``body_bytes``-long body streamed in 1 MiB chunks.
+    * ``accept``: wait ``delay_s``, answer 202, then (``async_ack``) POST ``{"outcome": ack}`` to
+      the request's ``X-Asqsd-Ack-Url`` after ``ack_after_s``; ``ack=None`` never acknowledges.
     """
 
     kind: ActionKind = "answer"
@@ -146,10 +150,14 @@ class Action:
     pieces: tuple[tuple[float, bytes], ...] = ()
     body_bytes: int = 0
     close: bool = False  # answer with Connection: close
+    ack: str | None = "done"  # accept: the outcome reported later (None: never)
+    ack_after_s: float = 0.0  # accept: how long the job runs after the 202
 
     @property
     def answered_status(self) -> int | None:
         """The status the worker answers with, or None when it sends no (valid) response."""
+        if self.kind == "accept":
+            return 202
         return self.status if self.kind in ("answer", "big") else None
 
 
@@ -201,6 +209,14 @@ class DeliveryRecord:
     body_ok: bool = True  # body bytes matched what the test expected (if it said)
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""  # kept only when the worker was told to (keep_bodies)
+    ack: str | None = None  # accept: the outcome reported to the acknowledgement URL
+    ack_sent: float | None = None  # when that acknowledgement was sent
+    ack_status: int | None = None  # the daemon's answer to it (None: no answer)
+
+    @property
+    def ok(self) -> bool:
+        """The job succeeded: answered 200, or accepted and acknowledged ``done`` (answered 200)."""
+        return self.status == 200 or (self.ack == "done" and self.ack_status == 200)
 
 
 def _status_line(raw: bytes) -> int | None:
@@ -244,6 +260,7 @@ class LedgerWorker:
         self._sightings: Counter[int] = Counter()
         self._runner: web.AppRunner | None = None
         self._release = asyncio.Event()
+        self._acks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -276,6 +293,8 @@ class LedgerWorker:
     async def stop(self) -> None:
         """Stop listening; hanging handlers are released. The port is kept for a restart."""
         self._release.set()
+        for task in list(self._acks):
+            task.cancel()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -338,11 +357,37 @@ class LedgerWorker:
             return web.Response(status=500)  # never reaches the client
         if action.kind == "big":
             return await self._stream_big(request, action, record)
+        if action.kind == "accept":
+            return self._accept(request, action, record)
         headers = {"Retry-After": action.retry_after} if action.retry_after is not None else {}
         if action.close:
             headers["Connection"] = "close"
         record.status = action.status
         return web.Response(status=action.status, text="ok", headers=headers)
+
+    def _accept(self, request: web.Request, action: Action, record: DeliveryRecord) -> web.Response:
+        url = request.headers.get("X-Asqsd-Ack-Url")
+        if url is not None and action.ack is not None:
+            task = asyncio.create_task(self._acknowledge(url, action, record))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+        record.status = 202
+        return web.Response(status=202, text="accepted")
+
+    async def _acknowledge(self, url: str, action: Action, record: DeliveryRecord) -> None:
+        """The background job: run ``ack_after_s``, then report its outcome (once, no retry)."""
+        await self._wait(action.ack_after_s)
+        if self._release.is_set():
+            return  # the worker stopped: the job dies with it
+        record.ack = action.ack
+        record.ack_sent = time.monotonic()
+        timeout = aiohttp.ClientTimeout(total=5)
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(url, json={"outcome": action.ack}) as response,
+            ):
+                record.ack_status = response.status
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -390,7 +435,7 @@ class LedgerWorker:
 
     def ok_numbers(self) -> set[int]:
         """Message numbers answered 200 at least once."""
-        return {r.n for r in self.records if r.status == 200 and r.n is not None}
+        return {r.n for r in self.records if r.ok and r.n is not None}
 
     def ok_count(self) -> int:
         """How many distinct messages were answered 200."""
@@ -589,7 +634,7 @@ class Ledger:
     def report(self, inventory: Inventory, examples: int = 5) -> LedgerReport:
         """Classify every expected message (see the module docstring)."""
         records = self.worker.records
-        ok_answers: Counter[int] = Counter(r.n for r in records if r.status == 200 and r.n is not None)
+        ok_answers: Counter[int] = Counter(r.n for r in records if r.ok and r.n is not None)
         seen: Counter[int] = Counter(r.n for r in records if r.n is not None)
         done = set(ok_answers)
         states: Mapping[int, QueueState] = inventory.states

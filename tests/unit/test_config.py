@@ -153,6 +153,28 @@ def test_dedup_needs_its_table(tmp_path: Path) -> None:
         load_settings({"dedup": True}, {})
 
 
+def test_async_ack_is_off_by_default_and_refused_without_what_it_needs() -> None:
+    """async_ack needs the health server (the ack URL lives there) and the heartbeat; 202 cannot
+    be a success status as well; dedup is not combined with it."""
+    defaults = load_settings({}, {}).settings
+    assert (defaults.async_ack, defaults.max_async_jobs, defaults.async_ack_deadline_s) == (False, 100, 3600)
+    on = load_settings({"async_ack": "true", "health_server": "true"}, {}).settings
+    assert on.async_ack
+    cases = [
+        ({}, "async_ack needs health_server"),
+        ({"health_server": True, "heartbeat": False}, "async_ack needs heartbeat"),
+        ({"health_server": True, "visibility_timeout": 0}, "async_ack needs heartbeat"),
+        ({"health_server": True, "success_statuses": "2xx"}, "remove 202 from success_statuses"),
+        ({"health_server": True, "dedup": True, "dedup_table": "t"}, "cannot be combined with dedup"),
+        ({"health_server": True, "async_ack_deadline_s": 0.5}, "async_ack_deadline_s=0.5"),
+        ({"health_server": True, "max_async_jobs": 0}, "max_async_jobs=0"),
+    ]
+    for extra, says in cases:
+        with pytest.raises(ConfigError) as raised:
+            load_settings({"async_ack": True, **extra}, {})
+        assert says in str(raised.value), (extra, str(raised.value))
+
+
 def test_negative_error_visibility_means_unset() -> None:
     """-1 (or null) disables the visibility change after a failure; 0 is honoured."""
     assert load_settings({"error_visibility_timeout": -1}, {}).settings.error_visibility_timeout is None

@@ -1,9 +1,11 @@
-"""The ``asqsd local --demo`` worker and scenario: a delivery, a retry and a dead letter.
+"""The ``asqsd local --demo`` worker and scenario: a delivery, a retry, a dead letter, a slow job.
 
 The demo worker answers by the message body: ``ok`` → 200; ``flaky`` → 500 on the first
 delivery, then 200; ``poison`` → always 500, so SQS moves it to the dead-letter queue after
-``maxReceiveCount`` receives. The scenario sends one of each through the emulator's SQS API (as a
-developer's code would) and returns once all three outcomes were seen, or the timeout passed.
+``maxReceiveCount`` receives; ``slow`` → 202 at once, then a background task reports ``done`` to
+the delivery's ``X-Asqsd-Ack-Url`` (asynchronous acknowledgement, ``async_ack``). The scenario
+sends one of each through the emulator's SQS API (as a developer's code would) and returns once
+every outcome was seen, or the timeout passed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import socket
 import time
 from typing import TextIO
 
+import aiohttp
 from aiohttp import web
 
 from asqsd.clients.sqs.wire import queue_name
 from asqsd.emulator import Emulator
 
-SAMPLES = ("ok", "flaky", "poison")
+SAMPLES = ("ok", "flaky", "poison", "slow")
+ACK_HEADER = "X-Asqsd-Ack-Url"
+SLOW_JOB_S = 1.0  # how long the demo's "slow" job runs after its 202
 
 
 class DemoWorker:
@@ -29,6 +34,8 @@ class DemoWorker:
         self._out = out
         self._runner: web.AppRunner | None = None
         self.answers: dict[str, list[int]] = {}
+        self.acks: list[int] = []  # asqsd's answers to the slow jobs' acknowledgements
+        self._jobs: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         """Listen on a free loopback port; returns the port."""
@@ -42,7 +49,9 @@ class DemoWorker:
         return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
-        """Close the listener."""
+        """Close the listener (and end slow jobs still running)."""
+        for job in list(self._jobs):
+            job.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -51,14 +60,37 @@ class DemoWorker:
         body = (await request.read()).decode("utf-8", "replace")
         kind = _kind(body)
         count = int(request.headers.get("X-Aws-Sqsd-Receive-Count", "0") or 0)
-        status = 200 if kind == "ok" or (kind == "flaky" and count > 1) else 500
+        ack_url = request.headers.get(ACK_HEADER)
+        if kind == "slow" and ack_url is not None:
+            status = 202
+            self._start_job(ack_url, request.headers.get("X-Aws-Sqsd-Msgid", "?")[-8:])
+        else:
+            # ("slow" without an acknowledgement URL, async_ack turned off: done at once.)
+            status = 200 if kind in ("ok", "slow") or (kind == "flaky" and count > 1) else 500
         self.answers.setdefault(kind, []).append(status)
         msgid = request.headers.get("X-Aws-Sqsd-Msgid", "?")[-8:]
-        self._out.write(
-            f"  worker  ← POST {request.path} {kind!r} msgid=…{msgid} receive-count={count} → {status}\n"
-        )
+        self._say(f"worker  ← POST {request.path} {kind!r} msgid=…{msgid} receive-count={count} → {status}")
+        text = {200: "ok", 202: "accepted: running in the background"}.get(status, "demo failure")
+        return web.Response(status=status, text=text)
+
+    def _say(self, line: str) -> None:
+        self._out.write(f"  {line}\n")
         self._out.flush()
-        return web.Response(status=status, text="ok" if status == 200 else "demo failure")
+
+    def _start_job(self, ack_url: str, msgid: str) -> None:
+        job = asyncio.create_task(self._run_slow_job(ack_url, msgid))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def _run_slow_job(self, ack_url: str, msgid: str) -> None:
+        """The work a real worker would do in a background thread, then its acknowledgement."""
+        await asyncio.sleep(SLOW_JOB_S)  # the demo's stand-in for a long job
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.post(ack_url, json={"outcome": "done"}) as response,
+        ):
+            self.acks.append(response.status)
+        self._say(f"worker  → ack 'done' for msgid=…{msgid} → {response.status}")
 
 
 def _kind(body: str) -> str:
@@ -88,7 +120,8 @@ async def run_demo(
         if _all_seen(emulator, dlq_name, worker):
             out.write(
                 "\ndemo complete: 'ok' delivered and deleted, 'flaky' retried then deleted, "
-                f"'poison' moved to {dlq_name} after repeated failures.\n"
+                f"'poison' moved to {dlq_name} after repeated failures, 'slow' accepted with 202 "
+                "and deleted once its background job acknowledged 'done'.\n"
             )
             out.flush()
             return True
@@ -102,4 +135,5 @@ def _all_seen(emulator: Emulator, dlq_name: str, worker: DemoWorker) -> bool:
     ok = 200 in answers.get("ok", [])
     flaky = answers.get("flaky", [])[:1] == [500] and 200 in answers.get("flaky", [])
     poisoned = emulator.counters(dlq_name)["depth"] >= 1
-    return ok and flaky and poisoned
+    slow = 200 in worker.acks or 200 in answers.get("slow", [])
+    return ok and flaky and poisoned and slow

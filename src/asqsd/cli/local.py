@@ -3,7 +3,8 @@
 Starts the emulator on 127.0.0.1 (port 9324 by default), creates the queue and a dead-letter
 queue, prints the endpoint and a ready-to-paste send example, and runs the daemon against it.
 With ``--demo`` a small built-in worker is started and fed sample messages, so a newcomer sees a
-delivery, a retry and a dead-lettered message within seconds; the demo then stops by itself.
+delivery, a retry, a dead-lettered message and a job acknowledged asynchronously within seconds;
+the demo then stops by itself.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def local_settings(base: Mapping[str, Any], queue_url: str, endpoint: str, demo_
             error_visibility_timeout=values.get("error_visibility_timeout", 1),
             wait_time_s=values.get("wait_time_s", 1),
             http_connections=values.get("http_connections", 4),
+            # The 'slow' sample acknowledges asynchronously; the ack URL is on the health server.
+            async_ack=values.get("async_ack", True),
+            health_server=values.get("health_server", True),
+            health_port=values.get("health_port", 0),
         )
     return Settings(**values)
 

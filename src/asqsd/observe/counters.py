@@ -18,6 +18,9 @@ AWS_OPERATIONS = (
     "PutMetricData",
 )
 
+# What a worker may report on an async_ack acknowledgement URL (the outcome label of the counter).
+ASYNC_ACK_OUTCOMES = ("done", "fail", "extend")
+
 
 @dataclass(slots=True)
 class Counters:
@@ -46,6 +49,9 @@ class Counters:
     dead_letter_failed: int = 0  # dead-letter sends that failed (the message was left to SQS)
     headers_skipped: int = 0
     worker_outages: int = 0  # times the worker outage hold opened
+    # async_ack: acknowledgements applied, by outcome; jobs released because none came in time
+    async_acks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ASYNC_ACK_OUTCOMES, 0))
+    async_jobs_expired: int = 0
     receive_calls: int = 0
     receive_errors: int = 0
     empty_receives: int = 0

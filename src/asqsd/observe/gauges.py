@@ -19,6 +19,9 @@ HELD_MESSAGES = "held_messages"
 WORKER_OUTAGE = "worker_outage"
 
 
+ASYNC_JOBS_HELD = "async_jobs_held"
+
+
 QUEUE_VISIBLE = "queue_visible"
 
 
@@ -29,5 +32,14 @@ QUEUE_DELAYED = "queue_delayed"
 
 
 NAMED_GAUGES = frozenset(
-    {IN_FLIGHT, CHANNEL_DEPTH, HELD_MESSAGES, WORKER_OUTAGE, QUEUE_VISIBLE, QUEUE_IN_FLIGHT, QUEUE_DELAYED}
+    {
+        IN_FLIGHT,
+        CHANNEL_DEPTH,
+        HELD_MESSAGES,
+        WORKER_OUTAGE,
+        ASYNC_JOBS_HELD,
+        QUEUE_VISIBLE,
+        QUEUE_IN_FLIGHT,
+        QUEUE_DELAYED,
+    }
 )

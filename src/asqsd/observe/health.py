@@ -12,6 +12,8 @@
   otherwise the daemon's cheap check runs. Check results are cached for a few seconds so a
   tight probe loop cannot turn into load on SQS or the worker.
 * ``GET /metrics``: Prometheus text 0.0.4, or OpenMetrics when asked (:mod:`asqsd.observe.prometheus`).
+* ``POST /ack/<token>``: with ``async_ack``, a worker reports the outcome of a job it answered 202
+  for; the daemon attaches the :class:`AckReceiver` that applies it (404 while none is attached).
 
 The server only reads the daemon through :class:`DaemonView` (see docs/observability.md for
 what each member must return). It binds to loopback unless explicitly allowed otherwise: the
@@ -96,6 +98,32 @@ class DaemonView(HealthSource, Protocol):
     def gauges(self) -> Mapping[str, float]:
         """Current gauges under the keys of :mod:`asqsd.observe.gauges` (``in_flight`` ...)."""
         ...
+
+
+class AckReply(Protocol):
+    """The answer to one acknowledgement: an HTTP status and a JSON body."""
+
+    @property
+    def status(self) -> int:
+        """200 applied, 400 bad body, 404 unknown token, 409 already settled, 410 too late ..."""
+        ...
+
+    @property
+    def body(self) -> Mapping[str, object]:
+        """What to tell the worker, as JSON."""
+        ...
+
+
+class AckReceiver(Protocol):
+    """What applies ``POST /ack/<token>`` (the pipeline's async job registry)."""
+
+    def acknowledge(self, token: str, body: bytes) -> AckReply:
+        """Apply the acknowledgement ``body`` for ``token`` and say what happened."""
+        ...
+
+
+# An acknowledgement is a few dozen bytes of JSON; anything much longer is refused unread.
+_MAX_ACK_BYTES = 4096
 
 
 def successful_receives(counters: Counters) -> int:
@@ -238,11 +266,19 @@ class HealthServer:
         )
         self._worker = CachedCheck("worker", view.check_worker, check_ttl_s, check_timeout_s, clock)
         self._runner: web.AppRunner | None = None
+        self.ack_receiver: AckReceiver | None = None  # async_ack: set by the daemon
 
     @property
     def url(self) -> str:
         """Base URL of the bound server (meaningful after :meth:`start`)."""
         return f"http://{join_host_port(self._host, self.port)}"
+
+    @property
+    def local_url(self) -> str:
+        """:attr:`url` as a process on this host reaches it (loopback for a wildcard address)."""
+        wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104 - a lookup, not a bind
+        host = wildcard.get(self._host, self._host)
+        return f"http://{join_host_port(host, self.port)}"
 
     async def start(self) -> None:
         """Bind and serve; raises OSError if the address is taken."""
@@ -252,6 +288,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/ack/{token}", self._ack)
         # No access log: a scraper every few seconds would drown the daemon's own log lines.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -316,6 +353,16 @@ class HealthServer:
         # OpenMetrics if the scraper asks for it, else the text format 0.0.4.
         body, content_type = render_metrics(metrics_registry(self._view), request.headers.get("Accept"))
         return web.Response(body=body, headers={"Content-Type": content_type, **_NO_CACHE})
+
+    async def _ack(self, request: web.Request) -> web.Response:
+        receiver = self.ack_receiver
+        if receiver is None:
+            return _json(404, {"error": "asynchronous acknowledgement (async_ack) is off"})
+        body = await request.content.read(_MAX_ACK_BYTES + 1)
+        if len(body) > _MAX_ACK_BYTES:
+            return _json(413, {"error": f"body longer than {_MAX_ACK_BYTES} bytes"})
+        reply = receiver.acknowledge(request.match_info["token"], body)
+        return _json(reply.status, reply.body)
 
 
 def _json(status: int, body: Mapping[str, object]) -> web.Response:

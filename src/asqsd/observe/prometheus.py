@@ -31,9 +31,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from asqsd import __version__
-from asqsd.observe.counters import AWS_OPERATIONS, DEAD_LETTER_REASONS, Counters
+from asqsd.observe.counters import ASYNC_ACK_OUTCOMES, AWS_OPERATIONS, DEAD_LETTER_REASONS, Counters
 from asqsd.observe.delivery import STATUS_CLASSES, DeliveryStats, HistogramSnapshot
 from asqsd.observe.gauges import (
+    ASYNC_JOBS_HELD,
     CHANNEL_DEPTH,
     HELD_MESSAGES,
     IN_FLIGHT,
@@ -237,6 +238,18 @@ def _counter_families(c: Counters, delivery: DeliveryStats) -> Iterable[Metric]:
             c.worker_outages,
         ),
         _by_label(
+            "asqsd_async_acks_total",
+            "Asynchronous acknowledgements (async_ack) applied, by outcome (done, fail, extend).",
+            "outcome",
+            c.async_acks,
+            ASYNC_ACK_OUTCOMES,
+        ),
+        _counter(
+            "asqsd_async_jobs_expired_total",
+            "Jobs answered 202 whose acknowledgement did not come in time; their messages were released.",
+            c.async_jobs_expired,
+        ),
+        _by_label(
             "asqsd_aws_calls_total",
             "AWS API calls by operation (SQS, and CloudWatch PutMetricData), failed ones included.",
             "operation",
@@ -273,6 +286,12 @@ def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
             "1 while a worker outage holds messages and pauses receiving, else 0.",
             gauges,
             WORKER_OUTAGE,
+        ),
+        _gauge(
+            "asqsd_async_jobs_held",
+            "Jobs the worker answered 202 for, held leased until their acknowledgement (async_ack).",
+            gauges,
+            ASYNC_JOBS_HELD,
         ),
     ]
     queue = GaugeMetricFamily(

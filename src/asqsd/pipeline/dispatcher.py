@@ -12,7 +12,8 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from asqsd.backoff import backoff_delay
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
@@ -28,6 +29,9 @@ from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
+
+if TYPE_CHECKING:  # async_jobs imports this module
+    from asqsd.pipeline.async_jobs import Ack, AsyncJobs, Job
 
 log = get_logger("dispatcher")
 
@@ -102,8 +106,12 @@ def backoff_visibility(policy: DeliveryPolicy, attempt: Attempt, rng: random.Ran
     delay = backoff_delay(
         max(attempt.receive_count, 1) - 1, base, policy.error_backoff_max_s, rng, BACKOFF_JITTER
     )
-    left = max(0, math.floor(VISIBILITY_LIMIT_S - attempt.held_s))
-    return min(math.ceil(delay), policy.error_backoff_max_s, left)
+    return min(math.ceil(delay), policy.error_backoff_max_s, visibility_left(attempt))
+
+
+def visibility_left(attempt: Attempt) -> int:
+    """Whole seconds left of the 12-hour visibility limit of this receive."""
+    return max(0, math.floor(VISIBILITY_LIMIT_S - attempt.held_s))
 
 
 def is_expired(message: Message, retention_period_s: int, now_s: float) -> bool:
@@ -137,6 +145,7 @@ class DispatchShared:
     rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
     dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
     outage: WorkerOutage | None = None  # the worker outage hold, when on
+    async_jobs: AsyncJobs | None = None  # async_ack on: POSTs carry an ack URL, 202 holds the job
 
 
 class Dispatcher:
@@ -154,10 +163,22 @@ class Dispatcher:
         self._wall_clock = shared.wall_clock
         self._log_settled = _settled_logger(shared.policy.log_settled)
         self.current: Message | None = None
+        self._reserved = False  # async_ack: holds a place among max_async_jobs for its next POST
 
     async def run(self) -> None:
         """Deliver messages until the channel is closed and drained."""
+        try:
+            await self._run()
+        finally:
+            if self._reserved and self._shared.async_jobs is not None:
+                self._shared.async_jobs.unreserve()
+
+    async def _run(self) -> None:
+        jobs = self._shared.async_jobs
         while True:
+            if jobs is not None and not self._reserved:
+                await jobs.reserve()  # max_async_jobs held: take nothing more from the channel
+                self._reserved = True
             try:
                 message = await self._channel.get()
             except ChannelClosed:
@@ -220,11 +241,34 @@ class Dispatcher:
         else:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
-            posted = await self._post(message, request)
+            jobs = self._shared.async_jobs
+            if jobs is None:
+                posted = await self._post(message, request)
+            else:
+                posted, held = await self._post_with_ack(jobs, message, request, received_body)
+                if held:
+                    return Outcome.HELD  # the worker answered 202: the job waits for its ack
             if posted is None:
                 return self._release_held(message)
             result = posted
         return await self._settle(message, result, received_body)
+
+    async def _post_with_ack(
+        self, jobs: AsyncJobs, message: Message, request: Request, received_body: str
+    ) -> tuple[DeliveryResult | None, bool]:
+        """:meth:`_post` with an acknowledgement URL; and True when the worker answered 202: the
+        job is held (the message stays leased) until its acknowledgement or deadline."""
+        job = jobs.begin(message, received_body, request)
+        result: DeliveryResult | None = None
+        try:
+            result = await self._post(message, request)
+        finally:
+            held = jobs.answered(job, result)
+        if held and result is not None:
+            self._reserved = False  # the place is the held job's now
+            self._count_delivery(result)
+            self._log_held(message, result)
+        return result, held
 
     async def _post(self, message: Message, request: Request) -> DeliveryResult | None:
         """POST; during a worker outage hold the message and POST it again once the outage ends
@@ -260,16 +304,23 @@ class Dispatcher:
         self._group_done(message, failed=False)
         self._settler.delete(message)
 
-    async def _settle(self, message: Message, result: DeliveryResult, received_body: str) -> Outcome:
+    async def _settle(
+        self,
+        message: Message,
+        result: DeliveryResult,
+        received_body: str,
+        acked: tuple[Outcome, int | None] | None = None,
+    ) -> Outcome:
+        """Settle by ``result``, or by ``acked``: the outcome an async acknowledgement decided for
+        a 202 (that delivery was counted when the 202 came)."""
         # Drop the lease first so the heartbeat stops extending a message being settled.
         self._leases.remove(message)
         counters = self._counters
-        counters.delivered += 1
-        counters.stale_resends += result.stale_resends
-        counters.count_status(result.status)
+        if acked is None:
+            self._count_delivery(result)
         # The attempt (receive count, time held) only matters to error_backoff: not built otherwise.
         attempt = self._attempt(message) if self._policy.error_backoff else _NO_ATTEMPT
-        outcome, delay = decide(result, self._policy, attempt, self._shared.rng)
+        outcome, delay = acked or decide(result, self._policy, attempt, self._shared.rng)
         dead_letterer = self._shared.dead_letterer
         reason = None
         if outcome is not Outcome.DELETE and dead_letterer is not None:
@@ -319,6 +370,43 @@ class Dispatcher:
         if outcome is Outcome.RETRY and delay is not None:
             self._settler.retry_in(message, delay)
         return outcome
+
+    def _count_delivery(self, result: DeliveryResult) -> None:
+        counters = self._counters
+        counters.delivered += 1
+        counters.stale_resends += result.stale_resends
+        counters.count_status(result.status)
+
+    def _log_held(self, message: Message, result: DeliveryResult) -> None:
+        if self._log_settled is not None:
+            self._log_settled(
+                "settled",
+                message_id=message.message_id,
+                outcome=Outcome.HELD.value,
+                status=result.status,
+                elapsed_s=round(result.elapsed_s, 3),
+            )
+
+    # --- async_ack: the end of a job the worker accepted with 202 ------------------------------
+    async def finish_job(self, job: Job, ack: Ack) -> None:
+        """Settle a held job by its acknowledgement: ``done`` deletes; ``fail`` is a failed
+        delivery (``delay_s``, else the error visibility, backoff and dead-letter rules)."""
+        assert job.result is not None
+        result = job.result
+        if ack.outcome == "done":
+            acked: tuple[Outcome, int | None] = (Outcome.DELETE, None)
+        else:
+            result = replace(result, error="acknowledged fail")
+            attempt = self._attempt(job.message)
+            if ack.delay_s is not None:
+                acked = (Outcome.RETRY, min(ack.delay_s, visibility_left(attempt)))
+            else:
+                acked = decide(result, self._policy, attempt, self._shared.rng)
+        await self._settle(job.message, result, job.received_body, acked)
+
+    def release_job(self, job: Job) -> None:
+        """A held job past its deadline: visible again at once, for redelivery."""
+        self._release_held(job.message)
 
     def _attempt(self, message: Message) -> Attempt:
         received_at = message.received_at

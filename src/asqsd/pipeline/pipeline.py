@@ -24,8 +24,9 @@ from asqsd.config import Settings
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
-from asqsd.observe.gauges import CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, WORKER_OUTAGE
+from asqsd.observe.gauges import ASYNC_JOBS_HELD, CHANNEL_DEPTH, HELD_MESSAGES, IN_FLIGHT, WORKER_OUTAGE
 from asqsd.observe.stocklog import StockLogWriter
+from asqsd.pipeline.async_jobs import AsyncJobs, AsyncPolicy
 from asqsd.pipeline.channel import Channel, GroupedChannel
 from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator
@@ -62,6 +63,7 @@ class PipelineParts:
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
     dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
     probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
+    ack_base_url: str | None = None  # async_ack: the health server's URL; None: off
 
 
 class Pipeline:
@@ -103,6 +105,25 @@ class Pipeline:
                 counters=parts.counters,
                 wall_clock=parts.wall_clock,
             )
+        self.async_jobs: AsyncJobs | None = None
+        if settings.async_ack and parts.ack_base_url is not None and self.heartbeat is not None:
+            self.async_jobs = self._build_async_jobs(parts.ack_base_url)
+
+    def _build_async_jobs(self, base_url: str) -> AsyncJobs:
+        settings = self._settings
+        policy = AsyncPolicy(
+            base_url, settings.max_async_jobs, settings.async_ack_deadline_s, settings.visibility_timeout
+        )
+        # A dispatcher that is never run: it settles the jobs that end by acknowledgement or deadline.
+        jobs = AsyncJobs(
+            policy,
+            self._parts.counters,
+            finish=lambda job, ack: finisher.finish_job(job, ack),
+            release=lambda job: finisher.release_job(job),
+            spawn=self._tasks.spawn,
+        )
+        finisher = Dispatcher(self._dispatch_shared(jobs))
+        return jobs
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,8 +131,10 @@ class Pipeline:
         self.settler.start(self._tasks)
         if self.heartbeat is not None:
             self._heartbeat_task = self._tasks.spawn(self.heartbeat.run())
+        if self.async_jobs is not None:
+            self._tasks.spawn(self.async_jobs.run())
         for _ in range(self._settings.http_connections):
-            dispatcher = Dispatcher(self._dispatch_shared())
+            dispatcher = Dispatcher(self._dispatch_shared(self.async_jobs))
             self._dispatchers[dispatcher] = self._tasks.spawn(dispatcher.run())
         for receiver in self._build_receivers():
             self._receivers[receiver] = self._tasks.spawn(receiver.run())
@@ -134,7 +157,7 @@ class Pipeline:
             for index in range(settings.receiver_count)
         ]
 
-    def _dispatch_shared(self) -> DispatchShared:
+    def _dispatch_shared(self, async_jobs: AsyncJobs | None) -> DispatchShared:
         settings, parts = self._settings, self._parts
         return DispatchShared(
             channel=self.channel,
@@ -165,6 +188,7 @@ class Pipeline:
             dedup=parts.dedup,
             dead_letterer=self.dead_letterer,
             outage=self.outage,
+            async_jobs=async_jobs,
         )
 
     # --- what it holds ---------------------------------------------------------------------------
@@ -182,6 +206,8 @@ class Pipeline:
         }
         if self.outage is not None:
             gauges[WORKER_OUTAGE] = 1 if self.outage.active else 0
+        if self.async_jobs is not None:
+            gauges[ASYNC_JOBS_HELD] = self.async_jobs.held
         return gauges
 
     # --- shutdown --------------------------------------------------------------------------------
@@ -193,10 +219,13 @@ class Pipeline:
         self._release_buffered()  # 2. buffered, unstarted messages go back to SQS at once
         if self.outage is not None:
             self.outage.stop()  # ... and so do messages held for a worker outage
+        if self.async_jobs is not None:
+            self.async_jobs.stop_reserving()  # dispatchers waiting for max_async_jobs room go on
         await self._drain_dispatchers(deadline)  # 3. in-flight POSTs get shutdown_grace_s to finish
         await self._cancel_stragglers(deadline)  # 4. then they are cancelled and left to SQS
         await self._wait_receivers(deadline)  # 5. outstanding polls end (bounded by wait time + slack)
         await self._stop_heartbeat(deadline)  # 6. leases are no longer extended
+        self._leave_async_jobs()  # ... and jobs still waiting for an acknowledgement are left to SQS
         # 7. pending deletes and visibility changes are sent, bounded by flush_timeout_s.
         await self.settler.flush(self._settings.flush_timeout_s, deadline)
 
@@ -259,6 +288,13 @@ class Pipeline:
             self._settings.cancel_deadline_s or None,
             until_forced=True,
         )
+
+    def _leave_async_jobs(self) -> None:
+        # Acknowledgements were applied until now; from here they get 503 and the held messages
+        # reappear when their lease ends (the worker may still be running them).
+        if self.async_jobs is not None:
+            for message in self.async_jobs.close():
+                self.leases.remove(message)
 
     async def _stop_heartbeat(self, deadline: StopDeadline) -> None:
         if self.heartbeat is not None and self._heartbeat_task is not None:

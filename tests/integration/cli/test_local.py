@@ -1,4 +1,5 @@
-"""`asqsd local --demo`: the README's first command shows delivery, retry and a dead letter."""
+"""`asqsd local --demo`: the README's first command shows delivery, retry, a dead letter and a job
+acknowledged asynchronously."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def test_local_demo_shows_all_outcomes_and_stops_by_itself() -> None:
     assert "aws --endpoint-url" in out
     assert "'flaky'" in out and "receive-count=1 → 500" in out and "receive-count=2 → 200" in out
     assert "'poison'" in out
+    # The slow job: accepted with 202, deleted once its background task acknowledged done.
+    assert "'slow'" in out and "receive-count=1 → 202" in out and "ack 'done' for msgid=" in out
     assert "demo complete" in out
     assert '"event": "stopped"' in result.stderr
     # Local mode: one settled line per delivered message at info (the default level), with the
@@ -32,5 +35,5 @@ def test_local_demo_shows_all_outcomes_and_stops_by_itself() -> None:
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     settled = [e for e in events if e["event"] == "settled"]
     assert settled and all(e["level"] == "info" and "elapsed_s" in e for e in settled)
-    assert {"delete", "retry"} <= {e["outcome"] for e in settled}
+    assert {"delete", "retry", "held"} <= {e["outcome"] for e in settled}
     assert any(e.get("detail") == "will be dead-lettered by SQS" for e in events if e["event"] == "http-err")

@@ -172,6 +172,14 @@ FAMILIES = {
         "counter",
         "Worker outages: times receiving paused because the worker could not be reached.",
     ),
+    "asqsd_async_acks_total": (
+        "counter",
+        "Asynchronous acknowledgements (async_ack) applied, by outcome (done, fail, extend).",
+    ),
+    "asqsd_async_jobs_expired_total": (
+        "counter",
+        "Jobs answered 202 whose acknowledgement did not come in time; their messages were released.",
+    ),
     "asqsd_aws_calls_total": (
         "counter",
         "AWS API calls by operation (SQS, and CloudWatch PutMetricData), failed ones included.",
@@ -186,6 +194,10 @@ FAMILIES = {
     "asqsd_worker_outage": (
         "gauge",
         "1 while a worker outage holds messages and pauses receiving, else 0.",
+    ),
+    "asqsd_async_jobs_held": (
+        "gauge",
+        "Jobs the worker answered 202 for, held leased until their acknowledgement (async_ack).",
     ),
     "asqsd_queue_messages": (
         "gauge",
