@@ -225,6 +225,21 @@ class Settings(BaseModel):
         None,
         description="Worker statuses that also count as unreachable, e.g. '502,503'; default none.",
     )
+    # --- delivery rate limit (asqsd's own; off: stock, as fast as http_connections allow) ------
+    max_messages_per_s: float | None = Field(
+        None,
+        gt=0,
+        le=100000,
+        description="Deliver at most this many messages a second (a token bucket in front of the "
+        "dispatchers; receiving follows it); default unset: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        1,
+        ge=1,
+        le=100000,
+        description="Deliveries max_messages_per_s lets through at once after an idle spell; 1 spaces "
+        "every delivery evenly.",
+    )
 
     cron_file: str | None = Field(
         None, description="cron.yaml to use; default: the application directory, as the stock daemon looks."

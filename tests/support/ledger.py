@@ -201,6 +201,7 @@ class DeliveryRecord:
     body_ok: bool = True  # body bytes matched what the test expected (if it said)
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""  # kept only when the worker was told to (keep_bodies)
+    path: str = ""  # the request's path and query
 
 
 def _status_line(raw: bytes) -> int | None:
@@ -306,6 +307,7 @@ class LedgerWorker:
             None,
             time.monotonic(),
             raw_headers=list(request.raw_headers),
+            path=request.path_qs,
         )
         if self._expect_body is not None and n is not None:
             record.body_ok = body == self._expect_body(n)
