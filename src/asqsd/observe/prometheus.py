@@ -37,6 +37,7 @@ from asqsd.observe.gauges import (
     QUEUE_VISIBLE,
     WORKER_OUTAGE,
 )
+from asqsd.observe.leader_metrics import LeaderSource, leader_families
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The content type of the default format (text 0.0.4), for scrapers that ask for nothing else."""
@@ -89,6 +90,8 @@ class DaemonCollector(Collector):
             "Age of a message (now minus its SentTimestamp) when a delivery attempt ends.",
             source.delivery.age.snapshot(),
         )
+        if isinstance(source, LeaderSource) and (leader := source.periodic_leader) is not None:
+            yield from leader_families(leader)
 
 
 def metrics_registry(source: MetricsSource) -> CollectorRegistry:
