@@ -422,6 +422,12 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _check_rate_limit(self) -> Settings:
+        if "rate_limit_burst" in self.model_fields_set and self.max_messages_per_s is None:
+            raise ValueError("rate_limit_burst needs max_messages_per_s (the rate it lets bursts of)")
+        return self
+
+    @model_validator(mode="after")
     def _check_dead_letter_statuses(self) -> Settings:
         if overlap := (self.dead_letter_statuses or frozenset()) & self.success_statuses:
             listed = ",".join(str(s) for s in sorted(overlap))

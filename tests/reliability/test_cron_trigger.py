@@ -8,7 +8,14 @@ import re
 import sys
 from pathlib import Path
 
+import aiohttp
+import pytest
+
+from asqsd.daemon import Daemon
+from asqsd.periodic.cron_yaml import load_cron_file
 from tests.reliability.conftest import Record, Rig, daemon_running
+from tests.support.dynamo import dynamodb_client, new_registry
+from tests.support.metrics import value_of
 from tests.support.polling import wait_until
 
 CRON = """version: 1
@@ -17,6 +24,18 @@ cron:
     url: "/tasks/report?kind=daily"
     schedule: "0 3 * * *"
 """
+
+
+def leading(daemon: Daemon) -> bool:
+    status = daemon.periodic_leader
+    return status is not None and status.leading
+
+
+async def leader_gauge(daemon: Daemon) -> float:
+    """asqsd_periodic_leader as the daemon's /metrics say."""
+    assert daemon.observers.health is not None
+    async with aiohttp.ClientSession() as session, session.get(daemon.observers.health.url + "/metrics") as r:
+        return value_of(await r.text(), "asqsd_periodic_leader")
 
 
 async def asqsd(*args: str) -> tuple[int, str, str]:
@@ -36,18 +55,24 @@ async def asqsd(*args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_trigger_enqueues_a_run_the_daemon_delivers_with_the_task_headers(
-    rig: Rig, record: Record, tmp_path: Path
+async def test_trigger_enqueues_a_run_the_leading_daemon_delivers_with_the_task_headers(
+    rig: Rig, record: Record, tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While a daemon works through 30 ledger messages, `asqsd cron trigger report` enqueues one
-    run on its queue: the worker gets it on the task's path with X-Aws-Sqsd-Taskname, -Path and
-    -Scheduled-At (the time the command printed), and every ledger message is still delivered and
-    deleted exactly once."""
+    """A daemon with the task (registry table on moto) leads, as its /metrics say, while it
+    works through 30 ledger messages; `asqsd cron trigger report` enqueues one run on its queue:
+    the worker gets it on the task's path with X-Aws-Sqsd-Taskname, -Path and -Scheduled-At (the
+    time the command printed), and every ledger message is still delivered and deleted once."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_url)
+    async with dynamodb_client(moto_url) as client:
+        registry = await new_registry(client)
     cron = tmp_path / "cron.yaml"
     cron.write_text(CRON)
     rig.load(30)
+    settings = rig.settings(registry_table=registry.name, health_server=True, health_port=0)
     queue = ["--queue-url", rig.queue_url, "--endpoint-url", rig.emu.endpoint_url, "--cron-file", str(cron)]
-    async with daemon_running(rig.settings()):
+    async with daemon_running(Daemon(settings, tasks=load_cron_file(cron))) as daemon:
+        await wait_until(lambda: leading(daemon), timeout_s=10, what="the daemon leading")
+        assert await leader_gauge(daemon) == 1
         status, out, err = await asqsd("cron", "trigger", "report", *queue)
         assert status == 0, err
         match = re.fullmatch(

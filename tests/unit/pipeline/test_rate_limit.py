@@ -1,4 +1,5 @@
-"""The rate limit's token bucket on a fake clock (no sleeping), and a receiver that follows it."""
+"""The rate limit's token bucket on a fake clock (no sleeping), a receiver that follows it, and
+its settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 
 import pytest
 
+from asqsd.config import load_settings
+from asqsd.errors import ConfigError
 from asqsd.observe.counters import Counters
 from asqsd.pipeline.channel import Channel
 from asqsd.pipeline.leases import LeaseTable
@@ -115,3 +118,16 @@ async def test_receiver_asks_only_for_what_the_bucket_passes_soon() -> None:
         assert [call["max"] for call in sqs.calls] == [3, 2]
     finally:
         task.cancel()
+
+
+def test_settings_off_by_default_and_checked() -> None:
+    """Unset by default; a rate must be above 0 (fractions allowed); a burst needs a rate."""
+    assert load_settings({}, {}).settings.max_messages_per_s is None
+    loaded = load_settings({}, {"ASQSD_MAX_MESSAGES_PER_S": "0.5", "ASQSD_RATE_LIMIT_BURST": "3"})
+    assert (loaded.settings.max_messages_per_s, loaded.settings.rate_limit_burst) == (0.5, 3)
+    with pytest.raises(ConfigError, match=r"max_messages_per_s='0'.*greater than 0"):
+        load_settings({"max_messages_per_s": "0"}, {})
+    with pytest.raises(ConfigError, match=r"rate_limit_burst=0.*greater than or equal to 1"):
+        load_settings({"max_messages_per_s": 5, "rate_limit_burst": 0}, {})
+    with pytest.raises(ConfigError, match="rate_limit_burst needs max_messages_per_s"):
+        load_settings({"rate_limit_burst": 5}, {})
