@@ -29,7 +29,7 @@ from asqsd.errors import SQSError, StartupError
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats, max_receive_count_from
-from asqsd.observe.leader_metrics import LeaderStatus
+from asqsd.observe.leader_status import LeaderStatus
 from asqsd.observe.observers import Observers
 from asqsd.observe.probes import probe_worker
 from asqsd.periodic.clock import Clock

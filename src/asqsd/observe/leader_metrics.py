@@ -1,7 +1,8 @@
 """The periodic-task leader as Prometheus metrics: who leads, and since when.
 
-A daemon with periodic tasks (a ``cron.yaml``) exposes :class:`LeaderStatus` as
-``periodic_leader``; :func:`leader_families` turns it into three families:
+A daemon with periodic tasks (a ``cron.yaml``) exposes a
+:class:`~asqsd.observe.leader_status.LeaderStatus` as ``periodic_leader``; :func:`leader_families`
+turns it into three families:
 
 * ``asqsd_periodic_leader``: 1 while this instance leads (enqueues the periodic tasks), else 0;
 * ``asqsd_periodic_leader_since_seconds``: the unix time this instance became leader, only while
@@ -15,30 +16,9 @@ A daemon without periodic tasks has no election and exposes none of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-
-@dataclass(slots=True, frozen=True)
-class LeaderStatus:
-    """This instance's place in the periodic-task leader election, read at scrape time."""
-
-    identity: str  # this instance's leader_id in the registry table
-    leading: bool
-    since: float | None  # unix time leadership was gained, while leading
-    leader: str | None  # the leader as last seen (this instance while it leads)
-
-
-@runtime_checkable
-class LeaderSource(Protocol):
-    """A metrics source with periodic tasks (the daemon); None before the election exists."""
-
-    @property
-    def periodic_leader(self) -> LeaderStatus | None:
-        """The election's state now."""
-        ...
+from asqsd.observe.leader_status import LeaderStatus
 
 
 def leader_families(status: LeaderStatus) -> list[Metric]:

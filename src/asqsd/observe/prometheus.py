@@ -37,7 +37,8 @@ from asqsd.observe.gauges import (
     QUEUE_VISIBLE,
     WORKER_OUTAGE,
 )
-from asqsd.observe.leader_metrics import LeaderSource, leader_families
+from asqsd.observe.leader_metrics import leader_families
+from asqsd.observe.leader_status import LeaderSource
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The content type of the default format (text 0.0.4), for scrapers that ask for nothing else."""

@@ -18,7 +18,7 @@ from asqsd.clients.sqs.base import SQSClient
 from asqsd.config import Settings
 from asqsd.errors import ConfigError
 from asqsd.logs import get_logger
-from asqsd.observe.leader_metrics import LeaderStatus
+from asqsd.observe.leader_status import LeaderStatus
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
 from asqsd.periodic.leader import LeaderElection

@@ -8,7 +8,7 @@ import pytest
 
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
-from asqsd.observe.leader_metrics import LeaderStatus
+from asqsd.observe.leader_status import LeaderStatus
 from asqsd.observe.prometheus import metrics_registry, render_metrics
 from tests.support.metrics import parse_families, samples_of
 from tests.unit.observe.test_prometheus import Snapshot
