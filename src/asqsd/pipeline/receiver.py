@@ -118,7 +118,7 @@ class Receiver:
             # waiting receivers cannot each count the other's reservation and wait forever.
             delay = self._rate.receive_delay(self._pending())
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._rate.sleep(delay)
                 continue
             reserved = await self._channel.reserve(self._policy.max_messages)
             allowed = min(reserved, self._rate.receivable(self._pending() - reserved))
