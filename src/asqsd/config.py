@@ -225,6 +225,21 @@ class Settings(BaseModel):
         None,
         description="Worker statuses that also count as unreachable, e.g. '502,503'; default none.",
     )
+    # --- delivery rate limit (asqsd's own; off: stock, as fast as http_connections allow) ------
+    max_messages_per_s: float | None = Field(
+        None,
+        gt=0,
+        le=100000,
+        description="Deliver at most this many messages a second (a token bucket in front of the "
+        "dispatchers; receiving follows it); default unset: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        1,
+        ge=1,
+        le=100000,
+        description="Deliveries max_messages_per_s lets through at once after an idle spell; 1 spaces "
+        "every delivery evenly.",
+    )
 
     # --- asynchronous acknowledgement (asqsd extension, docs/daemon.md; off: stock) ------------
     async_ack: bool = Field(
@@ -425,6 +440,12 @@ class Settings(BaseModel):
             raise ValueError("queue_url must be an http(s) SQS queue URL")
         if self.dead_letter_queue_url is not None and self.dead_letter_queue_url == self.queue_url:
             raise ValueError("dead_letter_queue_url must be another queue than queue_url")
+        return self
+
+    @model_validator(mode="after")
+    def _check_rate_limit(self) -> Settings:
+        if "rate_limit_burst" in self.model_fields_set and self.max_messages_per_s is None:
+            raise ValueError("rate_limit_burst needs max_messages_per_s (the rate it lets bursts of)")
         return self
 
     @model_validator(mode="after")

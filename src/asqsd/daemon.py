@@ -29,6 +29,7 @@ from asqsd.errors import SQSError, StartupError
 from asqsd.logs import get_logger
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats, max_receive_count_from
+from asqsd.observe.leader_status import LeaderStatus
 from asqsd.observe.observers import Observers
 from asqsd.observe.probes import probe_worker
 from asqsd.periodic.clock import Clock
@@ -233,6 +234,11 @@ class Daemon:
         values = self.pipeline.gauges() if self.pipeline is not None else {}
         values.update(self.observers.gauges())
         return values
+
+    @property
+    def periodic_leader(self) -> LeaderStatus | None:
+        """The periodic-task leader election as this instance sees it; None without periodic tasks."""
+        return self.periodic.leader_status() if self.periodic is not None else None
 
     async def check_sqs(self) -> bool:
         """One cheap call on the queue; without GetQueueAttributes, whether the last call worked."""

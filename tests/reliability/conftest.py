@@ -32,13 +32,16 @@ from tests.support.polling import wait_until
 
 
 @contextlib.asynccontextmanager
-async def daemon_running(settings: Settings, *, ready_timeout_s: float = 15) -> AsyncIterator[Daemon]:
-    """A daemon in-process, started (and ready) on entry, stopped gracefully on exit.
+async def daemon_running(
+    settings: Settings | Daemon, *, ready_timeout_s: float = 15
+) -> AsyncIterator[Daemon]:
+    """A daemon in-process (from settings, or one built by the test), started (and ready) on
+    entry, stopped gracefully on exit.
 
     The body may stop it itself; a daemon that stopped on its own before it was stopped fails the
     test (asqsd must never exit because of SQS or worker faults).
     """
-    daemon = Daemon(settings)
+    daemon = settings if isinstance(settings, Daemon) else Daemon(settings)
     task = asyncio.create_task(daemon.run())
     ready = asyncio.create_task(daemon.ready.wait())
     done, _ = await asyncio.wait({task, ready}, timeout=ready_timeout_s, return_when=asyncio.FIRST_COMPLETED)

@@ -209,6 +209,7 @@ class DeliveryRecord:
     body_ok: bool = True  # body bytes matched what the test expected (if it said)
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""  # kept only when the worker was told to (keep_bodies)
+    path: str = ""  # the request's path and query
     ack: str | None = None  # accept: the outcome reported to the acknowledgement URL
     ack_sent: float | None = None  # when that acknowledgement was sent
     ack_status: int | None = None  # the daemon's answer to it (None: no answer)
@@ -325,6 +326,7 @@ class LedgerWorker:
             None,
             time.monotonic(),
             raw_headers=list(request.raw_headers),
+            path=request.path_qs,
         )
         if self._expect_body is not None and n is not None:
             record.body_ok = body == self._expect_body(n)

@@ -1,4 +1,4 @@
-"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | config | version``.
+"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | config | cron | version``.
 
 The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqsd.cli.serve`.
 """
@@ -124,8 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="start a demo worker, send samples, stop when shown"
     )
     add_settings_flags(local)
+    _add_cron_parsers(commands.add_parser("cron", help="list cron.yaml's periodic tasks, or enqueue one now"))
     commands.add_parser("version", help="print the version")
     return parser
+
+
+def _add_cron_parsers(cron: argparse.ArgumentParser) -> None:
+    """``asqsd cron list`` and ``asqsd cron trigger <name>`` (:mod:`asqsd.cli.cron`)."""
+    commands = cron.add_subparsers(dest="cron_command", required=True, parser_class=_SubcommandParser)
+    add_settings_flags(
+        commands.add_parser("list", help="name, URL, schedule and next run (UTC) of every task")
+    )
+    trigger = commands.add_parser(
+        "trigger", help="enqueue one run of a task now on the configured queue, as the scheduler would"
+    )
+    trigger.add_argument("name", help="the task's name in cron.yaml")
+    add_settings_flags(trigger)
 
 
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_config(loaded)
     if args.command == "local":
         return local_command(args, loaded)
+    if args.command == "cron":
+        from asqsd.cli.cron import cron_command
+
+        return cron_command(args, loaded)
     return run_command(loaded)
 
 

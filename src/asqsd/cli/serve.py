@@ -31,7 +31,7 @@ def run_command(loaded: LoadedSettings) -> int:
         return config_error([f"queue_url is required: {hint}"])
     try:
         cron_path, tasks = load_tasks(settings, loaded.warnings)
-        _check_sqs_target(loaded)
+        check_sqs_target(loaded)
     except ConfigError as exc:
         return config_error(exc.problems)
     configure_logging(settings.log_level, settings.log_format)
@@ -49,7 +49,7 @@ def run_command(loaded: LoadedSettings) -> int:
         return config_error([f"loop={settings.loop}: {exc}"])
 
 
-def _check_sqs_target(loaded: LoadedSettings) -> None:
+def check_sqs_target(loaded: LoadedSettings) -> None:
     """Raise ConfigError now, before anything starts, if the SQS region cannot be resolved (the
     daemon's client factory resolves it again the same way)."""
     import botocore.session

@@ -44,6 +44,8 @@ from asqsd.observe.gauges import (
     QUEUE_VISIBLE,
     WORKER_OUTAGE,
 )
+from asqsd.observe.leader_metrics import leader_families
+from asqsd.observe.leader_status import LeaderSource
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The content type of the default format (text 0.0.4), for scrapers that ask for nothing else."""
@@ -97,6 +99,8 @@ class DaemonCollector(Collector):
             "Age of a message (now minus its SentTimestamp) when a delivery attempt ends.",
             source.delivery.age.snapshot(),
         )
+        if isinstance(source, LeaderSource) and (leader := source.periodic_leader) is not None:
+            yield from leader_families(leader)
 
 
 def metrics_registry(source: MetricsSource) -> CollectorRegistry:

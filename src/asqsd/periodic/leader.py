@@ -131,6 +131,8 @@ class LeaderElection:
         self._backoff = Backoff(base_s=check_interval_s, cap_s=max_backoff_s, rng=self._rng)
         self._table_ready = False
         self._expiry: float | None = None  # set while leading
+        self._since: float | None = None  # clock time leadership was gained, while leading
+        self._seen_leader: str | None = None  # the holder of an unexpired lease, as last read
         self._term = 0
         self._cooldown_until = 0.0
         # Renewal and release both write the record; one at a time, or a late renewal could
@@ -156,6 +158,17 @@ class LeaderElection:
     def term(self) -> int:
         """How many times this instance has gained leadership."""
         return self._term
+
+    @property
+    def leading_since(self) -> float | None:
+        """When this instance gained the lease it holds (clock time), None unless :attr:`is_leader`."""
+        return self._since if self.is_leader else None
+
+    @property
+    def seen_leader(self) -> str | None:
+        """Who leads as this instance last saw it: itself while leading, else the holder of an
+        unexpired lease in the record it last read; None when nobody held one."""
+        return self._identity if self.is_leader else self._seen_leader
 
     async def wait_for_leadership(self) -> None:
         """Return once this instance leads (at once if it does)."""
@@ -253,6 +266,7 @@ class LeaderElection:
             holder: object = _NOBODY
         else:
             old, holder = record.get("leader_timestamp"), record.get("leader_id")
+        self._seen_leader = str(holder) if isinstance(old, Decimal) and now <= old else None
         if not isinstance(old, Decimal):
             return await self._overwrite_damaged(now)
         if not (now > old or holder == self._identity):
@@ -333,6 +347,7 @@ class LeaderElection:
     # --- bookkeeping -------------------------------------------------------------------------
     def _gain(self, expiry: float) -> None:
         self._expiry = expiry
+        self._since = self._clock.time()
         self._term += 1
         self._not_leading.clear()
         self._leading.set()
@@ -347,6 +362,7 @@ class LeaderElection:
         if self._expiry is None:
             return
         self._expiry = None
+        self._since = self._seen_leader = None
         self._leading.clear()
         self._not_leading.set()
         level = log.info if reason == "released" else log.warning

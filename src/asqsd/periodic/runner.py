@@ -18,6 +18,7 @@ from asqsd.clients.sqs.base import SQSClient
 from asqsd.config import Settings
 from asqsd.errors import ConfigError
 from asqsd.logs import get_logger
+from asqsd.observe.leader_status import LeaderStatus
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
 from asqsd.periodic.leader import LeaderElection
@@ -49,7 +50,17 @@ def app_deploy_dir() -> Path | None:
 
 
 def load_tasks(settings: Settings, warnings: list[str]) -> tuple[Path | None, list[CronTask]]:
-    """The cron.yaml in use and its tasks. Raises ConfigError (a CronError) for an invalid file."""
+    """The cron.yaml in use and its tasks. Raises ConfigError (a CronError) for an invalid file,
+    or for tasks without a registry table to elect their leader in."""
+    path, tasks = find_tasks(settings, warnings)
+    if tasks and not settings.registry_table:
+        raise ConfigError([f"{path}: {len(tasks)} periodic task(s) need registry_table (the DynamoDB table)"])
+    return path, tasks
+
+
+def find_tasks(settings: Settings, warnings: list[str]) -> tuple[Path | None, list[CronTask]]:
+    """The cron.yaml ``asqsd run`` would use (``cron_file``, else the application directory) and
+    its tasks; (None, []) when there is none. Raises ConfigError (a CronError) for an invalid file."""
     explicit = Path(settings.cron_file) if settings.cron_file else None
     search = list(DEFAULT_SEARCH_DIRS)
     deploy_dir = None if explicit else app_deploy_dir()
@@ -58,10 +69,7 @@ def load_tasks(settings: Settings, warnings: list[str]) -> tuple[Path | None, li
     path = find_cron_file(explicit, search)
     if path is None:
         return None, []
-    tasks = load_cron_file(path, warnings)
-    if tasks and not settings.registry_table:
-        raise ConfigError([f"{path}: {len(tasks)} periodic task(s) need registry_table (the DynamoDB table)"])
-    return path, tasks
+    return path, load_cron_file(path, warnings)
 
 
 class PeriodicTasks:
@@ -97,6 +105,15 @@ class PeriodicTasks:
         )
         self.scheduler = PeriodicScheduler(self._tasks, sqs, self.election, registry, self._clock)
         log.info("periodic-tasks", tasks=[t.name for t in self._tasks], table=self._settings.registry_table)
+
+    def leader_status(self) -> LeaderStatus | None:
+        """Who leads and since when, for metrics; None before :meth:`open`."""
+        election = self.election
+        if election is None:
+            return None
+        return LeaderStatus(
+            election.identity, election.is_leader, election.leading_since, election.seen_leader
+        )
 
     def start(self, on_crash: OnCrash) -> None:
         """Start election and scheduler; a crash of either is reported to ``on_crash``."""

@@ -51,7 +51,7 @@ from asqsd.periodic.cron_yaml import CronTask, task_message
 from asqsd.periodic.leader import Leadership
 from asqsd.periodic.registry import RegistryTable
 
-__all__ = ["PeriodicScheduler", "SchedulerCounters", "fifo_ids"]
+__all__ = ["PeriodicScheduler", "SchedulerCounters", "enqueue_occurrence", "fifo_ids"]
 
 # SQS's rule for MessageGroupId and MessageDeduplicationId: 1-128 of these characters.
 _FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
@@ -92,6 +92,25 @@ def fifo_ids(task_name: str, occurrence: float) -> tuple[str, str]:
     if len(dedup) > 128:
         dedup = f"task-{digest}-{int(occurrence)}"
     return group, dedup
+
+
+def is_fifo_queue(sqs: SQSClient) -> bool:
+    """Whether the client's queue is a FIFO queue."""
+    # SQS requires FIFO queue names to end in ".fifo", so the URL tells without a call.
+    return queue_name(sqs.queue_url).endswith(".fifo")
+
+
+async def enqueue_occurrence(
+    sqs: SQSClient, task: CronTask, occurrence: float, fifo: bool | None = None
+) -> str:
+    """SendMessage of one run of ``task`` scheduled at ``occurrence`` (epoch seconds): the body and
+    attributes the worker sees as the stock ``X-Aws-Sqsd-*`` task headers, and on a FIFO queue
+    (``fifo``; default: by the queue's name) the group and deduplication ids of :func:`fifo_ids`.
+    One attempt; returns the MessageId."""
+    body, attributes = task_message(task, _utc(occurrence))
+    fifo = is_fifo_queue(sqs) if fifo is None else fifo
+    group_id, dedup_id = fifo_ids(task.name, occurrence) if fifo else (None, None)
+    return await sqs.send_message(body, attributes, group_id=group_id, deduplication_id=dedup_id)
 
 
 def _utc(epoch: float) -> datetime:
@@ -139,8 +158,7 @@ class PeriodicScheduler:
         self._send_timeout_s = send_timeout_s
         self._retry_base_s = retry_base_s
         self._cooldown_s = step_down_cooldown_s
-        # SQS requires FIFO queue names to end in ".fifo", so the URL tells without a call.
-        self.fifo = queue_name(sqs.queue_url).endswith(".fifo") if fifo is None else fifo
+        self.fifo = is_fifo_queue(sqs) if fifo is None else fifo
         self._rng = rng or random.Random()
         self._stopping = asyncio.Event()
         self.counters = SchedulerCounters()
@@ -323,15 +341,11 @@ class PeriodicScheduler:
         )
 
     async def _send(self, task: CronTask, occurrence: float) -> str:
-        body, attributes = task_message(task, _utc(occurrence))
-        group_id, dedup_id = fifo_ids(task.name, occurrence) if self.fifo else (None, None)
         backoff = self._backoff()
         for attempt in range(1, self._attempts + 1):
             try:
                 async with asyncio.timeout(self._send_timeout_s):
-                    return await self._sqs.send_message(
-                        body, attributes, group_id=group_id, deduplication_id=dedup_id
-                    )
+                    return await enqueue_occurrence(self._sqs, task, occurrence, self.fifo)
             except (SQSError, TimeoutError) as exc:
                 retryable = not isinstance(exc, SQSError) or exc.retryable
                 code = exc.code if isinstance(exc, SQSError) else "Timeout"

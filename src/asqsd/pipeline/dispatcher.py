@@ -27,6 +27,7 @@ from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
+from asqsd.pipeline.rate_limit import TokenBucket
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
 
@@ -146,6 +147,7 @@ class DispatchShared:
     dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
     outage: WorkerOutage | None = None  # the worker outage hold, when on
     async_jobs: AsyncJobs | None = None  # async_ack on: POSTs carry an ack URL, 202 holds the job
+    rate_limit: TokenBucket | None = None  # max_messages_per_s, when set
 
 
 class Dispatcher:
@@ -162,6 +164,7 @@ class Dispatcher:
         self._counters = shared.counters
         self._wall_clock = shared.wall_clock
         self._log_settled = _settled_logger(shared.policy.log_settled)
+        self._rate = shared.rate_limit
         self.current: Message | None = None
         self._reserved = False  # async_ack: holds a place among max_async_jobs for its next POST
 
@@ -277,6 +280,8 @@ class Dispatcher:
         while True:
             if outage is not None and outage.is_open and not await outage.hold(message):
                 return None
+            if self._rate is not None:
+                await self._rate.take()
             result = await self._worker.post(request)
             if outage is None or not outage.record(result, message):
                 return result

@@ -34,6 +34,7 @@ from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
+from asqsd.pipeline.rate_limit import TokenBucket
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
 from asqsd.pipeline.settle import Settler
@@ -90,6 +91,9 @@ class Pipeline:
         if settings.heartbeat and settings.visibility_timeout >= 1:
             self.heartbeat = Heartbeat(parts.sqs, self.leases, settings.visibility_timeout, parts.counters)
         self.first_receive = FirstReceive()
+        self.rate_limit: TokenBucket | None = None
+        if settings.max_messages_per_s is not None:
+            self.rate_limit = TokenBucket(settings.max_messages_per_s, settings.rate_limit_burst)
         self._receivers: dict[Receiver, asyncio.Task[None]] = {}
         self._dispatchers: dict[Dispatcher, asyncio.Task[None]] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -153,6 +157,7 @@ class Pipeline:
                 self.settler.release,
                 first=self.first_receive,
                 outage=self.outage,
+                rate_limit=self.rate_limit,
             )
             for index in range(settings.receiver_count)
         ]
@@ -189,6 +194,7 @@ class Pipeline:
             dead_letterer=self.dead_letterer,
             outage=self.outage,
             async_jobs=async_jobs,
+            rate_limit=self.rate_limit,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from asqsd.observe.counters import Counters
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
+from asqsd.pipeline.rate_limit import TokenBucket
 
 log = get_logger("receiver")
 
@@ -74,6 +75,7 @@ class Receiver:
         clock: Callable[[], float] = time.monotonic,
         first: FirstReceive | None = None,
         outage: WorkerOutage | None = None,
+        rate_limit: TokenBucket | None = None,
     ) -> None:
         self.index = index
         self._sqs = sqs
@@ -85,6 +87,7 @@ class Receiver:
         self._clock = clock
         self._first = first or FirstReceive()
         self._outage = outage
+        self._rate = rate_limit
         self._errors = Backoff(base_s=0.5, cap_s=20.0)
         self._idle = Backoff(base_s=1.0, cap_s=5.0)
         self.polling = False
@@ -96,7 +99,7 @@ class Receiver:
             if self._outage is not None:
                 await self._outage.wait_until_closed()  # receive nothing the worker cannot take
             try:
-                reserved = await self._channel.reserve(self._policy.max_messages)
+                reserved = await self._reserve()
             except ChannelClosed:
                 return
             try:
@@ -105,6 +108,29 @@ class Receiver:
                 self.polling = False
             if pause > 0 and not self.stopping:
                 await asyncio.sleep(pause)
+
+    async def _reserve(self) -> int:
+        """Reserve channel slots; with a rate limit, only as many as the bucket passes soon."""
+        if self._rate is None:
+            return await self._channel.reserve(self._policy.max_messages)
+        while True:
+            # Wait for tokens before reserving: a receiver waiting here holds no slots, so two
+            # waiting receivers cannot each count the other's reservation and wait forever.
+            delay = self._rate.receive_delay(self._pending())
+            if delay > 0:
+                await self._rate.sleep(delay)
+                continue
+            reserved = await self._channel.reserve(self._policy.max_messages)
+            allowed = min(reserved, self._rate.receivable(self._pending() - reserved))
+            if allowed >= 1:
+                self._channel.cancel_reservation(reserved - allowed)
+                return allowed
+            self._channel.cancel_reservation(reserved)  # other receivers took them meanwhile
+
+    def _pending(self) -> int:
+        """Messages buffered or being received: each still needs a token."""
+        stats = self._channel.stats()
+        return stats.buffered + stats.reserved
 
     def stop(self) -> bool:
         """Ask the loop to end; True if a poll is outstanding (let it finish), False if idle."""
