@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from asqsd.clients.sqs.counting import CountingSQS
 from asqsd.clients.sqs.credentials import CredentialStatus, wait_for_credentials
 from asqsd.clients.sqs.factory import open_sqs
 from asqsd.clients.sqs.wire import queue_name
+from asqsd.clients.worker.auth import load_worker_auth
 from asqsd.clients.worker.factory import open_worker
 from asqsd.config import Settings, WorkerHealthcheck
 from asqsd.errors import SQSError, StartupError
@@ -84,6 +86,8 @@ class Daemon:
         self._sqs: SQSClient | None = None
         self._dead_letter_queue_url: str | None = None
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
+        # Signing secret and bearer token: read once, here, so a missing one stops the start at once.
+        self._worker_auth = load_worker_auth(settings, os.environ)
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, force: bool = False) -> None:
@@ -177,7 +181,7 @@ class Daemon:
         assert self._sqs is not None
         return PipelineParts(
             sqs=self._sqs,
-            worker=await open_worker(self.settings, stack),
+            worker=self._worker_auth.wrap(await open_worker(self.settings, stack)),
             queue_name=queue_name(self.queue_url),
             fifo=self.fifo,
             counters=self.counters,

@@ -146,6 +146,7 @@ class Pipeline:
                 parts.queue_name,
                 settings.http_path,
                 attempt_limit(parts.delivery.max_receive_count, settings.max_retries),
+                trace_headers=settings.trace_headers,
             ),
             policy=DeliveryPolicy(
                 settings.success_statuses,
