@@ -276,6 +276,11 @@ class Settings(BaseModel):
         description="Forward the producer's trace context: AWSTraceHeader as X-Amzn-Trace-Id, the "
         "traceparent/tracestate attributes as W3C Trace Context headers (valid values only).",
     )
+    otel_tracing: bool = Field(
+        False,
+        description="OpenTelemetry spans for receive, deliver (POST) and delete, through the process's "
+        "tracer provider; needs pip install 'asqsd[otel]'.",
+    )
     request_signing_secret_file: str | None = Field(
         None,
         description="File holding the secret that signs every POST (X-Asqsd-Signature, HMAC-SHA256); "

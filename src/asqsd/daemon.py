@@ -16,7 +16,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asqsd.backoff import Backoff
 from asqsd.clients.sqs.base import SQSClient
@@ -41,6 +41,9 @@ from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 from asqsd.pipeline.queue_check import QueueCheck
 from asqsd.tasks import StopDeadline
+
+if TYPE_CHECKING:
+    from asqsd.pipeline.tracing import HotPathTracing
 
 log = get_logger("daemon")
 
@@ -88,6 +91,7 @@ class Daemon:
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
         # Signing secret and bearer token: read once, here, so a missing one stops the start at once.
         self._worker_auth = load_worker_auth(settings, os.environ)
+        self._tracing = _open_tracing(settings, queue_name(self.queue_url))
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, force: bool = False) -> None:
@@ -174,14 +178,17 @@ class Daemon:
 
     def _sqs_called(self, operation: str, error: Exception | None, sent_at: float) -> None:
         self.counters.count_call(operation, error is not None)
+        if self._tracing is not None:
+            self._tracing.sqs_call(operation, error, sent_at)
         self._last_sqs_call_ok = error is None
         self.credentials.observe(operation, error, sent_at)
 
     async def _parts(self, stack: contextlib.AsyncExitStack, dedup: Deduplicator | None) -> PipelineParts:
         assert self._sqs is not None
+        worker = self._worker_auth.wrap(await open_worker(self.settings, stack))
         return PipelineParts(
             sqs=self._sqs,
-            worker=self._worker_auth.wrap(await open_worker(self.settings, stack)),
+            worker=worker if self._tracing is None else self._tracing.wrap_worker(worker),
             queue_name=queue_name(self.queue_url),
             fifo=self.fifo,
             counters=self.counters,
@@ -191,6 +198,7 @@ class Daemon:
             dedup=dedup,
             dead_letter_queue_url=self._dead_letter_queue_url,
             probe=self.check_worker,
+            tracing=self._tracing,
         )
 
     def _crashed(self, exc: BaseException) -> None:
@@ -272,3 +280,18 @@ class Daemon:
             "channel_empty_waits": self.pipeline.channel.empty_waits if self.pipeline is not None else 0,
             "forced": self.forced,
         }
+
+
+def _open_tracing(settings: Settings, queue: str) -> HotPathTracing | None:
+    """otel_tracing's spans, or None; OpenTelemetry is imported only when the setting is on."""
+    if not settings.otel_tracing:
+        return None
+    try:
+        from asqsd.pipeline.tracing import HotPathTracing
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        raise StartupError(
+            "otel_tracing is on but the OpenTelemetry API is not installed: pip install 'asqsd[otel]'"
+        ) from None
+    return HotPathTracing.create(queue)

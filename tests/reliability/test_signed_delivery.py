@@ -1,6 +1,6 @@
-"""Signing, the bearer token and trace headers under the ledger harness: with worker faults
-(500s, resets, slow answers) nothing is lost, every delivery (retries included) carries a valid
-signature over the bytes the worker received, and no secret reaches the logs."""
+"""Signing, the bearer token, trace headers and OpenTelemetry spans under the ledger harness: with
+worker faults (500s, resets, slow answers) nothing is lost, every delivery (retries included)
+carries a valid signature over the bytes the worker received, and no secret reaches the logs."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ async def test_signed_deliveries_under_worker_faults(
         request_signing_secret_env="LEDGER_SIGNING_SECRET",
         worker_bearer_token_file=str(tmp_path / "token"),
         trace_headers=True,
+        otel_tracing=True,
     )
     async with daemon_running(settings):
         await rig.wait_done()

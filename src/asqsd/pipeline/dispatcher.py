@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asqsd.backoff import backoff_delay
 from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
@@ -28,6 +29,9 @@ from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
+
+if TYPE_CHECKING:  # imported only when otel_tracing is on (daemon.py)
+    from asqsd.pipeline.tracing import HotPathTracing
 
 log = get_logger("dispatcher")
 
@@ -137,6 +141,7 @@ class DispatchShared:
     rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
     dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
     outage: WorkerOutage | None = None  # the worker outage hold, when on
+    tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
 
 
 class Dispatcher:
@@ -164,7 +169,11 @@ class Dispatcher:
                 return
             self.current = message
             try:
-                await self.handle(message)
+                if self._shared.tracing is None:
+                    await self.handle(message)
+                else:
+                    with self._shared.tracing.deliver(message):
+                        await self.handle(message)
             except asyncio.CancelledError:
                 # Grace period over: the worker may still be processing it, so leave it alone;
                 # SQS makes it visible again when its lease runs out. A message no longer held was

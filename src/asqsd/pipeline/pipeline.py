@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.factory import POLL_SLACK_S
@@ -37,6 +38,9 @@ from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
 from asqsd.pipeline.settle import Settler
 from asqsd.tasks import OnCrash, StopDeadline, TaskSet
+
+if TYPE_CHECKING:  # imported only when otel_tracing is on (daemon.py)
+    from asqsd.pipeline.tracing import HotPathTracing
 
 log = get_logger("daemon")  # shutdown log lines keep the component name they always had
 
@@ -62,6 +66,7 @@ class PipelineParts:
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
     dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
     probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
+    tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
 
 
 class Pipeline:
@@ -166,6 +171,7 @@ class Pipeline:
             dedup=parts.dedup,
             dead_letterer=self.dead_letterer,
             outage=self.outage,
+            tracing=parts.tracing,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

@@ -81,14 +81,14 @@ def add_trace_headers(request: Request, message: Message) -> None:
             request.headers["X-Amzn-Trace-Id"] = xray
         else:
             _log_invalid(message, TRACE_SYSTEM_ATTRIBUTE, xray)
-    traceparent = _string_attr(message, TRACEPARENT_ATTR)
+    traceparent = string_attribute(message, TRACEPARENT_ATTR)
     if traceparent is None:
         return
     if not valid_traceparent(traceparent):
         _log_invalid(message, TRACEPARENT_ATTR, traceparent)
         return
     request.headers["traceparent"] = traceparent
-    tracestate = _string_attr(message, TRACESTATE_ATTR)
+    tracestate = string_attribute(message, TRACESTATE_ATTR)
     if tracestate is not None:
         if valid_tracestate(tracestate):
             request.headers["tracestate"] = tracestate
@@ -96,7 +96,8 @@ def add_trace_headers(request: Request, message: Message) -> None:
             _log_invalid(message, TRACESTATE_ATTR, tracestate)
 
 
-def _string_attr(message: Message, name: str) -> str | None:
+def string_attribute(message: Message, name: str) -> str | None:
+    """The value of a String (or String.*) message attribute, or None."""
     attr = message.message_attributes.get(name)
     if attr is None or not attr.data_type.startswith("String"):
         return None
