@@ -119,7 +119,7 @@ async def test_documented_verifiers_accept_signed_deliveries(
     async with doc_worker(aiohttp_snippet) as worker:
         settings = make_settings(
             http_port=worker.port,
-            http_path="/jobs?kind=a",
+            http_path="/jobs/résumé?kind=a",
             http_client=client,
             request_signing_secret_env="ASQSD_TEST_SIGNING",
             worker_bearer_token_file=str(tmp_path / "token"),
@@ -132,7 +132,7 @@ async def test_documented_verifiers_accept_signed_deliveries(
     aiohttp_verify: Verify = aiohttp_snippet["verify"]
     secret = SECRET.encode()
     for seen in worker.seen:
-        assert seen.path == "/jobs?kind=a"
+        assert seen.path == "/jobs/r%C3%A9sum%C3%A9?kind=a"  # signed as sent: percent-encoded
         assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
         header = seen.headers["X-Asqsd-Signature"]
         signed_at = int(header.split(",")[0].removeprefix("t="))
@@ -141,7 +141,8 @@ async def test_documented_verifiers_accept_signed_deliveries(
             assert verify(secret, "POST", seen.path, seen.body, header)
             assert verify(secret, "POST", seen.path, seen.body, header, now=signed_at + 299)
             assert not verify(secret, "POST", seen.path, seen.body + b" ", header)
-            assert not verify(secret, "POST", "/jobs?kind=b", seen.body, header)
+            assert not verify(secret, "POST", "/jobs/résumé?kind=a", seen.body, header)
+            assert not verify(secret, "POST", "/jobs/r%C3%A9sum%C3%A9?kind=b", seen.body, header)
             assert not verify(secret, "POST", seen.path, seen.body, header, now=signed_at + 301)
             assert not verify(b"another secret 0123456789", "POST", seen.path, seen.body, header)
             assert not verify(secret, "POST", seen.path, seen.body, None)

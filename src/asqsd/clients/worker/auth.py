@@ -4,8 +4,9 @@ With ``request_signing_secret_file`` / ``_env`` every POST carries
 
     X-Asqsd-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>
 
-computed with the secret over ``POST\\n<request-target>\\n<t>\\n`` followed by the body bytes
-(docs/daemon.md has the exact form and verifiers). With ``worker_bearer_token_file`` / ``_env``
+computed with the secret over ``POST\\n<request-target>\\n<t>\\n`` followed by the body bytes,
+the target as it goes on the request line, percent-encoded (docs/daemon.md has the exact form
+and verifiers). With ``worker_bearer_token_file`` / ``_env``
 every POST carries ``Authorization: Bearer <token>``. :class:`AuthenticatingWorker` adds them in
 front of either worker client, at each POST (not when the request is built), so a message POSTed
 again after a worker outage carries a fresh timestamp.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster
+from asqsd.clients.worker.base import DeliveryResult, Request, WorkerPoster, wire_target
 from asqsd.config import Settings
 from asqsd.errors import StartupError
 
@@ -82,7 +83,9 @@ class AuthenticatingWorker:
         if self._authorization is not None:
             request.headers["Authorization"] = self._authorization
         if self._signer is not None:
-            request.headers[SIGNATURE_HEADER] = self._signer.header_value(request.path, request.body)
+            # Signed as it goes on the wire (percent-encoded), which is what the worker sees.
+            target = wire_target(self._inner.base_url, request.path)
+            request.headers[SIGNATURE_HEADER] = self._signer.header_value(target, request.body)
         return await self._inner.post(request)
 
 
