@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from asqsd.config import WorkerHealthcheck
 from asqsd.daemon import Daemon
 from asqsd.errors import StartupError
+from asqsd.observe.probes import probe_worker
 from tests.component.conftest import SettingsFactory, queue_counts
 from tests.support.polling import wait_until, wait_until_async
 
@@ -184,3 +187,19 @@ def test_a_missing_secret_stops_the_daemon_before_it_starts(make_settings: Setti
     settings = make_settings(request_signing_secret_file="/nonexistent/asqsd-secret")
     with pytest.raises(StartupError, match="request_signing_secret_file /nonexistent/asqsd-secret"):
         Daemon(settings)
+
+
+async def test_documented_aiohttp_app_lets_the_health_check_through(aiohttp_snippet: dict[str, Any]) -> None:
+    """The documented middleware checks POSTs only: asqsd's HTTP health check is an unsigned GET."""
+    app: web.Application = aiohttp_snippet["app"]
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app.router.add_get("/health", health)
+    async with doc_worker(aiohttp_snippet) as worker:
+        probe = WorkerHealthcheck.parse(f"HTTP:{worker.port}/health")
+        assert await probe_worker("http://127.0.0.1", probe, timeout_s=2)
+        url = f"http://127.0.0.1:{worker.port}/jobs"
+        async with aiohttp.ClientSession() as session, session.post(url, data=b"x") as response:
+            assert response.status == 401  # an unsigned POST is refused
