@@ -279,7 +279,7 @@ class Settings(BaseModel):
     otel_tracing: bool = Field(
         False,
         description="OpenTelemetry spans for receive, deliver (POST) and delete, through the process's "
-        "tracer provider; needs pip install 'asqsd[otel]'.",
+        "tracer provider; needs asqsd's otel extra (the OpenTelemetry API).",
     )
     request_signing_secret_file: str | None = Field(
         None,

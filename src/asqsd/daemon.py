@@ -292,6 +292,7 @@ def _open_tracing(settings: Settings, queue: str) -> HotPathTracing | None:
         if not (exc.name or "").startswith("opentelemetry"):
             raise
         raise StartupError(
-            "otel_tracing is on but the OpenTelemetry API is not installed: pip install 'asqsd[otel]'"
+            "otel_tracing is on but the OpenTelemetry API is not installed: install asqsd with its "
+            "otel extra ('.[otel]' from a checkout; docs/daemon.md)"
         ) from None
     return HotPathTracing.create(queue)

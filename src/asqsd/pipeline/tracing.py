@@ -1,4 +1,4 @@
-"""OpenTelemetry spans for the daemon's own work (``otel_tracing``; ``pip install 'asqsd[otel]'``).
+"""OpenTelemetry spans for the daemon's own work (``otel_tracing``, the ``otel`` extra).
 
 * ``receive <queue>`` and ``delete <queue>``: one span per ReceiveMessage / DeleteMessageBatch
   call, made from the report every SQS call already produces (its start and end times);
