@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from werkzeug.serving import make_server
 
 from asqsd.config import WorkerHealthcheck
 from asqsd.daemon import Daemon
@@ -203,3 +205,47 @@ async def test_documented_aiohttp_app_lets_the_health_check_through(aiohttp_snip
         url = f"http://127.0.0.1:{worker.port}/jobs"
         async with aiohttp.ClientSession() as session, session.post(url, data=b"x") as response:
             assert response.status == 401  # an unsigned POST is refused
+
+
+@contextlib.contextmanager
+def flask_worker(namespace: dict[str, Any]) -> Iterator[tuple[int, list[bytes]]]:
+    """The documented Flask app under Werkzeug's server on 127.0.0.1 (a thread); yields its port
+    and the bodies its handler accepted."""
+    app = namespace["app"]
+    accepted: list[bytes] = []
+
+    def record(tail: str) -> str:
+        accepted.append(namespace["request"].get_data())
+        return "ok"
+
+    app.add_url_rule("/<path:tail>", "record", record, methods=["POST"])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, accepted
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+async def test_documented_flask_app_accepts_signed_deliveries(
+    sqs: Any,
+    queue_url: str,
+    make_settings: SettingsFactory,
+    run_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Flask snippet as a real server: its request-target lookup and verify let the daemon's
+    signed POSTs (to a path that needs percent-encoding) through, and they are deleted."""
+    monkeypatch.setenv("SIGNING_SECRET", SECRET)
+    monkeypatch.setenv("ASQSD_TEST_SIGNING", SECRET)
+    for body in ('{"n": 1}', "ünïcödé"):
+        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    with flask_worker(exec_snippet("flask")) as (port, accepted):
+        settings = make_settings(
+            http_port=port, http_path="/jobs/résumé?kind=a", request_signing_secret_env="ASQSD_TEST_SIGNING"
+        )
+        async with run_daemon(settings) as daemon:
+            await wait_until(lambda: daemon.counters.deleted == 2, what="both deleted")
+    assert sorted(accepted) == sorted([b'{"n": 1}', "ünïcödé".encode()])
