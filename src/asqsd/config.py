@@ -28,6 +28,7 @@ from asqsd.errors import ConfigError
 
 ENV_PREFIX = "ASQSD_"
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Option names of the aws:elasticbeanstalk:sqsd namespace → our keys.
 EB_OPTION_NAMES: dict[str, str] = {
@@ -305,6 +306,32 @@ class Settings(BaseModel):
     unwrap_sns: bool = Field(
         False, description="POST the inner Message of SNS envelopes (stock key via_sns)."
     )
+    # --- trace context and caller authentication (docs/daemon.md, asqsd extensions) -----------
+    trace_headers: bool = Field(
+        False,
+        description="Forward the producer's trace context: AWSTraceHeader as X-Amzn-Trace-Id, the "
+        "traceparent/tracestate attributes as W3C Trace Context headers (valid values only).",
+    )
+    otel_tracing: bool = Field(
+        False,
+        description="OpenTelemetry spans for receive, deliver (POST) and delete, through the process's "
+        "tracer provider; needs asqsd's otel extra (the OpenTelemetry API).",
+    )
+    request_signing_secret_file: str | None = Field(
+        None,
+        description="File holding the secret that signs every POST (X-Asqsd-Signature, HMAC-SHA256); "
+        "read once at start-up.",
+    )
+    request_signing_secret_env: str | None = Field(
+        None, description="Name of the environment variable holding the signing secret (instead of a file)."
+    )
+    worker_bearer_token_file: str | None = Field(
+        None,
+        description="File holding a token sent as Authorization: Bearer on every POST; read at start-up.",
+    )
+    worker_bearer_token_env: str | None = Field(
+        None, description="Name of the environment variable holding the bearer token (instead of a file)."
+    )
     # --- dead-lettering by asqsd (docs/daemon.md, "Dead-letter queue") --------------------------
     dead_letter_statuses: frozenset[int] | None = Field(
         None,
@@ -419,6 +446,23 @@ class Settings(BaseModel):
         if value is not None:
             WorkerHealthcheck.parse(value)  # raises ValueError with the reason
         return value
+
+    @field_validator("request_signing_secret_env", "worker_bearer_token_env")
+    @classmethod
+    def _check_env_name(cls, value: str | None) -> str | None:
+        if value is not None and _ENV_NAME.fullmatch(value) is None:
+            raise ValueError("must be an environment variable name (letters, digits, '_'), not its value")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret_sources(self) -> Settings:
+        for file_key, env_key in (
+            ("request_signing_secret_file", "request_signing_secret_env"),
+            ("worker_bearer_token_file", "worker_bearer_token_env"),
+        ):
+            if getattr(self, file_key) is not None and getattr(self, env_key) is not None:
+                raise ValueError(f"set {file_key} or {env_key}, not both")
+        return self
 
     @model_validator(mode="after")
     def _check_health_host(self) -> Settings:

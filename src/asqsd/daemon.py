@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asqsd.backoff import Backoff
 from asqsd.clients.sqs.base import SQSClient
@@ -23,6 +24,7 @@ from asqsd.clients.sqs.counting import CountingSQS
 from asqsd.clients.sqs.credentials import CredentialStatus, wait_for_credentials
 from asqsd.clients.sqs.factory import open_sqs
 from asqsd.clients.sqs.wire import queue_name
+from asqsd.clients.worker.auth import load_worker_auth
 from asqsd.clients.worker.factory import open_worker
 from asqsd.config import Settings, WorkerHealthcheck
 from asqsd.errors import SQSError, StartupError
@@ -40,6 +42,9 @@ from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 from asqsd.pipeline.queue_check import QueueCheck
 from asqsd.tasks import StopDeadline
+
+if TYPE_CHECKING:
+    from asqsd.pipeline.tracing import HotPathTracing
 
 log = get_logger("daemon")
 
@@ -85,6 +90,9 @@ class Daemon:
         self._sqs: SQSClient | None = None
         self._dead_letter_queue_url: str | None = None
         self._healthcheck = WorkerHealthcheck.parse(settings.healthcheck) if settings.healthcheck else None
+        # Signing secret and bearer token: read once, here, so a missing one stops the start at once.
+        self._worker_auth = load_worker_auth(settings, os.environ)
+        self._tracing = _open_tracing(settings, queue_name(self.queue_url))
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, force: bool = False) -> None:
@@ -173,15 +181,18 @@ class Daemon:
 
     def _sqs_called(self, operation: str, error: Exception | None, sent_at: float) -> None:
         self.counters.count_call(operation, error is not None)
+        if self._tracing is not None:
+            self._tracing.sqs_call(operation, error, sent_at)
         self._last_sqs_call_ok = error is None
         self.credentials.observe(operation, error, sent_at)
 
     async def _parts(self, stack: contextlib.AsyncExitStack, dedup: Deduplicator | None) -> PipelineParts:
         assert self._sqs is not None
         health = self.observers.health
+        worker = self._worker_auth.wrap(await open_worker(self.settings, stack))
         return PipelineParts(
             sqs=self._sqs,
-            worker=await open_worker(self.settings, stack),
+            worker=worker if self._tracing is None else self._tracing.wrap_worker(worker),
             queue_name=queue_name(self.queue_url),
             fifo=self.fifo,
             counters=self.counters,
@@ -192,6 +203,7 @@ class Daemon:
             dead_letter_queue_url=self._dead_letter_queue_url,
             probe=self.check_worker,
             ack_base_url=health.local_url if self.settings.async_ack and health is not None else None,
+            tracing=self._tracing,
         )
 
     def _crashed(self, exc: BaseException) -> None:
@@ -278,3 +290,19 @@ class Daemon:
             "channel_empty_waits": self.pipeline.channel.empty_waits if self.pipeline is not None else 0,
             "forced": self.forced,
         }
+
+
+def _open_tracing(settings: Settings, queue: str) -> HotPathTracing | None:
+    """otel_tracing's spans, or None; OpenTelemetry is imported only when the setting is on."""
+    if not settings.otel_tracing:
+        return None
+    try:
+        from asqsd.pipeline.tracing import HotPathTracing
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        raise StartupError(
+            "otel_tracing is on but the OpenTelemetry API is not installed: install asqsd with its "
+            "otel extra ('.[otel]' from a checkout; docs/daemon.md)"
+        ) from None
+    return HotPathTracing.create(queue)

@@ -14,11 +14,14 @@ SYSTEM_ATTRIBUTE_NAMES: tuple[str, ...] = (
 )
 
 # What every ReceiveMessage asks for: the stock attributes plus the FIFO ids, which ordering and
-# dead-lettering (the group and deduplication ids kept on the dead-letter queue) need.
+# dead-lettering (the group and deduplication ids kept on the dead-letter queue) need, and the
+# producer's X-Ray trace header for trace_headers. Asking is free: SQS returns an attribute only
+# when the message has it, and none of the three reaches the worker unless a setting says so.
 RECEIVE_SYSTEM_ATTRIBUTE_NAMES: tuple[str, ...] = (
     *SYSTEM_ATTRIBUTE_NAMES,
     "MessageGroupId",
     "MessageDeduplicationId",
+    "AWSTraceHeader",
 )
 
 # Message attributes of periodic tasks (stock names); attributes with this prefix are never

@@ -42,6 +42,8 @@ BAD_STRINGS: dict[str, list[str]] = {
     "endpoint_url": ["sqs.local", "http://h/p", "ftp://h", "http://[::1"],
     "dead_letter_queue_url": ["ftp://host/000000000000/dlq", "dlq", "http://h", "http://[::1"],
     "healthcheck": ["UDP:80", "HTTP:abc/", "TCP:70000", "TCP:", "HTTP:80noslash"],
+    "request_signing_secret_env": ["", "my secret value", "1ABC", "A=B"],
+    "worker_bearer_token_env": ["", "Bearer abc", "TOKEN-1"],
 }
 # Checked by a model validator (after the fields): the message names the key but not the source.
 WHOLE_MODEL_CHECKS = frozenset({"queue_url"})
@@ -58,6 +60,8 @@ FREE_FORM_STRINGS = frozenset(
         "fault_file",
         "stock_log_file",
         "health_host",
+        "request_signing_secret_file",
+        "worker_bearer_token_file",
     }
 )
 

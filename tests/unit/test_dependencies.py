@@ -22,10 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "asqsd"
 
 
+# Extras that src imports from, lazily, only when a setting asks for them.
+RUNTIME_EXTRAS = ("otel",)
+
+
 def declared_distributions() -> set[str]:
-    """The runtime dependencies of pyproject.toml, as canonical distribution names."""
+    """The runtime dependencies of pyproject.toml (and its runtime extras), as canonical names."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {canonicalize_name(Requirement(spec).name) for spec in project["dependencies"]}
+    specs = list(project["dependencies"])
+    for extra in RUNTIME_EXTRAS:
+        specs += project["optional-dependencies"][extra]
+    return {canonicalize_name(Requirement(spec).name) for spec in specs}
 
 
 def third_party_imports() -> dict[str, set[str]]:

@@ -31,8 +31,9 @@ from asqsd.pipeline.rate_limit import TokenBucket
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
 from asqsd.pipeline.settle import Settler
 
-if TYPE_CHECKING:  # async_jobs imports this module
+if TYPE_CHECKING:  # async_jobs imports this module; tracing only when otel_tracing is on
     from asqsd.pipeline.async_jobs import Ack, AsyncJobs, Job
+    from asqsd.pipeline.tracing import HotPathTracing
 
 log = get_logger("dispatcher")
 
@@ -148,6 +149,7 @@ class DispatchShared:
     outage: WorkerOutage | None = None  # the worker outage hold, when on
     async_jobs: AsyncJobs | None = None  # async_ack on: POSTs carry an ack URL, 202 holds the job
     rate_limit: TokenBucket | None = None  # max_messages_per_s, when set
+    tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
 
 
 class Dispatcher:
@@ -188,7 +190,11 @@ class Dispatcher:
                 return
             self.current = message
             try:
-                await self.handle(message)
+                if self._shared.tracing is None:
+                    await self.handle(message)
+                else:
+                    with self._shared.tracing.deliver(message):
+                        await self.handle(message)
             except asyncio.CancelledError:
                 # Grace period over: the worker may still be processing it, so leave it alone;
                 # SQS makes it visible again when its lease runs out. A message no longer held was

@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.factory import POLL_SLACK_S
@@ -39,6 +40,9 @@ from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
 from asqsd.pipeline.settle import Settler
 from asqsd.tasks import OnCrash, StopDeadline, TaskSet
+
+if TYPE_CHECKING:  # imported only when otel_tracing is on (daemon.py)
+    from asqsd.pipeline.tracing import HotPathTracing
 
 log = get_logger("daemon")  # shutdown log lines keep the component name they always had
 
@@ -65,6 +69,7 @@ class PipelineParts:
     dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
     probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
     ack_base_url: str | None = None  # async_ack: the health server's URL; None: off
+    tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
 
 
 class Pipeline:
@@ -174,6 +179,7 @@ class Pipeline:
                 parts.queue_name,
                 settings.http_path,
                 attempt_limit(parts.delivery.max_receive_count, settings.max_retries),
+                trace_headers=settings.trace_headers,
             ),
             policy=DeliveryPolicy(
                 settings.success_statuses,
@@ -195,6 +201,7 @@ class Pipeline:
             outage=self.outage,
             async_jobs=async_jobs,
             rate_limit=self.rate_limit,
+            tracing=parts.tracing,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

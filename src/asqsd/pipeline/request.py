@@ -3,7 +3,8 @@
 Pure functions: the dispatcher calls :func:`build_request` once per message and gets the path,
 the body bytes, the headers and the list of headers it had to skip (to log). With ``unwrap_sns``
 the body of an SNS notification envelope is unwrapped first (:func:`unwrap_sns`;
-the stock daemon had the option, ``via_sns``, but never exposed it).
+the stock daemon had the option, ``via_sns``, but never exposed it). With ``trace_headers`` the
+producer's trace context is added too (:mod:`asqsd.pipeline.trace_context`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from asqsd.clients.worker.base import Request
 from asqsd.message import RESERVED_PREFIX, TASK_NAME_ATTR, TASK_PATH_ATTR, TASK_TIME_ATTR, Message
+from asqsd.pipeline.trace_context import add_trace_headers
 
 # RFC 9110 token characters: what a header name may contain.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -37,6 +39,8 @@ class StaticHeaders:
     http_path: str
     # Receives after which SQS dead-letters a failing message (see attempt_limit); None: unknown.
     max_receive_count: int | None = None
+    # trace_headers: forward the producer's trace context (pipeline/trace_context.py).
+    trace_headers: bool = False
 
     def base(self) -> dict[str, str]:
         """The leading headers, in the stock order."""
@@ -148,6 +152,8 @@ def build_request(message: Message, static: StaticHeaders) -> Request:
             if value is not None:
                 _add(request, name, value)
     _add_attributes(request, message)
+    if static.trace_headers:
+        add_trace_headers(request, message)
     return request
 
 

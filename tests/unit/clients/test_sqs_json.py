@@ -108,6 +108,7 @@ def test_receive_body_is_the_json_botocore_would_send() -> None:
             "SenderId",
             "MessageGroupId",
             "MessageDeduplicationId",
+            "AWSTraceHeader",
         ],
         "MessageAttributeNames": ["All"],
     }

@@ -43,7 +43,9 @@ def test_the_leader_says_so_and_since_when(accept: str | None) -> None:
         ("asqsd_periodic_leader_since_seconds", {}, 1_790_000_000.5)
     ]
     labels = {"identity": "web-1.42.ab", "leader": "web-1.42.ab"}
-    assert samples_of(families, "asqsd_periodic_election_info") == [("asqsd_periodic_election_info", labels, 1)]
+    assert samples_of(families, "asqsd_periodic_election_info") == [
+        ("asqsd_periodic_election_info", labels, 1)
+    ]
 
 
 def test_a_follower_names_the_leader_it_saw_and_has_no_since() -> None:

@@ -8,9 +8,12 @@ implementation (``lean_impl`` by default, ``aiohttp_impl`` as the fallback) answ
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from yarl import URL
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -36,6 +39,14 @@ class DeliveryResult:
     retry_after_s: int | None = None
     stale_resends: int = 0
     response_start: bytes = b""  # the first bytes of a non-2xx response's body (log_response_bytes)
+
+
+@functools.lru_cache(maxsize=256)
+def wire_target(base_url: str, path: str) -> str:
+    """The request target both clients put on the request line for ``path``: yarl normalises and
+    percent-encodes it exactly as aiohttp's request does. Few distinct paths exist (http_path and
+    the cron task paths): cached."""
+    return URL(base_url + path).raw_path_qs
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> int | None:

@@ -12,14 +12,18 @@ import ssl
 import time
 from collections.abc import Callable
 
-from yarl import URL
-
 from asqsd.addresses import http_address
 from asqsd.clients.http1.connection import ExchangeError, Failure, describe_os_error
 from asqsd.clients.http1.parser import MAX_HEAD_BYTES
 from asqsd.clients.http1.pool import KeepAlivePool
 from asqsd.clients.http1.request import encode_request
-from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
+from asqsd.clients.worker.base import (
+    RETRY_AFTER_STATUSES,
+    DeliveryResult,
+    Request,
+    parse_retry_after,
+    wire_target,
+)
 
 
 class LeanWorkerClient(KeepAlivePool):
@@ -121,11 +125,10 @@ class LeanWorkerClient(KeepAlivePool):
     def _request_line(self, path: str) -> str:
         line = self._request_lines.get(path)
         if line is None:
-            # yarl normalises and percent-encodes the path exactly as aiohttp's request does.
-            # Few distinct paths exist (http_path and the cron task paths): cache them.
+            # Few distinct paths exist (http_path and the cron task paths): cache the lines.
             if len(self._request_lines) >= 256:
                 self._request_lines.clear()
-            target = URL(self._base_url + path).raw_path_qs
+            target = wire_target(self._base_url, path)
             line = self._request_lines[path] = f"POST {target} HTTP/1.1\r\n{self._host_line}"
         return line
 
