@@ -15,11 +15,13 @@ environment or a config file (:func:`local_settings`, docs/daemon.md, "Local mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from asqsd.cli.demo import DemoWorker, run_demo
@@ -36,6 +38,7 @@ from asqsd.emulator import Emulator
 from asqsd.emulator.queue_spec import QueueSpec, create_queues, dead_letter_name
 from asqsd.logs import get_logger
 from asqsd.observe.probes import tcp_check
+from asqsd.periodic.cron_yaml import CronTask, find_cron_file, load_cron_file
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_QUEUE", "LOCAL_REGION", "LocalOptions", "local_settings", "main_local"]
 
@@ -208,8 +211,43 @@ async def warn_if_no_worker(settings: Settings) -> bool:
     return False
 
 
-async def run_local(base: Mapping[str, Any], options: LocalOptions, out: TextIO = sys.stdout) -> int:
-    """Emulator + daemon (+ demo worker) until a signal, or until the demo has shown everything."""
+def load_local_tasks(settings: Settings, warnings: list[str]) -> tuple[Path | None, list[CronTask]]:
+    """The cron.yaml at ``cron_file``, else ``./cron.yaml``, and its tasks (none without one).
+
+    Raises :class:`~asqsd.errors.ConfigError` for a file that is invalid, or named and missing.
+    """
+    explicit = Path(settings.cron_file) if settings.cron_file else None
+    path = find_cron_file(explicit, [Path.cwd()])
+    return (path, load_cron_file(path, warnings)) if path is not None else (None, [])
+
+
+@contextlib.asynccontextmanager
+async def periodic_tasks(tasks: Sequence[CronTask], queue_url: str, endpoint: str) -> AsyncIterator[None]:
+    """While inside: cron.yaml's tasks sent to the local queue on schedule (no election needed:
+    this process is the queue's only consumer, docs/daemon.md, "Local mode")."""
+    if not tasks:
+        yield
+        return
+    from asqsd.cli.send import Route, open_client
+    from asqsd.periodic.solo import SoloScheduler
+
+    sqs = open_client(Route(queue_url, endpoint, LOCAL_REGION))
+    scheduler = SoloScheduler(tasks, sqs)
+    running = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
+        scheduler.stop()
+        await asyncio.wait([running], timeout=1.0)
+        running.cancel()
+        await sqs.aclose()
+
+
+async def run_local(
+    base: Mapping[str, Any], options: LocalOptions, out: TextIO = sys.stdout, tasks: Sequence[CronTask] = ()
+) -> int:
+    """Emulator + daemon (+ demo worker, + cron.yaml's tasks) until a signal, or until the demo has
+    shown everything."""
     from asqsd.cli.serve import serve
 
     log = get_logger("local")
@@ -226,7 +264,8 @@ async def run_local(base: Mapping[str, Any], options: LocalOptions, out: TextIO 
             log.info("local-ready", endpoint=emulator.endpoint_url, queue=queue_url)
             if demo_worker is None:
                 await warn_if_no_worker(settings)
-                return await serve(settings)
+                async with periodic_tasks(tasks, queue_url, emulator.endpoint_url):
+                    return await serve(settings)
             demo = run_demo(emulator, queue_url, dlq_url, demo_worker, options.demo_timeout_s, out)
             return await serve(settings, until=demo)
         finally:
@@ -234,7 +273,9 @@ async def run_local(base: Mapping[str, Any], options: LocalOptions, out: TextIO 
                 await demo_worker.stop()
 
 
-def main_local(base: Mapping[str, Any], options: LocalOptions, loop: str) -> int:
+def main_local(
+    base: Mapping[str, Any], options: LocalOptions, loop: str, tasks: Sequence[CronTask] = ()
+) -> int:
     """Entry used by the CLI: local credentials only, then run on the chosen loop."""
     from asqsd._compat import run
 
@@ -245,7 +286,7 @@ def main_local(base: Mapping[str, Any], options: LocalOptions, loop: str) -> int
         ignored=replaced,
     )
     try:
-        return run(run_local(base, options), loop)
+        return run(run_local(base, options, tasks=tasks), loop)
     except OSError as exc:
         print(f"asqsd local: cannot listen on 127.0.0.1:{options.port}: {exc.strerror}", file=sys.stderr)
         return 3

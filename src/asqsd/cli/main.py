@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     """``asqsd local``: emulator + daemon; the flags given override the local defaults."""
-    from asqsd.cli.local import LocalOptions, main_local, refused_flags
+    from asqsd.cli.local import LocalOptions, load_local_tasks, main_local, refused_flags
 
     settings = loaded.settings
     overrides = {
@@ -185,12 +185,18 @@ def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     refused = refused_flags(loaded.sources, overrides)
     if refused:
         return config_error(refused)
+    try:
+        cron_path, tasks = load_local_tasks(settings, loaded.warnings)
+    except ConfigError as exc:
+        return config_error(exc.problems)
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("cli")
     for warning in loaded.warnings:
         log.warning("config-warning", detail=warning)
+    if cron_path is not None:
+        log.info("cron-loaded", file=str(cron_path), tasks=len(tasks))
     options = LocalOptions(args.port, args.queue, args.max_receive_count, args.demo)
-    return main_local(overrides, options, settings.loop)
+    return main_local(overrides, options, settings.loop, tasks)
 
 
 def emulator_command(args: argparse.Namespace) -> int:

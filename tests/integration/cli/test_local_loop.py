@@ -37,6 +37,13 @@ dedup: true
 dedup_table: processed
 no_such_key: 1
 """
+CRON_YAML = """\
+version: 1
+cron:
+  - name: "report"
+    url: "/report"
+    schedule: "*/5 * * * *"
+"""
 
 
 class LocalProcess:
@@ -51,6 +58,7 @@ class LocalProcess:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                cwd=tmp_path,
             )
 
     async def banner(self) -> list[str]:
@@ -166,20 +174,33 @@ def test_local_refuses_flags_it_cannot_honour(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_local_warns_when_no_worker_answers(tmp_path: Path, local_process: list[LocalProcess]) -> None:
-    """Nothing listens on the worker port: one warning naming the port and the flag to change it."""
+async def test_local_warns_when_no_worker_answers_and_loads_cron_yaml(
+    tmp_path: Path, local_process: list[LocalProcess]
+) -> None:
+    """Nothing listens on the worker port: one warning naming the port and the flag to change it.
+    The cron.yaml of the current directory is loaded and its tasks scheduled without DynamoDB."""
+    (tmp_path / "cron.yaml").write_text(CRON_YAML)
     port = free_loopback_port()
     args = ["--port", "0", "--http-url", "http://127.0.0.1", "--http-port", str(port)]
     local = LocalProcess(args, clean_env(tmp_path), tmp_path)
     local_process.append(local)
     await local.banner()
 
-    def warnings() -> list[str]:
-        return [line for line in local.events() if '"worker-not-answering"' in line]
+    def logged(event: str) -> list[str]:
+        return [line for line in local.events() if f'"event": "{event}"' in line]
 
-    await wait_until(lambda: bool(warnings()), timeout_s=10, what="worker-not-answering")
-    (warning,) = warnings()
+    await wait_until(lambda: bool(logged("started")), timeout_s=10, what="started")
+    (warning,) = logged("worker-not-answering")
     assert f'"port": {port}' in warning and "--http-port PORT" in warning
-    started = '"event": "started"'
-    await wait_until(lambda: any(started in line for line in local.events()), timeout_s=10, what="started")
+    (loaded,) = logged("cron-loaded")
+    assert '"tasks": 1' in loaded and str(tmp_path / "cron.yaml") in loaded
+    assert logged("scheduler-started") and '"registry' not in "".join(local.events())
     assert await local.stop() == 0
+
+
+def test_local_refuses_an_invalid_cron_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "cron.yaml"
+    bad.write_text(CRON_YAML.replace("*/5 * * * *", "every five minutes"))
+    result = asqsd("local", "--port", "0", "--cron-file", str(bad), env=clean_env(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"asqsd: config error: {bad}"), result.stderr
