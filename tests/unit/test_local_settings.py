@@ -72,6 +72,11 @@ def test_only_flags_that_ask_for_something_are_refused() -> None:
     }
     values = {"dedup": True, "region": "eu-west-1", "cloudwatch_metrics": False}
     assert refused_flags(sources, values) == [f"--dedup: {REFUSED_FLAGS['dedup']}"]
+    worker = {"http_port": "flag --http-port"}
+    assert refused_flags(worker, {"http_port": 8080}) == []
+    assert refused_flags(worker, {"http_port": 8080}, demo=True) == [
+        "--http-port: --demo delivers to its built-in worker; drop --demo to use your own"
+    ]
 
 
 def test_the_shells_aws_identity_is_replaced_by_local_credentials() -> None:

@@ -2,7 +2,8 @@
 
 Starts the emulator on 127.0.0.1 (port 9324 by default), creates the queue and a dead-letter
 queue, prints the endpoint and ``asqsd send`` commands that work as pasted, and runs the daemon
-against it with a short long poll (so Ctrl+C stops at once) and one ``settled`` line per message.
+against it with a short long poll (so Ctrl+C stops at once), one ``settled`` line per message and
+a ``queue-summary`` line every few seconds while the queue changes.
 With ``--demo`` a small built-in worker is started and fed sample messages, so a newcomer sees a
 delivery, a retry and a dead-lettered message within seconds; the demo then stops by itself.
 
@@ -33,6 +34,7 @@ from asqsd.cli.local_defaults import (
     LOCAL_SECRET_KEY,
     local_queue_url,
 )
+from asqsd.cli.local_summary import queue_summaries
 from asqsd.config import Settings
 from asqsd.emulator import Emulator
 from asqsd.emulator.queue_spec import QueueSpec, create_queues, dead_letter_name
@@ -51,9 +53,13 @@ REFUSED_FLAGS: Mapping[str, str] = {
     "dedup_table": "dedup needs DynamoDB, which asqsd local does not emulate (asqsd run has it)",
     "cloudwatch_metrics": "asqsd local never publishes to CloudWatch (emf_file writes the same figures)",
     "health_metric": "asqsd local never publishes to CloudWatch",
+    "registry_table": "asqsd local runs cron.yaml without leader election, so without a registry table",
 }
-# Settings that would reach AWS (CloudWatch, DynamoDB): turned off when they come from elsewhere.
-_AWS_ONLY = ("cloudwatch_metrics", "health_metric", "dedup")
+# With --demo the built-in worker is the worker: flags that name another are refused.
+DEMO_REFUSED_FLAGS: Mapping[str, str] = dict.fromkeys(
+    ("http_url", "http_port", "http_path"),
+    "--demo delivers to its built-in worker; drop --demo to use your own",
+)
 # Environment variables through which the shell's AWS identity could be used.
 _AWS_IDENTITY_VARS = (
     "AWS_ACCESS_KEY_ID",
@@ -82,11 +88,12 @@ class LocalOptions:
     demo_timeout_s: float = 60.0
 
 
-def refused_flags(sources: Mapping[str, str], values: Mapping[str, Any]) -> list[str]:
+def refused_flags(sources: Mapping[str, str], values: Mapping[str, Any], demo: bool = False) -> list[str]:
     """One problem per flag asqsd local cannot honour (``--no-dedup`` and the like are fine)."""
+    refused = {**REFUSED_FLAGS, **(DEMO_REFUSED_FLAGS if demo else {})}
     return [
         f"--{name.replace('_', '-')}: {reason}"
-        for name, reason in REFUSED_FLAGS.items()
+        for name, reason in refused.items()
         if sources.get(name, "").startswith("flag") and values.get(name) not in (None, False)
     ]
 
@@ -264,7 +271,10 @@ async def run_local(
             log.info("local-ready", endpoint=emulator.endpoint_url, queue=queue_url)
             if demo_worker is None:
                 await warn_if_no_worker(settings)
-                async with periodic_tasks(tasks, queue_url, emulator.endpoint_url):
+                async with (
+                    periodic_tasks(tasks, queue_url, emulator.endpoint_url),
+                    queue_summaries(emulator, options.queue),
+                ):
                     return await serve(settings)
             demo = run_demo(emulator, queue_url, dlq_url, demo_worker, options.demo_timeout_s, out)
             return await serve(settings, until=demo)

@@ -182,7 +182,7 @@ def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     overrides = {
         name: getattr(settings, name) for name, source in loaded.sources.items() if source != "default"
     }
-    refused = refused_flags(loaded.sources, overrides)
+    refused = refused_flags(loaded.sources, overrides, demo=args.demo)
     if refused:
         return config_error(refused)
     try:
