@@ -19,11 +19,10 @@ from pydantic.fields import FieldInfo
 
 from asqsd import __version__
 from asqsd.cli.exits import EXIT_OK, config_error
-from asqsd.cli.serve import run_command
+from asqsd.cli.serve import run_command, start_logging
 from asqsd.clients.sqs.endpoint import regional_endpoint, sqs_target
 from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
 from asqsd.errors import ConfigError
-from asqsd.logs import configure_logging, get_logger
 
 
 def _field_choices(annotation: Any) -> list[str] | None:
@@ -189,12 +188,7 @@ def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
         cron_path, tasks = load_local_tasks(settings, loaded.warnings)
     except ConfigError as exc:
         return config_error(exc.problems)
-    configure_logging(settings.log_level, settings.log_format)
-    log = get_logger("cli")
-    for warning in loaded.warnings:
-        log.warning("config-warning", detail=warning)
-    if cron_path is not None:
-        log.info("cron-loaded", file=str(cron_path), tasks=len(tasks))
+    start_logging(settings, loaded.warnings, cron_path, tasks)
     options = LocalOptions(args.port, args.queue, args.max_receive_count, args.demo)
     return main_local(overrides, options, settings.loop, tasks)
 
