@@ -126,11 +126,11 @@ def send_commands(port: int, queue: str) -> list[str]:
     """``asqsd send`` lines for the banner: they work as pasted (no AWS CLI, no credentials)."""
     target = [] if queue_is_default(port, queue) else ["--queue-url", local_queue_url(port, queue)]
     fifo = ["--group-id", "demo"] if queue.endswith(".fifo") else []
-    body = shlex.quote('{"hello": "world"}')
+    body, piped = shlex.quote('{"hello": "world"}'), shlex.quote('{"from": "stdin"}')
     return [
         shlex.join(["asqsd", "send", *target, *fifo]) + f" {body}",
         shlex.join(["asqsd", "send", *target, *fifo, "--attr", "kind=load", "--count", "20"]) + f" {body}",
-        shlex.join(["asqsd", "send", *target, *fifo, "--file", "message.json"]),
+        f"echo {piped} | " + shlex.join(["asqsd", "send", *target, *fifo, "-"]),
     ]
 
 
