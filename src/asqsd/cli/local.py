@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -302,3 +303,6 @@ def main_local(
         return 3
     except asyncio.CancelledError:
         return 1
+    except KeyboardInterrupt:  # Ctrl+C while starting, before the daemon handles signals itself
+        print("asqsd local: interrupted while starting", file=sys.stderr)
+        return 128 + signal.SIGINT
