@@ -43,13 +43,11 @@ from asqsd.logs import get_logger
 from asqsd.observe.probes import tcp_check
 from asqsd.periodic.cron_yaml import CronTask, find_cron_file, load_cron_file
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_QUEUE", "LOCAL_REGION", "LocalOptions", "local_settings", "main_local"]
-
 # Settings asqsd local decides itself: given as a flag they are refused (with this reason).
 REFUSED_FLAGS: Mapping[str, str] = {
     "queue_url": "asqsd local creates its queue in the embedded emulator; name it with --queue NAME",
     "endpoint_url": "asqsd local's SQS endpoint is its embedded emulator; move it with --port PORT",
-    "region": f"the embedded emulator answers in {LOCAL_REGION} only",
+    "region": f"asqsd local talks only to its embedded emulator (region {LOCAL_REGION}), never to AWS",
     "dedup": "dedup needs DynamoDB, which asqsd local does not emulate (asqsd run has it)",
     "dedup_table": "dedup needs DynamoDB, which asqsd local does not emulate (asqsd run has it)",
     "cloudwatch_metrics": "asqsd local never publishes to CloudWatch (emf_file writes the same figures)",
