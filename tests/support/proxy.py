@@ -136,6 +136,7 @@ class ForwardProxy(StreamServer):
     forwarded: int = 0  # absolute-form requests sent on
     refused: int = 0  # requests answered with an error status
     targets: list[str] = field(default_factory=list)  # host:port of every tunnel and forwarded request
+    authorizations: list[str] = field(default_factory=list)  # Authorization of every forwarded request
 
     @property
     def url(self) -> str:
@@ -209,6 +210,7 @@ class ForwardProxy(StreamServer):
             upstream_writer.write(f"{request.method} {path} HTTP/1.1\r\n{headers}\r\n".encode() + body)
             self.forwarded += 1
             self.targets.append(address)
+            self.authorizations.append(request.header("Authorization") or "")
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError:

@@ -1,4 +1,5 @@
-"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | config | cron | version``.
+"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | send | emulator |
+config | cron | version``.
 
 The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqsd.cli.serve`.
 """
@@ -18,11 +19,10 @@ from pydantic.fields import FieldInfo
 
 from asqsd import __version__
 from asqsd.cli.exits import EXIT_OK, config_error
-from asqsd.cli.serve import run_command
+from asqsd.cli.serve import run_command, start_logging
 from asqsd.clients.sqs.endpoint import regional_endpoint, sqs_target
 from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
 from asqsd.errors import ConfigError
-from asqsd.logs import configure_logging
 
 
 def _field_choices(annotation: Any) -> list[str] | None:
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_flags(local)
     _add_cron_parsers(commands.add_parser("cron", help="list cron.yaml's periodic tasks, or enqueue one now"))
+    _add_send_and_emulator(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -140,6 +141,17 @@ def _add_cron_parsers(cron: argparse.ArgumentParser) -> None:
     )
     trigger.add_argument("name", help="the task's name in cron.yaml")
     add_settings_flags(trigger)
+
+
+def _add_send_and_emulator(commands: Any) -> None:
+    """``asqsd send`` and ``asqsd emulator``: the two helpers of a local development loop."""
+    from asqsd.cli.send import add_arguments as add_send_arguments
+    from asqsd.emulator.__main__ import add_arguments as add_emulator_arguments
+
+    add_send_arguments(commands.add_parser("send", help="send messages to a queue (default: asqsd local's)"))
+    add_emulator_arguments(
+        commands.add_parser("emulator", help="run the SQS emulator alone on 127.0.0.1, with its queues")
+    )
 
 
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -158,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"asqsd {__version__}")
         return EXIT_OK
+    if args.command == "send":
+        from asqsd.cli.send import main_send
+
+        return main_send(args)
+    if args.command == "emulator":
+        return emulator_command(args)
     try:
         loaded = load(args)
     except ConfigError as exc:
@@ -175,15 +193,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def local_command(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     """``asqsd local``: emulator + daemon; the flags given override the local defaults."""
-    from asqsd.cli.local import LocalOptions, main_local
+    from asqsd.cli.local import LocalOptions, load_local_tasks, main_local, refused_flags
 
     settings = loaded.settings
-    configure_logging(settings.log_level, settings.log_format)
-    options = LocalOptions(args.port, args.queue, args.max_receive_count, args.demo)
     overrides = {
         name: getattr(settings, name) for name, source in loaded.sources.items() if source != "default"
     }
-    return main_local(overrides, options, settings.loop)
+    refused = refused_flags(loaded.sources, overrides, demo=args.demo)
+    if refused:
+        return config_error(refused)
+    try:
+        cron_path, tasks = load_local_tasks(settings, loaded.warnings)
+    except ConfigError as exc:
+        return config_error(exc.problems)
+    start_logging(settings, loaded.warnings, cron_path, tasks)
+    options = LocalOptions(args.port, args.queue, args.max_receive_count, args.demo)
+    return main_local(overrides, options, settings.loop, tasks)
+
+
+def emulator_command(args: argparse.Namespace) -> int:
+    """``asqsd emulator``: ``python -m asqsd.emulator`` on loopback addresses only (it has no
+    authentication: anyone who reaches it can read every message)."""
+    from asqsd.addresses import is_loopback_host
+    from asqsd.emulator.__main__ import run
+
+    if not is_loopback_host(args.host):
+        return config_error([f"--host {args.host}: asqsd emulator listens on loopback addresses only"])
+    return run(args, "asqsd emulator")
 
 
 def print_config(loaded: LoadedSettings) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from asqsd._compat import run as run_loop
@@ -34,12 +35,7 @@ def run_command(loaded: LoadedSettings) -> int:
         check_sqs_target(loaded)
     except ConfigError as exc:
         return config_error(exc.problems)
-    configure_logging(settings.log_level, settings.log_format)
-    log = get_logger("cli")
-    for warning in loaded.warnings:
-        log.warning("config-warning", detail=warning)
-    if cron_path is not None:
-        log.info("cron-loaded", file=str(cron_path), tasks=len(tasks))
+    log = start_logging(settings, loaded.warnings, cron_path, tasks)
     try:
         return run_loop(serve(settings, tasks=tasks), settings.loop)
     except StartupError as exc:
@@ -47,6 +43,19 @@ def run_command(loaded: LoadedSettings) -> int:
         return EXIT_STARTUP
     except ImportError as exc:
         return config_error([f"loop={settings.loop}: {exc}"])
+
+
+def start_logging(
+    settings: Settings, warnings: Sequence[str], cron_path: Path | None, tasks: Sequence[CronTask]
+) -> Any:
+    """Configure logging, then log the config warnings and the cron.yaml in use (run and local)."""
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("cli")
+    for warning in warnings:
+        log.warning("config-warning", detail=warning)
+    if cron_path is not None:
+        log.info("cron-loaded", file=str(cron_path), tasks=len(tasks))
+    return log
 
 
 def check_sqs_target(loaded: LoadedSettings) -> None:

@@ -302,6 +302,10 @@ class LeanSQS:
         response = await self._call("SendMessage", payload, self._timeout)
         return str(response.get("MessageId", ""))
 
+    async def call(self, operation: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Any other operation (``asqsd send``'s SendMessageBatch ...): its decoded response."""
+        return await self._call(operation, payload, self._timeout)
+
     async def resolve_credentials(self) -> bool:
         """Look the credential source up now if it is not known yet; whether one was found."""
         if self._credentials is None:
