@@ -269,6 +269,17 @@ class Settings(BaseModel):
     unwrap_sns: bool = Field(
         False, description="POST the inner Message of SNS envelopes (stock key via_sns)."
     )
+    # --- S3 payloads of the AWS extended client libraries (docs/daemon.md, "S3 pointers") --------
+    resolve_s3_pointers: bool = Field(
+        False,
+        description="POST the S3 object an extended-client pointer message names instead of the pointer "
+        "(needs s3:GetObject).",
+    )
+    delete_s3_payload_after_success: bool = Field(
+        False,
+        description="With resolve_s3_pointers: delete the S3 object once its message is deleted "
+        "(needs s3:DeleteObject).",
+    )
     # --- dead-lettering by asqsd (docs/daemon.md, "Dead-letter queue") --------------------------
     dead_letter_statuses: frozenset[int] | None = Field(
         None,
@@ -404,6 +415,14 @@ class Settings(BaseModel):
             raise ValueError("queue_url must be an http(s) SQS queue URL")
         if self.dead_letter_queue_url is not None and self.dead_letter_queue_url == self.queue_url:
             raise ValueError("dead_letter_queue_url must be another queue than queue_url")
+        return self
+
+    @model_validator(mode="after")
+    def _check_s3_payload_delete(self) -> Settings:
+        if self.delete_s3_payload_after_success and not self.resolve_s3_pointers:
+            raise ValueError(
+                "delete_s3_payload_after_success needs resolve_s3_pointers (no pointer is resolved)"
+            )
         return self
 
     @model_validator(mode="after")

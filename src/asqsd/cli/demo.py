@@ -4,6 +4,8 @@ The demo worker answers by the message body: ``ok`` → 200; ``flaky`` → 500 o
 delivery, then 200; ``poison`` → always 500, so SQS moves it to the dead-letter queue after
 ``maxReceiveCount`` receives. The scenario sends one of each through the emulator's SQS API (as a
 developer's code would) and returns once all three outcomes were seen, or the timeout passed.
+``large`` is an S3 payload: the scenario puts it in the emulator's S3 and sends the extended
+client libraries' pointer to it; the daemon (``resolve_s3_pointers``) POSTs the payload itself.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import asyncio
 import json
 import socket
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
 
 from asqsd.clients.sqs.wire import queue_name
 from asqsd.emulator import Emulator
 
+POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
+
 SAMPLES = ("ok", "flaky", "poison")
+LARGE_BUCKET = "asqsd-demo-payloads"
+LARGE_BYTES = 2 * 1024 * 1024  # well past SQS's message size limit
 
 
 class DemoWorker:
@@ -32,7 +38,7 @@ class DemoWorker:
 
     async def start(self) -> int:
         """Listen on a free loopback port; returns the port."""
-        app = web.Application()
+        app = web.Application(client_max_size=LARGE_BYTES + 1024 * 1024)
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -48,14 +54,16 @@ class DemoWorker:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = (await request.read()).decode("utf-8", "replace")
+        raw = await request.read()
+        body = raw.decode("utf-8", "replace")
         kind = _kind(body)
         count = int(request.headers.get("X-Aws-Sqsd-Receive-Count", "0") or 0)
-        status = 200 if kind == "ok" or (kind == "flaky" and count > 1) else 500
+        status = 200 if kind in ("ok", "large") or (kind == "flaky" and count > 1) else 500
         self.answers.setdefault(kind, []).append(status)
         msgid = request.headers.get("X-Aws-Sqsd-Msgid", "?")[-8:]
+        what = f"{kind!r} ({len(raw)} bytes)" if kind == "large" else repr(kind)
         self._out.write(
-            f"  worker  ← POST {request.path} {kind!r} msgid=…{msgid} receive-count={count} → {status}\n"
+            f"  worker  ← POST {request.path} {what} msgid=…{msgid} receive-count={count} → {status}\n"
         )
         self._out.flush()
         return web.Response(status=status, text="ok" if status == 200 else "demo failure")
@@ -82,13 +90,15 @@ async def run_demo(
         for kind in SAMPLES:
             await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"demo": kind}))
             out.write(f"  demo    → sent {kind!r}\n")
+        await _send_large(session, emulator.endpoint_url, sqs, queue_url, out)
     dlq_name = queue_name(dlq_url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if _all_seen(emulator, dlq_name, worker):
             out.write(
                 "\ndemo complete: 'ok' delivered and deleted, 'flaky' retried then deleted, "
-                f"'poison' moved to {dlq_name} after repeated failures.\n"
+                f"'poison' moved to {dlq_name} after repeated failures, "
+                "'large' fetched from S3 and POSTed in place of its pointer.\n"
             )
             out.flush()
             return True
@@ -97,9 +107,21 @@ async def run_demo(
     return False
 
 
+async def _send_large(session: Any, endpoint: str, sqs: Any, queue_url: str, out: TextIO) -> None:
+    """Offload a large body to S3 and send the pointer, as the AWS extended client libraries do."""
+    payload = json.dumps({"demo": "large", "data": "x" * LARGE_BYTES}).encode()
+    async with session.create_client("s3", endpoint_url=endpoint, region_name="us-east-1") as s3:
+        await s3.put_object(Bucket=LARGE_BUCKET, Key="large.json", Body=payload)
+    pointer = [POINTER_CLASS, {"s3BucketName": LARGE_BUCKET, "s3Key": "large.json"}]
+    size = {"ExtendedPayloadSize": {"DataType": "Number", "StringValue": str(len(payload))}}
+    await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(pointer), MessageAttributes=size)
+    out.write(f"  demo    → put {len(payload)} bytes in s3://{LARGE_BUCKET}, sent 'large' as its pointer\n")
+
+
 def _all_seen(emulator: Emulator, dlq_name: str, worker: DemoWorker) -> bool:
     answers = worker.answers
+    large = 200 in answers.get("large", [])
     ok = 200 in answers.get("ok", [])
     flaky = answers.get("flaky", [])[:1] == [500] and 200 in answers.get("flaky", [])
     poisoned = emulator.counters(dlq_name)["depth"] >= 1
-    return ok and flaky and poisoned
+    return ok and flaky and poisoned and large

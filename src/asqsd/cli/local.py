@@ -9,10 +9,11 @@ delivery, a retry and a dead-lettered message within seconds; the demo then stop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -24,6 +25,7 @@ from asqsd.logs import get_logger
 DEFAULT_PORT = 9324
 DEFAULT_QUEUE = "default"
 LOCAL_REGION = "us-east-1"
+S3_ENDPOINT_VAR = "AWS_ENDPOINT_URL_S3"
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,6 +94,7 @@ def local_settings(base: Mapping[str, Any], queue_url: str, endpoint: str, demo_
             "cloudwatch-metrics-disabled", reason="asqsd local never publishes to CloudWatch"
         )
     values.setdefault("log_settled", True)  # a development loop shows each message's fate
+    values.setdefault("resolve_s3_pointers", True)  # the emulator's S3 holds offloaded payloads
     if demo_port is not None:
         values.update(
             http_url="http://127.0.0.1",
@@ -109,7 +112,7 @@ async def run_local(base: Mapping[str, Any], options: LocalOptions, out: TextIO 
     from asqsd.cli.serve import serve
 
     log = get_logger("local")
-    async with Emulator(host="127.0.0.1", port=options.port) as emulator:
+    async with Emulator(host="127.0.0.1", port=options.port) as emulator, _local_s3(emulator.endpoint_url):
         queue_url, dlq_url = create_queues(emulator, options)
         demo_worker = DemoWorker(out) if options.demo else None
         demo_port = await demo_worker.start() if demo_worker else None
@@ -126,6 +129,20 @@ async def run_local(base: Mapping[str, Any], options: LocalOptions, out: TextIO 
         finally:
             if demo_worker is not None:
                 await demo_worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _local_s3(endpoint: str) -> AsyncIterator[None]:
+    """S3 calls (resolve_s3_pointers) go to the emulator's S3 while the local run lasts."""
+    previous = os.environ.get(S3_ENDPOINT_VAR)
+    os.environ[S3_ENDPOINT_VAR] = endpoint
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(S3_ENDPOINT_VAR, None)
+        else:
+            os.environ[S3_ENDPOINT_VAR] = previous
 
 
 def main_local(base: Mapping[str, Any], options: LocalOptions, loop: str) -> int:

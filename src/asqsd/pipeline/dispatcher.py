@@ -27,6 +27,7 @@ from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
+from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer
 from asqsd.pipeline.settle import Settler
 
 log = get_logger("dispatcher")
@@ -137,6 +138,7 @@ class DispatchShared:
     rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
     dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
     outage: WorkerOutage | None = None  # the worker outage hold, when on
+    s3_pointers: PointerResolver | None = None  # resolve_s3_pointers on
 
 
 class Dispatcher:
@@ -220,20 +222,29 @@ class Dispatcher:
         else:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
-            posted = await self._post(message, request)
+            resolver = self._shared.s3_pointers
+            pointer = resolver.find(message, request) if resolver is not None else None
+            posted = await self._post(message, request, pointer)
             if posted is None:
                 return self._release_held(message)
             result = posted
         return await self._settle(message, result, received_body)
 
-    async def _post(self, message: Message, request: Request) -> DeliveryResult | None:
-        """POST; during a worker outage hold the message and POST it again once the outage ends
-        (None: release it instead, at shutdown or at the hold limit)."""
+    async def _post(
+        self, message: Message, request: Request, pointer: S3Pointer | None = None
+    ) -> DeliveryResult | None:
+        """POST (an S3 pointer's payload fetched afresh for each attempt); during a worker outage
+        hold the message and POST it again once the outage ends (None: release it instead, at
+        shutdown or at the hold limit)."""
         outage = self._shared.outage
         while True:
             if outage is not None and outage.is_open and not await outage.hold(message):
                 return None
-            result = await self._worker.post(request)
+            if pointer is None:
+                result = await self._worker.post(request)
+            else:
+                assert self._shared.s3_pointers is not None
+                result = await self._shared.s3_pointers.post(self._worker, request, pointer, message)
             if outage is None or not outage.record(result, message):
                 return result
             log.debug("held-for-outage", message_id=message.message_id, error=result.error)

@@ -35,6 +35,7 @@ from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
+from asqsd.pipeline.s3_pointer import PointerResolver
 from asqsd.pipeline.settle import Settler
 from asqsd.tasks import OnCrash, StopDeadline, TaskSet
 
@@ -62,6 +63,7 @@ class PipelineParts:
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
     dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
     probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
+    s3_pointers: PointerResolver | None = None  # set when resolve_s3_pointers is on
 
 
 class Pipeline:
@@ -74,6 +76,8 @@ class Pipeline:
         capacity = settings.buffer_capacity
         self.channel: Channel = GroupedChannel(capacity) if parts.fifo else Channel(capacity)
         self.settler = Settler(parts.sqs, self.leases, parts.counters, settings.delete_batch_wait_s)
+        if parts.s3_pointers is not None:
+            self.settler.on_deleted = parts.s3_pointers.message_deleted
         self.dead_letterer: DeadLetterer | None = None
         if parts.dead_letter_queue_url is not None:
             self.dead_letterer = DeadLetterer(
@@ -165,6 +169,7 @@ class Pipeline:
             dedup=parts.dedup,
             dead_letterer=self.dead_letterer,
             outage=self.outage,
+            s3_pointers=parts.s3_pointers,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

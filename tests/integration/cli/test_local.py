@@ -1,4 +1,5 @@
-"""`asqsd local --demo`: the README's first command shows delivery, retry and a dead letter."""
+"""`asqsd local --demo`: the README's first command shows delivery, retry, a dead letter and an S3
+payload resolved from its pointer."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def test_local_demo_shows_all_outcomes_and_stops_by_itself() -> None:
     assert "aws --endpoint-url" in out
     assert "'flaky'" in out and "receive-count=1 → 500" in out and "receive-count=2 → 200" in out
     assert "'poison'" in out
+    # The S3 pointer sample: the worker gets the payload from the emulator's S3, not the pointer.
+    assert "'large' (2097181 bytes)" in out and "sent 'large' as its pointer" in out
     assert "demo complete" in out
     assert '"event": "stopped"' in result.stderr
     # Local mode: one settled line per delivered message at info (the default level), with the

@@ -1,0 +1,79 @@
+"""Which messages are extended-client S3 pointers (pure logic; the resolution is tested against
+moto's S3 in tests/component/pipeline/test_s3_pointers.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asqsd.clients.worker.base import Request
+from asqsd.message import Message, MessageAttribute
+from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer, find_pointer
+
+CURRENT = "software.amazon.payloadoffloading.PayloadS3Pointer"
+LEGACY = "com.amazon.sqs.javamessaging.MessageS3Pointer"
+
+
+def message(body: object, **attributes: str) -> Message:
+    text = body if isinstance(body, str) else json.dumps(body)
+    attrs = {name: MessageAttribute("Number", value) for name, value in attributes.items()}
+    return Message("id", "rh", text, message_attributes=attrs)
+
+
+@pytest.mark.parametrize("cls", [CURRENT, LEGACY])
+@pytest.mark.parametrize("attribute", ["ExtendedPayloadSize", "SQSLargePayloadSize"])
+def test_both_library_formats_are_pointers(cls: str, attribute: str) -> None:
+    found = find_pointer(message([cls, {"s3BucketName": "b", "s3Key": "a/k"}], **{attribute: "12"}))
+    assert found == S3Pointer("b", "a/k", 12, attribute)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [CURRENT, {"s3BucketName": "b", "s3Key": "k"}, {}],
+        [CURRENT],
+        ["x.Pointer", {"s3BucketName": "b", "s3Key": "k"}],
+        [CURRENT, {"s3BucketName": "b"}],
+        [CURRENT, {"s3BucketName": "", "s3Key": "k"}],
+        [CURRENT, {"s3BucketName": 1, "s3Key": "k"}],
+        [CURRENT, ["b", "k"]],
+        {"s3BucketName": "b", "s3Key": "k"},
+        "[not json",
+        "plain text",
+    ],
+)
+def test_other_shapes_are_not_pointers(body: object) -> None:
+    assert find_pointer(message(body, ExtendedPayloadSize="3")) is None
+
+
+def test_no_size_attribute_no_pointer() -> None:
+    assert find_pointer(message([CURRENT, {"s3BucketName": "b", "s3Key": "k"}])) is None
+
+
+@pytest.mark.parametrize("size", ["", "-1", "abc"])
+def test_unreadable_size_is_not_checked(size: str) -> None:
+    found = find_pointer(message([CURRENT, {"s3BucketName": "b", "s3Key": "k"}], ExtendedPayloadSize=size))
+    assert found is not None and found.size is None
+
+
+def test_size_header_is_taken_off_a_resolved_request_only() -> None:
+    resolver = PointerResolver(None, frozenset({200}))  # type: ignore[arg-type]  # no S3 call here
+    headers = {"X-Aws-Sqsd-Attr-Extendedpayloadsize": "3", "X-Aws-Sqsd-Attr-Kind": "k"}
+    request = Request("/", b"", dict(headers))
+    assert resolver.find(message("plain", ExtendedPayloadSize="3"), request) is None
+    assert request.headers == headers
+    pointer = message([CURRENT, {"s3BucketName": "b", "s3Key": "k"}], ExtendedPayloadSize="3")
+    assert resolver.find(pointer, request) is not None
+    assert request.headers == {"X-Aws-Sqsd-Attr-Kind": "k"}
+
+
+def test_deleting_payloads_needs_resolving_them() -> None:
+    """delete_s3_payload_after_success alone is a config error naming the setting it needs."""
+    from asqsd.config import load_settings
+    from asqsd.errors import ConfigError
+
+    loaded = load_settings({"resolve_s3_pointers": True, "delete_s3_payload_after_success": True}, {})
+    assert loaded.settings.delete_s3_payload_after_success
+    with pytest.raises(ConfigError, match="delete_s3_payload_after_success needs resolve_s3_pointers"):
+        load_settings({"delete_s3_payload_after_success": True}, {})
