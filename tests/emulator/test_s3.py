@@ -15,19 +15,15 @@ from botocore.config import Config
 
 from asqsd.emulator import Emulator
 from asqsd.emulator.s3 import _decode_aws_chunked
+from tests.emulator.support import NO_RETRIES, sqs_client
+
+PATH_STYLE = Config(s3={"addressing_style": "path"})
 
 
 @pytest.fixture
 async def s3(emulator: Emulator) -> AsyncIterator[Any]:
-    config = Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1, "mode": "standard"})
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=config,
-    ) as client:
+    """An S3 client for the emulator, path-style, no retries."""
+    async with sqs_client(emulator.endpoint_url, NO_RETRIES.merge(PATH_STYLE), service="s3") as client:
         yield client
 
 
@@ -58,8 +54,6 @@ async def test_bucket_created_implicitly_and_missing_bucket_named(s3: Any) -> No
 
 
 async def test_sqs_still_served_beside_it(emulator: Emulator, s3: Any) -> None:
-    from tests.emulator.support import sqs_client
-
     url = emulator.create_queue("beside")
     async with sqs_client(emulator.endpoint_url) as sqs:
         await sqs.send_message(QueueUrl=url, MessageBody="m")

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiobotocore.session
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 from tests.component.conftest import SettingsFactory, queue_counts
+from tests.component.pipeline.test_delivery_logs import events
 from tests.support.iam import IamMoto, allow, as_moto_checks
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.worker import RecordingWorker
@@ -41,16 +40,6 @@ async def bucket(s3: Any) -> str:
     return name
 
 
-@pytest.fixture
-def logs() -> Iterator[LogCapture]:
-    capture = LogCapture()
-    structlog.configure(
-        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
-    )
-    yield capture
-    structlog.reset_defaults()
-
-
 def pointer_body(bucket: str, key: str, cls: str = POINTER_CLASS) -> str:
     return json.dumps([cls, {"s3BucketName": bucket, "s3Key": key}])
 
@@ -71,10 +60,6 @@ async def send_pointer(
         },
     )
     return str(response["MessageId"])
-
-
-def events(capture: LogCapture, name: str) -> list[dict[str, Any]]:
-    return [e for e in capture.entries if e["event"] == name]
 
 
 @pytest.mark.parametrize(
@@ -132,7 +117,7 @@ async def test_object_deleted_after_the_message_when_asked(
     assert [d.body for d in worker.by_msgid(msgid)] == [b"payload"]
 
 
-async def test_missing_object_is_a_failed_delivery_left_to_sqs(
+async def test_missing_object_or_wrong_size_is_a_failed_delivery_left_to_sqs(
     sqs: Any,
     s3: Any,
     bucket: str,
@@ -140,44 +125,25 @@ async def test_missing_object_is_a_failed_delivery_left_to_sqs(
     worker: RecordingWorker,
     make_settings: SettingsFactory,
     run_daemon: Any,
-    logs: LogCapture,
+    info_logs: LogCapture,
 ) -> None:
-    """NoSuchKey: no POST, one s3-pointer-fetch-failed line naming bucket, key and status; the
-    message stays in the queue for a retry."""
-    msgid = await send_pointer(sqs, queue_url, bucket, "missing", 10)
+    """NoSuchKey, and an object of another size than the attribute announces (overwritten?): no
+    POST, one s3-pointer-fetch-failed line each naming bucket, key, status and code; both messages
+    stay in the queue for a retry."""
+    missing = await send_pointer(sqs, queue_url, bucket, "missing", 10)
+    await s3.put_object(Bucket=bucket, Key="k", Body=b"12345")
+    mismatched = await send_pointer(sqs, queue_url, bucket, "k", 6)
     settings = make_settings(resolve_s3_pointers=True, error_visibility_timeout=60)
     async with run_daemon(settings) as daemon:
-        await wait_until(lambda: daemon.counters.retried == 1, what="failed and retried later")
+        await wait_until(lambda: daemon.counters.retried == 2, what="both failed and retried later")
     assert worker.deliveries == []
-    [line] = events(logs, "s3-pointer-fetch-failed")
-    assert line["message_id"] == msgid
-    assert (line["bucket"], line["key"], line["status"], line["code"]) == (
-        bucket,
-        "missing",
-        404,
-        "NoSuchKey",
-    )
-    assert await queue_counts(sqs, queue_url) == (0, 1)  # invisible for its retry delay, not deleted
-
-
-async def test_size_attribute_mismatch_is_a_failed_delivery(
-    sqs: Any,
-    s3: Any,
-    bucket: str,
-    queue_url: str,
-    worker: RecordingWorker,
-    make_settings: SettingsFactory,
-    run_daemon: Any,
-    logs: LogCapture,
-) -> None:
-    """An object of another size than the attribute announces (overwritten?) is not POSTed."""
-    await s3.put_object(Bucket=bucket, Key="k", Body=b"12345")
-    await send_pointer(sqs, queue_url, bucket, "k", 6)
-    async with run_daemon(make_settings(resolve_s3_pointers=True, error_visibility_timeout=60)) as daemon:
-        await wait_until(lambda: daemon.counters.retried == 1, what="failed and retried later")
-    assert worker.deliveries == []
-    [line] = events(logs, "s3-pointer-fetch-failed")
-    assert line["code"] == "SizeMismatch" and "5 bytes" in line["error"]
+    lines = {line["message_id"]: line for line in events(info_logs, "s3-pointer-fetch-failed")}
+    assert len(lines) == 2
+    fields = ("bucket", "key", "status", "code")
+    assert tuple(lines[missing][f] for f in fields) == (bucket, "missing", 404, "NoSuchKey")
+    assert tuple(lines[mismatched][f] for f in fields) == (bucket, "k", 200, "SizeMismatch")
+    assert "the object is 5 bytes" in lines[mismatched]["error"]
+    assert await queue_counts(sqs, queue_url) == (0, 2)  # invisible for their retry delay, not deleted
 
 
 NOT_POINTERS: list[tuple[str, dict[str, Any]]] = [
@@ -231,7 +197,7 @@ async def test_denied_read_is_a_failed_delivery(
     iam_moto: IamMoto,
     worker: RecordingWorker,
     run_daemon: Any,
-    logs: LogCapture,
+    info_logs: LogCapture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A role without s3:GetObject: AccessDenied (403) logged, no POST, the message left to SQS."""
@@ -265,5 +231,5 @@ async def test_denied_read_is_a_failed_delivery(
         async with run_daemon(settings) as daemon:
             await wait_until(lambda: daemon.counters.retried == 1, what="failed and retried later")
     assert worker.deliveries == []
-    [line] = events(logs, "s3-pointer-fetch-failed")
+    [line] = events(info_logs, "s3-pointer-fetch-failed")
     assert (line["status"], line["code"]) == (403, "AccessDenied")

@@ -159,12 +159,7 @@ class KeepAlivePool:
                 if response.done() and not response.cancelled():
                     response.exception()  # retrieved: the body's own failure is the one reported
                 raise
-            if conn.reusable() and not self._closing:
-                conn.idle_since = self._clock()
-                self._idle.append(conn)
-            else:
-                conn.close()
-            return conn.parser
+            return self._finished(conn)
         finally:
             self._release_slot()
 
@@ -189,6 +184,10 @@ class KeepAlivePool:
             # state, so the connection is never reused.
             conn.close()
             raise
+        return self._finished(conn)
+
+    def _finished(self, conn: Connection) -> ResponseParser:
+        """After a complete exchange: ``conn`` back to the pool if it is clean, else closed."""
         if conn.reusable() and not self._closing:
             conn.idle_since = self._clock()
             self._idle.append(conn)

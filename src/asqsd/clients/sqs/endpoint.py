@@ -234,6 +234,13 @@ def aws_defaults(session: Any, env: Mapping[str, str]) -> tuple[Sourced | None, 
     ``env``: the environment. Raises :class:`ConfigError` for a profile that does not exist, an
     unreadable config file, or a region botocore would refuse.
     """
+    profile, full_config, label = _aws_config(session)
+    return _aws_region(env, profile, label), _aws_endpoint(env, profile, full_config, label)
+
+
+def _aws_config(session: Any) -> tuple[Mapping[str, Any], Mapping[str, Any], str]:
+    """The session's profile, its whole config and a label naming the profile (ConfigError when
+    the profile or the file cannot be read)."""
     from botocore.exceptions import BotoCoreError
 
     try:
@@ -241,8 +248,7 @@ def aws_defaults(session: Any, env: Mapping[str, str]) -> tuple[Sourced | None, 
         full_config: Mapping[str, Any] = session.full_config
     except BotoCoreError as exc:
         raise ConfigError([f"AWS config: {exc}"]) from None
-    label = f"AWS config, profile {session.profile or 'default'}"
-    return _aws_region(env, profile, label), _aws_endpoint(env, profile, full_config, label)
+    return profile, full_config, f"AWS config, profile {session.profile or 'default'}"
 
 
 def _aws_region(env: Mapping[str, str], profile: Mapping[str, Any], label: str) -> Sourced | None:
@@ -295,14 +301,7 @@ def _aws_endpoint(
 def s3_endpoint(session: Any, env: Mapping[str, str]) -> Sourced | None:
     """The S3 endpoint the AWS SDK configuration names (``AWS_ENDPOINT_URL_S3``,
     ``AWS_ENDPOINT_URL``, the profile), by the same rules as the SQS one; None: AWS's own."""
-    from botocore.exceptions import BotoCoreError
-
-    try:
-        profile: Mapping[str, Any] = session.get_scoped_config()
-        full_config: Mapping[str, Any] = session.full_config
-    except BotoCoreError as exc:
-        raise ConfigError([f"AWS config: {exc}"]) from None
-    label = f"AWS config, profile {session.profile or 'default'}"
+    profile, full_config, label = _aws_config(session)
     return _aws_endpoint(env, profile, full_config, label, "s3")
 
 

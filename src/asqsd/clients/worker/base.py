@@ -80,5 +80,6 @@ class WorkerPoster(Protocol):
         ...
 
     async def post(self, request: Request) -> DeliveryResult:
-        """Deliver one request."""
+        """Deliver one request; raises only :class:`BodyStreamError`, when the source of a
+        streamed body failed (a delivery problem is a result)."""
         ...
