@@ -27,7 +27,7 @@ from asqsd.pipeline.dedup import Deduplicator, Verdict
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
-from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer
+from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer, is_s3_failure
 from asqsd.pipeline.settle import Settler
 
 log = get_logger("dispatcher")
@@ -245,6 +245,8 @@ class Dispatcher:
             else:
                 assert self._shared.s3_pointers is not None
                 result = await self._shared.s3_pointers.post(self._worker, request, pointer, message)
+                if is_s3_failure(result):
+                    return result  # S3's failure, not the worker's: no outage bookkeeping
             if outage is None or not outage.record(result, message):
                 return result
             log.debug("held-for-outage", message_id=message.message_id, error=result.error)

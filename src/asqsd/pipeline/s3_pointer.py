@@ -39,6 +39,14 @@ SIZE_ATTRIBUTES = ("ExtendedPayloadSize", "SQSLargePayloadSize")  # current, leg
 _SIZE_HEADERS = tuple(wire_name("X-Aws-Sqsd-Attr-" + name) for name in SIZE_ATTRIBUTES)
 # Deletes of payload objects still running at shutdown get this long, then are left undone.
 DELETE_DRAIN_S = 5.0
+# DeliveryResult.error of a delivery that failed on S3's side.
+S3_FAILURE_PREFIX = "S3 payload unavailable: "
+
+
+def is_s3_failure(result: DeliveryResult) -> bool:
+    """The delivery failed because S3 could not give the payload whole: it says nothing of the
+    worker, so the worker outage state machine must not count it either way."""
+    return result.status is None and (result.error or "").startswith(S3_FAILURE_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +153,7 @@ class PointerResolver:
             code=code,
             error=error,
         )
-        return DeliveryResult(None, f"S3 payload unavailable: {code}", time.monotonic() - started)
+        return DeliveryResult(None, f"{S3_FAILURE_PREFIX}{code}", time.monotonic() - started)
 
     def message_deleted(self, message: Message, failure: str | None) -> None:
         """The settler's answer for a delete: once SQS confirmed it, delete the payload too."""

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from asqsd.clients.worker.base import Request
+from asqsd.clients.s3 import S3Object, S3ObjectError
+from asqsd.clients.worker.base import DeliveryResult, Request
 from asqsd.message import Message, MessageAttribute
-from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer, find_pointer
+from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer, find_pointer, is_s3_failure
 
 CURRENT = "software.amazon.payloadoffloading.PayloadS3Pointer"
 LEGACY = "com.amazon.sqs.javamessaging.MessageS3Pointer"
@@ -77,3 +78,29 @@ def test_deleting_payloads_needs_resolving_them() -> None:
     assert loaded.settings.delete_s3_payload_after_success
     with pytest.raises(ConfigError, match="delete_s3_payload_after_success needs resolve_s3_pointers"):
         load_settings({"delete_s3_payload_after_success": True}, {})
+
+
+class MissingObjects:
+    """S3 without the object: GetObject answers NoSuchKey."""
+
+    async def open(self, bucket: str, key: str) -> S3Object:
+        raise S3ObjectError(404, "NoSuchKey", "The specified key does not exist.")
+
+
+class NoWorker:
+    base_url = "http://127.0.0.1:9"
+
+    async def post(self, request: Request) -> DeliveryResult:
+        raise AssertionError("nothing may be POSTed without the payload")
+
+
+async def test_s3_failures_are_told_apart_from_the_workers() -> None:
+    """A fetch failure is marked as S3's (the worker outage must not count it); worker results,
+    connection failures included, are not."""
+    resolver = PointerResolver(MissingObjects(), frozenset({200}))  # type: ignore[arg-type]
+    pointer = S3Pointer("b", "k", 3, "ExtendedPayloadSize")
+    result = await resolver.post(NoWorker(), Request("/", b"", {}), pointer, message("x"))
+    assert (result.status, result.error) == (None, "S3 payload unavailable: NoSuchKey")
+    assert is_s3_failure(result)
+    assert not is_s3_failure(DeliveryResult(None, "connection failed: Connection refused", 0.0))
+    assert not is_s3_failure(DeliveryResult(500, None, 0.0))
