@@ -16,6 +16,7 @@ from aiohttp import web
 from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import BodyStream, BodyStreamError, Request, WorkerPoster
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
+from tests.support.polling import wait_until
 
 CHUNK = 64 * 1024
 
@@ -27,9 +28,12 @@ class Worker:
         self.bodies: list[tuple[int, str]] = []  # (Content-Length, sha256 of what was read)
         self.cut_off: list[str] = []
         self.cut = asyncio.Event()
+        self.gate: asyncio.Event | None = None  # when set: read no body byte before it is
         self.port = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.gate is not None:
+            await self.gate.wait()
         digest = hashlib.sha256()
         try:
             while chunk := await request.content.readany():
@@ -133,3 +137,42 @@ async def test_broken_body_is_cut_off_never_completed(kind: str, how: str) -> No
         assert (await poster.post(Request("/", b"after", {}))).status == 200  # the client goes on
     assert recorder.bodies == [(5, hashlib.sha256(b"after").hexdigest())]
     assert len(recorder.cut_off) == 1
+
+
+class Counted:
+    """A large source that counts what the client has taken from it."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.taken = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        chunk = b"z" * CHUNK
+        while self.taken < self.total:
+            self.taken += CHUNK
+            yield chunk
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_worker_that_does_not_read_stops_the_source(kind: str) -> None:
+    """Backpressure: while the worker reads nothing, the client stops taking chunks once the
+    socket buffers are full, instead of buffering the rest of the body in memory; when the worker
+    reads, the whole body arrives."""
+    release = asyncio.Event()
+    source = Counted(256 * 1024 * 1024)
+    async with worker() as recorder:
+        recorder.gate = release
+        async with client(kind, recorder.port) as poster:
+            body = BodyStream(source.total, source.chunks())
+            post = asyncio.create_task(poster.post(Request("/", b"", {}, stream=body)))
+            last = [-1]
+
+            def stalled() -> bool:
+                seen, last[0] = last[0], source.taken
+                return seen == source.taken
+
+            await wait_until(stalled, timeout_s=10, interval_s=0.1, what="the source to stop")
+            assert source.taken <= 64 * 1024 * 1024  # socket buffers, not the 256 MiB body
+            release.set()
+            assert (await asyncio.wait_for(post, 60)).status == 200
+    assert recorder.bodies[0][0] == source.total == source.taken
