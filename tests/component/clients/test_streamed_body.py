@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import uvloop
 from aiohttp import web
 
 from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
@@ -158,6 +159,16 @@ async def test_a_worker_that_does_not_read_stops_the_source(kind: str) -> None:
     """Backpressure: while the worker reads nothing, the client stops taking chunks once the
     socket buffers are full, instead of buffering the rest of the body in memory; when the worker
     reads, the whole body arrives."""
+    await backpressure(kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_worker_that_does_not_read_stops_the_source_on_uvloop(kind: str) -> None:
+    """The same on uvloop (the daemon's default loop), whose transports pause writers themselves."""
+    uvloop.run(backpressure(kind))
+
+
+async def backpressure(kind: str) -> None:
     release = asyncio.Event()
     source = Counted(256 * 1024 * 1024)
     async with worker() as recorder:
