@@ -299,6 +299,7 @@ async def run(opts: Options, log_dir: Path) -> dict[str, Any]:
                 "--endpoint-url", sqs.endpoint, "--region", "us-east-1", "--http-url", "http://127.0.0.1",
                 "--http-port", str(port), "--http-connections", str(opts.connections),
                 "--resolve-s3-pointers", "--log-format", "json",
+                "--wait-time-s", "2",  # a short long poll: the stop waits for it
             ]  # fmt: skip
             daemon_env = {**env, "AWS_ENDPOINT_URL_S3": s3_endpoint}
             daemon = ManagedProcess("daemon", argv, log_dir, env=daemon_env, cwd=ROOT)
