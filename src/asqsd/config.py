@@ -332,6 +332,17 @@ class Settings(BaseModel):
     worker_bearer_token_env: str | None = Field(
         None, description="Name of the environment variable holding the bearer token (instead of a file)."
     )
+    # --- S3 payloads of the AWS extended client libraries (docs/daemon.md, "S3 pointers") --------
+    resolve_s3_pointers: bool = Field(
+        False,
+        description="POST the S3 object an extended-client pointer message names instead of the pointer "
+        "(needs s3:GetObject).",
+    )
+    delete_s3_payload_after_success: bool = Field(
+        False,
+        description="With resolve_s3_pointers: delete the S3 object once its message is deleted "
+        "(needs s3:DeleteObject).",
+    )
     # --- dead-lettering by asqsd (docs/daemon.md, "Dead-letter queue") --------------------------
     dead_letter_statuses: frozenset[int] | None = Field(
         None,
@@ -490,6 +501,22 @@ class Settings(BaseModel):
     def _check_rate_limit(self) -> Settings:
         if "rate_limit_burst" in self.model_fields_set and self.max_messages_per_s is None:
             raise ValueError("rate_limit_burst needs max_messages_per_s (the rate it lets bursts of)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_s3_payload_delete(self) -> Settings:
+        if self.delete_s3_payload_after_success and not self.resolve_s3_pointers:
+            raise ValueError(
+                "delete_s3_payload_after_success needs resolve_s3_pointers (no pointer is resolved)"
+            )
+        signing = self.request_signing_secret_file or self.request_signing_secret_env
+        if self.resolve_s3_pointers and signing:
+            # The signature covers the body, so it must be known before the POST starts; an S3
+            # payload is streamed as it arrives and never held whole.
+            raise ValueError(
+                "request signing cannot sign S3 payloads that resolve_s3_pointers streams: turn one "
+                "off, or authenticate with worker_bearer_token_file/_env instead"
+            )
         return self
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asqsd.backoff import Backoff
+from asqsd.clients.s3 import open_s3
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.counting import CountingSQS
 from asqsd.clients.sqs.credentials import CredentialStatus, wait_for_credentials
@@ -41,6 +42,7 @@ from asqsd.pipeline.dead_letter import dead_letter_queue
 from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 from asqsd.pipeline.queue_check import QueueCheck
+from asqsd.pipeline.s3_pointer import PointerResolver
 from asqsd.tasks import StopDeadline
 
 if TYPE_CHECKING:
@@ -141,7 +143,9 @@ class Daemon:
             dedup = await open_deduplicator(
                 session, self.settings, self.settings.region or region, stack, self.counters, self._wall_clock
             )
-            pipeline = self.pipeline = Pipeline(self.settings, await self._parts(stack, dedup), self._crashed)
+            s3_pointers = await self._open_s3_pointers(session, self.settings.region or region, stack)
+            parts = await self._parts(stack, dedup, s3_pointers)
+            pipeline = self.pipeline = Pipeline(self.settings, parts, self._crashed)
             if self.observers.health is not None:  # async_ack: the health server takes the acks
                 self.observers.health.ack_receiver = pipeline.async_jobs
             attributes = None if self.queue.denied else self._sqs.get_queue_attributes
@@ -186,7 +190,27 @@ class Daemon:
         self._last_sqs_call_ok = error is None
         self.credentials.observe(operation, error, sent_at)
 
-    async def _parts(self, stack: contextlib.AsyncExitStack, dedup: Deduplicator | None) -> PipelineParts:
+    async def _open_s3_pointers(
+        self, session: Any, region: str, stack: contextlib.AsyncExitStack
+    ) -> PointerResolver | None:
+        """The S3 pointer resolver when ``resolve_s3_pointers`` is on (no S3 client otherwise)."""
+        settings = self.settings
+        if not settings.resolve_s3_pointers:
+            return None
+        resolver = PointerResolver(
+            await open_s3(session, settings, region, stack),
+            settings.success_statuses,
+            delete_after_success=settings.delete_s3_payload_after_success,
+        )
+        stack.push_async_callback(resolver.aclose)  # before the S3 client closes
+        return resolver
+
+    async def _parts(
+        self,
+        stack: contextlib.AsyncExitStack,
+        dedup: Deduplicator | None,
+        s3_pointers: PointerResolver | None = None,
+    ) -> PipelineParts:
         assert self._sqs is not None
         health = self.observers.health
         worker = self._worker_auth.wrap(await open_worker(self.settings, stack))
@@ -204,6 +228,7 @@ class Daemon:
             probe=self.check_worker,
             ack_base_url=health.local_url if self.settings.async_ack and health is not None else None,
             tracing=self._tracing,
+            s3_pointers=s3_pointers,
         )
 
     def _crashed(self, exc: BaseException) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for component tests: SQS and DynamoDB (moto_server), settings and a daemon in-process.
+"""Fixtures for component tests: SQS and DynamoDB (moto_server), settings, a daemon in-process, logs.
 
 The recording worker (``worker``) comes from tests/conftest.py.
 """
@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiobotocore.session
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
 from asqsd.config import Settings, load_settings
 from asqsd.daemon import Daemon
@@ -73,6 +76,17 @@ def make_settings(moto_url: str, queue_url: str, worker: RecordingWorker) -> Set
         return load_settings(values, env={}).settings
 
     return factory
+
+
+@pytest.fixture
+def info_logs() -> Iterator[LogCapture]:
+    """structlog as ``asqsd run`` configures it at the default level (info), into a capture."""
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
+    )
+    yield capture
+    structlog.reset_defaults()
 
 
 @pytest.fixture

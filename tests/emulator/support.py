@@ -15,11 +15,14 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, conne
 
 
 @contextlib.asynccontextmanager
-async def sqs_client(endpoint_url: str, config: Config = NO_RETRIES) -> AsyncIterator[Any]:
-    """An aiobotocore SQS client pointed at a loopback endpoint with fake credentials."""
+async def sqs_client(
+    endpoint_url: str, config: Config = NO_RETRIES, service: str = "sqs"
+) -> AsyncIterator[Any]:
+    """An aiobotocore SQS client (or another ``service``'s) pointed at a loopback endpoint with
+    fake credentials."""
     session = get_session()
     async with session.create_client(
-        "sqs",
+        service,
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="testing",

@@ -6,6 +6,8 @@ delivery, then 200; ``poison`` → always 500, so SQS moves it to the dead-lette
 the delivery's ``X-Asqsd-Ack-Url`` (asynchronous acknowledgement, ``async_ack``). The scenario
 sends one of each through the emulator's SQS API (as a developer's code would) and returns once
 every outcome was seen, or the timeout passed.
+``large`` is an S3 payload: the scenario puts it in the emulator's S3 and sends the extended
+client libraries' pointer to it; the daemon (``resolve_s3_pointers``) POSTs the payload itself.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import json
 import socket
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -22,9 +24,13 @@ from aiohttp import web
 from asqsd.clients.sqs.wire import queue_name
 from asqsd.emulator import Emulator
 
+POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
+
 SAMPLES = ("ok", "flaky", "poison", "slow")
 ACK_HEADER = "X-Asqsd-Ack-Url"
 SLOW_JOB_S = 1.0  # how long the demo's "slow" job runs after its 202
+LARGE_BUCKET = "asqsd-demo-payloads"
+LARGE_BYTES = 2 * 1024 * 1024  # well past SQS's message size limit
 
 
 class DemoWorker:
@@ -39,7 +45,7 @@ class DemoWorker:
 
     async def start(self) -> int:
         """Listen on a free loopback port; returns the port."""
-        app = web.Application()
+        app = web.Application(client_max_size=LARGE_BYTES + 1024 * 1024)
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -57,7 +63,8 @@ class DemoWorker:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = (await request.read()).decode("utf-8", "replace")
+        raw = await request.read()
+        body = raw.decode("utf-8", "replace")
         kind = _kind(body)
         count = int(request.headers.get("X-Aws-Sqsd-Receive-Count", "0") or 0)
         ack_url = request.headers.get(ACK_HEADER)
@@ -66,10 +73,11 @@ class DemoWorker:
             self._start_job(ack_url, request.headers.get("X-Aws-Sqsd-Msgid", "?")[-8:])
         else:
             # ("slow" without an acknowledgement URL, async_ack turned off: done at once.)
-            status = 200 if kind in ("ok", "slow") or (kind == "flaky" and count > 1) else 500
+            status = 200 if kind in ("ok", "slow", "large") or (kind == "flaky" and count > 1) else 500
         self.answers.setdefault(kind, []).append(status)
         msgid = request.headers.get("X-Aws-Sqsd-Msgid", "?")[-8:]
-        self._say(f"worker  ← POST {request.path} {kind!r} msgid=…{msgid} receive-count={count} → {status}")
+        what = f"{kind!r} ({len(raw)} bytes)" if kind == "large" else repr(kind)
+        self._say(f"worker  ← POST {request.path} {what} msgid=…{msgid} receive-count={count} → {status}")
         text = {200: "ok", 202: "accepted: running in the background"}.get(status, "demo failure")
         return web.Response(status=status, text=text)
 
@@ -114,6 +122,7 @@ async def run_demo(
         for kind in SAMPLES:
             await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"demo": kind}))
             out.write(f"  demo    → sent {kind!r}\n")
+        await _send_large(session, emulator.endpoint_url, sqs, queue_url, out)
     dlq_name = queue_name(dlq_url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -121,7 +130,8 @@ async def run_demo(
             out.write(
                 "\ndemo complete: 'ok' delivered and deleted, 'flaky' retried then deleted, "
                 f"'poison' moved to {dlq_name} after repeated failures, 'slow' accepted with 202 "
-                "and deleted once its background job acknowledged 'done'.\n"
+                "and deleted once its background job acknowledged 'done', "
+                "'large' fetched from S3 and POSTed in place of its pointer.\n"
             )
             out.flush()
             return True
@@ -130,10 +140,22 @@ async def run_demo(
     return False
 
 
+async def _send_large(session: Any, endpoint: str, sqs: Any, queue_url: str, out: TextIO) -> None:
+    """Offload a large body to S3 and send the pointer, as the AWS extended client libraries do."""
+    payload = json.dumps({"demo": "large", "data": "x" * LARGE_BYTES}).encode()
+    async with session.create_client("s3", endpoint_url=endpoint, region_name="us-east-1") as s3:
+        await s3.put_object(Bucket=LARGE_BUCKET, Key="large.json", Body=payload)
+    pointer = [POINTER_CLASS, {"s3BucketName": LARGE_BUCKET, "s3Key": "large.json"}]
+    size = {"ExtendedPayloadSize": {"DataType": "Number", "StringValue": str(len(payload))}}
+    await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(pointer), MessageAttributes=size)
+    out.write(f"  demo    → put {len(payload)} bytes in s3://{LARGE_BUCKET}, sent 'large' as its pointer\n")
+
+
 def _all_seen(emulator: Emulator, dlq_name: str, worker: DemoWorker) -> bool:
     answers = worker.answers
+    large = 200 in answers.get("large", [])
     ok = 200 in answers.get("ok", [])
     flaky = answers.get("flaky", [])[:1] == [500] and 200 in answers.get("flaky", [])
     poisoned = emulator.counters(dlq_name)["depth"] >= 1
     slow = 200 in worker.acks or 200 in answers.get("slow", [])
-    return ok and flaky and poisoned and slow
+    return ok and flaky and poisoned and slow and large

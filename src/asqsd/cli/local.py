@@ -75,6 +75,8 @@ _AWS_IDENTITY_VARS = (
 )
 # Local mode's long poll: short, so a stop never waits for a parked receive.
 LOCAL_WAIT_TIME_S = 1
+# asqsd local points S3 (resolve_s3_pointers) at the emulator's S3 through this variable.
+S3_ENDPOINT_VAR = "AWS_ENDPOINT_URL_S3"
 
 
 @dataclass(slots=True, frozen=True)
@@ -192,6 +194,7 @@ def local_settings(base: Mapping[str, Any], queue_url: str, endpoint: str, demo_
     values["health_metric"] = False
     values.setdefault("log_settled", True)  # a development loop shows each message's fate
     values.setdefault("wait_time_s", LOCAL_WAIT_TIME_S)
+    values.setdefault("resolve_s3_pointers", True)  # the emulator's S3 holds offloaded payloads
     if demo_port is not None:
         values.update(
             http_url="http://127.0.0.1",
@@ -262,7 +265,7 @@ async def run_local(
     from asqsd.cli.serve import serve
 
     log = get_logger("local")
-    async with Emulator(host="127.0.0.1", port=options.port) as emulator:
+    async with Emulator(host="127.0.0.1", port=options.port) as emulator, _local_s3(emulator.endpoint_url):
         urls = create_queues(emulator, local_queues(options))
         queue_url, dlq_url = urls[options.queue], urls[dead_letter_name(options.queue)]
         demo_worker = DemoWorker(out) if options.demo else None
@@ -285,6 +288,20 @@ async def run_local(
         finally:
             if demo_worker is not None:
                 await demo_worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _local_s3(endpoint: str) -> AsyncIterator[None]:
+    """S3 calls (resolve_s3_pointers) go to the emulator's S3 while the local run lasts."""
+    previous = os.environ.get(S3_ENDPOINT_VAR)
+    os.environ[S3_ENDPOINT_VAR] = endpoint
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(S3_ENDPOINT_VAR, None)
+        else:
+            os.environ[S3_ENDPOINT_VAR] = previous
 
 
 def main_local(

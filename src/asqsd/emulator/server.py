@@ -18,6 +18,7 @@ from asqsd.emulator.counters import OperationCounter, OperationStats
 from asqsd.emulator.faults import Decision, Faults
 from asqsd.emulator.longpoll import LongPoller
 from asqsd.emulator.preload import preload as preload_messages
+from asqsd.emulator.s3 import S3Objects
 from asqsd.emulator.store import Store
 from asqsd.emulator.validation import Params
 
@@ -126,6 +127,7 @@ class Emulator:
         self.faults = Faults(seed)
         self.stats = OperationStats()
         self.service = SqsService(self.store, self.poller, self.faults, self.stats)
+        self.s3 = S3Objects()  # a minimal S3 for payload offloading (docs/emulator.md)
         self._initial_queues = list(queues)
         self._runner: web.AppRunner | None = None
 
@@ -138,6 +140,7 @@ class Emulator:
         app.router.add_post("/", self.service.handle)
         admin.add_routes(app, self)
         app.router.add_post("/{tail:.*}", self.service.handle)
+        self.s3.add_routes(app)
         return app
 
     async def start(self) -> None:

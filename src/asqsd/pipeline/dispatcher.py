@@ -29,6 +29,7 @@ from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.rate_limit import TokenBucket
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
+from asqsd.pipeline.s3_pointer import PointerResolver, S3Pointer, is_s3_failure
 from asqsd.pipeline.settle import Settler
 
 if TYPE_CHECKING:  # async_jobs imports this module; tracing only when otel_tracing is on
@@ -150,6 +151,7 @@ class DispatchShared:
     async_jobs: AsyncJobs | None = None  # async_ack on: POSTs carry an ack URL, 202 holds the job
     rate_limit: TokenBucket | None = None  # max_messages_per_s, when set
     tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
+    s3_pointers: PointerResolver | None = None  # resolve_s3_pointers on
 
 
 class Dispatcher:
@@ -250,11 +252,13 @@ class Dispatcher:
         else:
             if self._shared.stock_log is not None:
                 self._shared.stock_log.message_sent(self._worker.base_url + request.path)
+            resolver = self._shared.s3_pointers
+            pointer = resolver.find(message, request) if resolver is not None else None
             jobs = self._shared.async_jobs
             if jobs is None:
-                posted = await self._post(message, request)
+                posted = await self._post(message, request, pointer)
             else:
-                posted, held = await self._post_with_ack(jobs, message, request, received_body)
+                posted, held = await self._post_with_ack(jobs, message, request, received_body, pointer)
                 if held:
                     return Outcome.HELD  # the worker answered 202: the job waits for its ack
             if posted is None:
@@ -263,14 +267,19 @@ class Dispatcher:
         return await self._settle(message, result, received_body)
 
     async def _post_with_ack(
-        self, jobs: AsyncJobs, message: Message, request: Request, received_body: str
+        self,
+        jobs: AsyncJobs,
+        message: Message,
+        request: Request,
+        received_body: str,
+        pointer: S3Pointer | None,
     ) -> tuple[DeliveryResult | None, bool]:
         """:meth:`_post` with an acknowledgement URL; and True when the worker answered 202: the
         job is held (the message stays leased) until its acknowledgement or deadline."""
         job = jobs.begin(message, received_body, request)
         result: DeliveryResult | None = None
         try:
-            result = await self._post(message, request)
+            result = await self._post(message, request, pointer)
         finally:
             held = jobs.answered(job, result)
         if held and result is not None:
@@ -279,16 +288,25 @@ class Dispatcher:
             self._log_held(message, result)
         return result, held
 
-    async def _post(self, message: Message, request: Request) -> DeliveryResult | None:
-        """POST; during a worker outage hold the message and POST it again once the outage ends
-        (None: release it instead, at shutdown or at the hold limit)."""
+    async def _post(
+        self, message: Message, request: Request, pointer: S3Pointer | None = None
+    ) -> DeliveryResult | None:
+        """POST (an S3 pointer's payload fetched afresh for each attempt); during a worker outage
+        hold the message and POST it again once the outage ends (None: release it instead, at
+        shutdown or at the hold limit)."""
         outage = self._shared.outage
         while True:
             if outage is not None and outage.is_open and not await outage.hold(message):
                 return None
             if self._rate is not None:
                 await self._rate.take()
-            result = await self._worker.post(request)
+            if pointer is None:
+                result = await self._worker.post(request)
+            else:
+                assert self._shared.s3_pointers is not None
+                result = await self._shared.s3_pointers.post(self._worker, request, pointer, message)
+                if is_s3_failure(result):
+                    return result  # S3's failure, not the worker's: no outage bookkeeping
             if outage is None or not outage.record(result, message):
                 return result
             log.debug("held-for-outage", message_id=message.message_id, error=result.error)

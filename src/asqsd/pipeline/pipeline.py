@@ -38,6 +38,7 @@ from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.rate_limit import TokenBucket
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
 from asqsd.pipeline.request import StaticHeaders, attempt_limit
+from asqsd.pipeline.s3_pointer import PointerResolver
 from asqsd.pipeline.settle import Settler
 from asqsd.tasks import OnCrash, StopDeadline, TaskSet
 
@@ -70,6 +71,7 @@ class PipelineParts:
     probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
     ack_base_url: str | None = None  # async_ack: the health server's URL; None: off
     tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
+    s3_pointers: PointerResolver | None = None  # set when resolve_s3_pointers is on
 
 
 class Pipeline:
@@ -82,6 +84,8 @@ class Pipeline:
         capacity = settings.buffer_capacity
         self.channel: Channel = GroupedChannel(capacity) if parts.fifo else Channel(capacity)
         self.settler = Settler(parts.sqs, self.leases, parts.counters, settings.delete_batch_wait_s)
+        if parts.s3_pointers is not None:
+            self.settler.on_deleted = parts.s3_pointers.message_deleted
         self.dead_letterer: DeadLetterer | None = None
         if parts.dead_letter_queue_url is not None:
             self.dead_letterer = DeadLetterer(
@@ -202,6 +206,7 @@ class Pipeline:
             async_jobs=async_jobs,
             rate_limit=self.rate_limit,
             tracing=parts.tracing,
+            s3_pointers=parts.s3_pointers,
         )
 
     # --- what it holds ---------------------------------------------------------------------------

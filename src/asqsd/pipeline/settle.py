@@ -10,6 +10,7 @@ could not send is left to SQS, which redelivers it when its visibility ends: nev
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from asqsd.clients.sqs.base import DeleteEntry, SQSClient, VisibilityEntry
 from asqsd.logs import get_logger
@@ -35,6 +36,8 @@ class Settler:
         self.changer: BatchSender[VisibilityChange] = BatchSender(
             self._send_visibility, self._visibility_changed, max_wait_s=max_wait_s
         )
+        # Told of each delete's result (message, None or the failure): S3 payload deletes.
+        self.on_deleted: Callable[[Message, str | None], None] | None = None
         self._delete_task: asyncio.Task[None] | None = None
         self._change_task: asyncio.Task[None] | None = None
 
@@ -85,6 +88,8 @@ class Settler:
         )
 
     def _deleted(self, message: Message, failure: str | None) -> None:
+        if self.on_deleted is not None:
+            self.on_deleted(message, failure)
         if failure is None:
             self._counters.deleted += 1
             return

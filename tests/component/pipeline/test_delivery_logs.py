@@ -5,13 +5,10 @@ SQS will dead-letter the message instead of promising a retry."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 from asqsd.cli.local import local_settings
@@ -19,17 +16,6 @@ from tests.component.conftest import SettingsFactory
 from tests.component.pipeline.test_outcomes import send, status_handler
 from tests.support.polling import wait_until
 from tests.support.worker import RecordingWorker
-
-
-@pytest.fixture
-def info_logs() -> Iterator[LogCapture]:
-    """structlog as ``asqsd run`` configures it at the default level (info), into a capture."""
-    capture = LogCapture()
-    structlog.configure(
-        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
-    )
-    yield capture
-    structlog.reset_defaults()
 
 
 def events(capture: LogCapture, name: str) -> list[dict[str, Any]]:

@@ -120,3 +120,27 @@ def test_floor_client_reports_the_workers_steady_figures(tmp_path: Path) -> None
     assert set(result["median"]) == {"pct_of_limit", "connections_busy_pct", "worker_service_mean_ms"}
     split = len(os.sched_getaffinity(0)) >= 2
     assert result["placement"]["placement"] == ("split" if split else "shared")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_s3_payload_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    """``python -m benchmarks.s3_payloads`` with small sizes on the emulator's S3: every body whole."""
+    out = tmp_path / "s3.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    argv = ["--s3", "emulator", "--big-mib", "4", "--count", "5", "--connections", "2", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.s3_payloads", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=75,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    memory, throughput = report["memory"], report["throughput"]
+    assert memory["intact"] and memory["object_mib"] == 4
+    assert memory["idle_rss_mib"] > 0 and memory["within_budget"]
+    assert throughput["intact"] and throughput["messages"] == 5 and throughput["msgs_per_s"] > 0

@@ -1,5 +1,5 @@
-"""`asqsd local --demo`: the README's first command shows delivery, retry, a dead letter and a job
-acknowledged asynchronously."""
+"""`asqsd local --demo`: the README's first command shows delivery, retry, a dead letter, a job
+acknowledged asynchronously and an S3 payload resolved from its pointer."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def test_local_demo_shows_all_outcomes_and_stops_by_itself() -> None:
     assert "'poison'" in out
     # The slow job: accepted with 202, deleted once its background task acknowledged done.
     assert "'slow'" in out and "receive-count=1 → 202" in out and "ack 'done' for msgid=" in out
+    # The S3 pointer sample: the worker gets the payload from the emulator's S3, not the pointer.
+    assert "'large' (2097181 bytes)" in out and "sent 'large' as its pointer" in out
     assert "demo complete" in out
     assert '"event": "stopped"' in result.stderr
     # Local mode: one settled line per delivered message at info (the default level), with the

@@ -70,6 +70,7 @@ class Connection(asyncio.Protocol):
     """One keep-alive connection of a :class:`KeepAlivePool`; at most one request at a time."""
 
     __slots__ = (
+        "_drained",
         "_idle_timeout",
         "_last_activity",
         "_loop",
@@ -91,6 +92,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._written = False  # the socket took the current request without an error
+        self._drained: asyncio.Future[None] | None = None  # set while the transport paused writing
         self.idle_since = 0.0  # when the connection last went back to the pool (pool's clock)
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser(
@@ -132,8 +134,19 @@ class Connection(asyncio.Protocol):
         self.closed = True
         return False
 
+    def pause_writing(self) -> None:
+        # Only a streamed body writes enough to fill the transport's buffer (see write_body).
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()  # a streamed body waiting for room: let it see the close
         self._cancel_timer()
         self._pool._lost(self)
         waiter, self._waiter = self._waiter, None
@@ -173,6 +186,18 @@ class Connection(asyncio.Protocol):
         # then the server cannot have read the request. Anything else may have reached it.
         self._written = not transport.is_closing()
         return waiter
+
+    async def write_body(self, chunk: bytes) -> None:
+        """Write one chunk of a streamed body after :meth:`send` sent its head, then wait while
+        the transport's buffer is over its high-water mark (backpressure: a delivery holds at
+        most about one chunk plus that buffer). Progress counts as activity for the inactivity
+        limit, so a long upload is not a silent worker."""
+        transport = self.transport
+        assert transport is not None
+        transport.write(chunk)
+        self._last_activity = self._loop.time()
+        if self._drained is not None:
+            await self._drained
 
     def reusable(self) -> bool:
         """Whether the last exchange left the connection clean for another request."""

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from asqsd.clients.http1.connection import Connection, ExchangeError, Failure
 from asqsd.clients.http1.parser import MAX_HEAD_BYTES, ResponseParser
@@ -138,6 +138,31 @@ class KeepAlivePool:
         finally:
             self._release_slot()
 
+    async def _request_streamed(
+        self, head: bytes, chunks: AsyncIterator[bytes], length: int
+    ) -> ResponseParser:
+        """Send ``head`` then exactly ``length`` bytes from ``chunks``; the parser holding the
+        response. Never re-sent (the body cannot be replayed). When ``chunks`` raises or yields
+        more or fewer bytes, the connection is closed mid-body and that error (or ValueError) is
+        raised: the server never reads a short body as a complete one."""
+        if self._slots_used < self.limit and not self._slot_waiters:
+            self._slots_used += 1
+        else:
+            await self._wait_for_slot(None)
+        try:
+            conn = self._take_idle() or await self._connect(None)
+            response = conn.send(head, None)
+            try:
+                await _stream_body(conn, response, chunks, length)
+            except BaseException:
+                conn.close()  # mid-body or failed: the stream cannot be trusted any more
+                if response.done() and not response.cancelled():
+                    response.exception()  # retrieved: the body's own failure is the one reported
+                raise
+            return self._finished(conn)
+        finally:
+            self._release_slot()
+
     async def aclose(self) -> None:
         """Close every connection (idle and busy) and wait briefly until they are gone."""
         self._closing = True
@@ -159,6 +184,10 @@ class KeepAlivePool:
             # state, so the connection is never reused.
             conn.close()
             raise
+        return self._finished(conn)
+
+    def _finished(self, conn: Connection) -> ResponseParser:
+        """After a complete exchange: ``conn`` back to the pool if it is clean, else closed."""
         if conn.reusable() and not self._closing:
             conn.idle_since = self._clock()
             self._idle.append(conn)
@@ -254,3 +283,23 @@ class KeepAlivePool:
                 waiter.set_result(None)
                 return
         self._slots_used -= 1
+
+
+async def _stream_body(
+    conn: Connection, response: asyncio.Future[None], chunks: AsyncIterator[bytes], length: int
+) -> None:
+    """Write ``chunks`` after the head, then wait for the response. A server that answers early
+    (before reading the whole body) ends the upload: its answer is what counts, and
+    :meth:`Connection.reusable` then refuses to reuse the half-read connection."""
+    sent = 0
+    async for chunk in chunks:
+        if response.done() or conn.closed:
+            break
+        sent += len(chunk)
+        if sent > length:
+            raise ValueError(f"body stream longer than its {length} bytes")
+        await conn.write_body(chunk)
+    else:
+        if sent != length:
+            raise ValueError(f"body stream ended after {sent} of {length} bytes")
+    await response

@@ -18,12 +18,18 @@ def encode_request(start: str, start_lines: int, headers: Mapping[str, str], bod
     LF per line, which two counts over the whole head prove. Text goes out as UTF-8, like aiohttp
     (Latin-1 values outside ASCII as UTF-8 bytes: stock parity).
     """
+    return encode_head(start, start_lines, headers, len(body)) + body
+
+
+def encode_head(start: str, start_lines: int, headers: Mapping[str, str], content_length: int) -> bytes:
+    """The head :func:`encode_request` sends, for a body of ``content_length`` bytes sent apart
+    (a streamed body); the same CR/LF guard."""
     if headers:  # the CRLF after the last header goes into the f-string: no copy of the lines
         lines = "\r\n".join(map(": ".join, headers.items()))
-        head = f"{start}{lines}\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = f"{start}{lines}\r\nContent-Length: {content_length}\r\n\r\n"
     else:
-        head = f"{start}Content-Length: {len(body)}\r\n\r\n"
+        head = f"{start}Content-Length: {content_length}\r\n\r\n"
     expected = start_lines + len(headers) + 2  # + Content-Length and the blank line
     if head.count("\n") != expected or head.count("\r") != expected:
         raise ValueError("CR or LF in a request header name or value")
-    return head.encode("utf-8") + body
+    return head.encode("utf-8")

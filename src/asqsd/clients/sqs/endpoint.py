@@ -234,6 +234,13 @@ def aws_defaults(session: Any, env: Mapping[str, str]) -> tuple[Sourced | None, 
     ``env``: the environment. Raises :class:`ConfigError` for a profile that does not exist, an
     unreadable config file, or a region botocore would refuse.
     """
+    profile, full_config, label = _aws_config(session)
+    return _aws_region(env, profile, label), _aws_endpoint(env, profile, full_config, label)
+
+
+def _aws_config(session: Any) -> tuple[Mapping[str, Any], Mapping[str, Any], str]:
+    """The session's profile, its whole config and a label naming the profile (ConfigError when
+    the profile or the file cannot be read)."""
     from botocore.exceptions import BotoCoreError
 
     try:
@@ -241,8 +248,7 @@ def aws_defaults(session: Any, env: Mapping[str, str]) -> tuple[Sourced | None, 
         full_config: Mapping[str, Any] = session.full_config
     except BotoCoreError as exc:
         raise ConfigError([f"AWS config: {exc}"]) from None
-    label = f"AWS config, profile {session.profile or 'default'}"
-    return _aws_region(env, profile, label), _aws_endpoint(env, profile, full_config, label)
+    return profile, full_config, f"AWS config, profile {session.profile or 'default'}"
 
 
 def _aws_region(env: Mapping[str, str], profile: Mapping[str, Any], label: str) -> Sourced | None:
@@ -266,13 +272,17 @@ def _aws_region(env: Mapping[str, str], profile: Mapping[str, Any], label: str) 
 
 
 def _aws_endpoint(
-    env: Mapping[str, str], profile: Mapping[str, Any], full_config: Mapping[str, Any], label: str
+    env: Mapping[str, str],
+    profile: Mapping[str, Any],
+    full_config: Mapping[str, Any],
+    label: str,
+    service: str = "sqs",
 ) -> Sourced | None:
     # The AWS SDKs' "service-specific endpoints" order, as botocore applies it to client creation.
     ignore = env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", profile.get("ignore_configured_endpoint_urls"))
     if str(ignore).lower() == "true":
         return None
-    for var in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"):
+    for var in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL"):
         if env.get(var):
             return Sourced(env[var], f"env {var}")
     services = profile.get("services")
@@ -280,12 +290,19 @@ def _aws_endpoint(
         section = full_config.get("services", {}).get(services)
         if not section:
             raise ConfigError([f"{label}: services section {services!r} does not exist"])
-        url = section.get("sqs", {}).get("endpoint_url")
+        url = section.get(service, {}).get("endpoint_url")
         if url:
             return Sourced(str(url), f"{label}, services {services}")
     if profile.get("endpoint_url"):
         return Sourced(str(profile["endpoint_url"]), label)
     return None
+
+
+def s3_endpoint(session: Any, env: Mapping[str, str]) -> Sourced | None:
+    """The S3 endpoint the AWS SDK configuration names (``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ENDPOINT_URL``, the profile), by the same rules as the SQS one; None: AWS's own."""
+    profile, full_config, label = _aws_config(session)
+    return _aws_endpoint(env, profile, full_config, label, "s3")
 
 
 def sqs_target(

@@ -9,10 +9,19 @@ end and discarded chunk by chunk: never buffered.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
-from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
+from asqsd.clients.worker.base import (
+    RETRY_AFTER_STATUSES,
+    BodyStream,
+    BodyStreamError,
+    DeliveryResult,
+    Request,
+    parse_retry_after,
+)
 
 
 class WorkerClient:
@@ -46,19 +55,29 @@ class WorkerClient:
         and none idle longer than ``keepalive_idle_s`` of :func:`create_session` is reused.
         """
         started = time.monotonic()
+        failed: list[BaseException] = []  # what a streamed body's source raised, if it did
         try:
-            status, retry_after, start = await self._post_once(self._base_url + request.path, request)
+            status, retry_after, start = await self._post_once(self._base_url + request.path, request, failed)
         except TimeoutError as exc:
             return DeliveryResult(None, _timeout_reason(exc), time.monotonic() - started)
         except aiohttp.ClientError as exc:
+            if failed:  # aiohttp cut the connection because the body's source failed
+                raise BodyStreamError(str(failed[0])) from failed[0]
             return DeliveryResult(None, _describe(exc), time.monotonic() - started)
         return DeliveryResult(status, None, time.monotonic() - started, retry_after, 0, start)
 
-    async def _post_once(self, url: str, request: Request) -> tuple[int, int | None, bytes]:
+    async def _post_once(
+        self, url: str, request: Request, failed: list[BaseException]
+    ) -> tuple[int, int | None, bytes]:
+        data: Any = request.body
+        headers = request.headers
+        if request.stream is not None:  # Content-Length given: aiohttp sends it, not chunked
+            data = _checked(request.stream, failed)
+            headers = {**headers, "Content-Length": str(request.stream.length)}
         async with self._session.post(
             url,
-            data=request.body,
-            headers=request.headers,
+            data=data,
+            headers=headers,
             timeout=self._timeout,
             allow_redirects=False,
         ) as response:
@@ -74,6 +93,23 @@ class WorkerClient:
             if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return response.status, retry_after, start
+
+
+async def _checked(stream: BodyStream, failed: list[BaseException]) -> AsyncIterator[bytes]:
+    """``stream``'s chunks, raising (after noting it in ``failed``) when they fail or do not add
+    up to its length: aiohttp then closes the connection mid-body."""
+    sent = 0
+    try:
+        async for chunk in stream.chunks:
+            sent += len(chunk)
+            if sent > stream.length:
+                raise ValueError(f"body stream longer than its {stream.length} bytes")
+            yield chunk
+        if sent != stream.length:
+            raise ValueError(f"body stream ended after {sent} of {stream.length} bytes")
+    except Exception as exc:
+        failed.append(exc)
+        raise
 
 
 def _timeout_reason(exc: TimeoutError) -> str:

@@ -10,12 +10,27 @@ from __future__ import annotations
 import email.utils
 import functools
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from yarl import URL
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(slots=True, frozen=True)
+class BodyStream:
+    """A body streamed into the POST instead of ``Request.body`` (an S3 payload): exactly
+    ``length`` bytes from ``chunks``. If ``chunks`` raises or yields fewer bytes, the client
+    closes the connection mid-body, so the worker never sees a short body as a complete one."""
+
+    length: int
+    chunks: AsyncIterator[bytes]
+
+
+class BodyStreamError(Exception):
+    """A :class:`BodyStream` failed or ended early; the POST was cut off mid-body."""
 
 
 @dataclass(slots=True)
@@ -27,6 +42,7 @@ class Request:
     headers: dict[str, str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (header or attribute, reason)
     error: str | None = None  # set when the message cannot be delivered at all
+    stream: BodyStream | None = None  # when set, POSTed instead of ``body``
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,5 +91,6 @@ class WorkerPoster(Protocol):
         ...
 
     async def post(self, request: Request) -> DeliveryResult:
-        """Deliver one request."""
+        """Deliver one request; raises only :class:`BodyStreamError`, when the source of a
+        streamed body failed (a delivery problem is a result)."""
         ...

@@ -14,11 +14,13 @@ from collections.abc import Callable
 
 from asqsd.addresses import http_address
 from asqsd.clients.http1.connection import ExchangeError, Failure, describe_os_error
-from asqsd.clients.http1.parser import MAX_HEAD_BYTES
+from asqsd.clients.http1.parser import MAX_HEAD_BYTES, ResponseParser
 from asqsd.clients.http1.pool import KeepAlivePool
-from asqsd.clients.http1.request import encode_request
+from asqsd.clients.http1.request import encode_head, encode_request
 from asqsd.clients.worker.base import (
     RETRY_AFTER_STATUSES,
+    BodyStream,
+    BodyStreamError,
     DeliveryResult,
     Request,
     parse_retry_after,
@@ -85,25 +87,28 @@ class LeanWorkerClient(KeepAlivePool):
         """Deliver once; re-send once at once only if a reused connection refused the request."""
         if self._closing:
             raise RuntimeError("LeanWorkerClient is closed")
+        if request.stream is not None:
+            return await self._post_streamed(request, request.stream)
         started = time.monotonic()
         data = self.serialize(request)
         try:
             parser, resends = await self._request(data, None)
         except ExchangeError as exc:
             return DeliveryResult(None, _delivery_error(exc), time.monotonic() - started, None, exc.resends)
-        status = parser.status
-        if status in RETRY_AFTER_STATUSES:
-            return DeliveryResult(
-                status,
-                None,
-                time.monotonic() - started,
-                parse_retry_after(parser.retry_after),
-                resends,
-                parser.snippet,
-            )
-        if status >= 300:
-            return DeliveryResult(status, None, time.monotonic() - started, None, resends, parser.snippet)
-        return DeliveryResult(status, None, time.monotonic() - started, None, resends)
+        return _result(parser, started, resends)
+
+    async def _post_streamed(self, request: Request, stream: BodyStream) -> DeliveryResult:
+        """POST a streamed body (never re-sent); a body that fails mid-way raises
+        :class:`BodyStreamError` after the connection was cut off."""
+        started = time.monotonic()
+        head = encode_head(self._request_line(request.path), 2, request.headers, stream.length)
+        try:
+            parser = await self._request_streamed(head, stream.chunks, stream.length)
+        except ExchangeError as exc:
+            return DeliveryResult(None, _delivery_error(exc), time.monotonic() - started)
+        except Exception as exc:
+            raise BodyStreamError(str(exc)) from exc
+        return _result(parser, started, 0)
 
     async def close(self) -> None:
         """Close every connection (idle and busy) and wait briefly until they are gone."""
@@ -131,6 +136,23 @@ class LeanWorkerClient(KeepAlivePool):
             target = wire_target(self._base_url, path)
             line = self._request_lines[path] = f"POST {target} HTTP/1.1\r\n{self._host_line}"
         return line
+
+
+def _result(parser: ResponseParser, started: float, resends: int) -> DeliveryResult:
+    """The DeliveryResult of a response: Retry-After and the body's start only where they count."""
+    status = parser.status
+    if status in RETRY_AFTER_STATUSES:
+        return DeliveryResult(
+            status,
+            None,
+            time.monotonic() - started,
+            parse_retry_after(parser.retry_after),
+            resends,
+            parser.snippet,
+        )
+    if status >= 300:
+        return DeliveryResult(status, None, time.monotonic() - started, None, resends, parser.snippet)
+    return DeliveryResult(status, None, time.monotonic() - started, None, resends)
 
 
 def _delivery_error(exc: ExchangeError) -> str:
