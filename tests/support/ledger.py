@@ -129,7 +129,7 @@ ActionKind = Literal["answer", "reset", "hang", "garbage", "raw", "big"]
 class Action:
     """What the worker does with one delivery.
 
-    * ``answer``: wait ``delay_s``, answer ``status`` (with ``retry_after`` if set).
+    * ``answer``: wait ``delay_s``, answer ``status`` (with ``retry_after`` and ``headers`` if set).
     * ``reset``: wait ``delay_s``, then reset the connection (RST, no response).
     * ``hang``: never answer (until ``hang_s`` passes or the worker stops).
     * ``garbage``: write ``raw`` bytes that are not HTTP, then close.
@@ -146,6 +146,7 @@ class Action:
     pieces: tuple[tuple[float, bytes], ...] = ()
     body_bytes: int = 0
     close: bool = False  # answer with Connection: close
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (e.g. X-Asqsd-Pause-Seconds)
 
     @property
     def answered_status(self) -> int | None:
@@ -339,6 +340,7 @@ class LedgerWorker:
         if action.kind == "big":
             return await self._stream_big(request, action, record)
         headers = {"Retry-After": action.retry_after} if action.retry_after is not None else {}
+        headers.update(action.headers)
         if action.close:
             headers["Connection"] = "close"
         record.status = action.status

@@ -1,4 +1,5 @@
-"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | config | version``.
+"""Command-line entry point: the parser and the dispatch to ``asqsd run | local | config | version``
+and the control commands ``asqsd pause | resume | status`` (:mod:`asqsd.cli.control`).
 
 The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqsd.cli.serve`.
 """
@@ -125,7 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_flags(local)
     commands.add_parser("version", help="print the version")
+    _add_control_parsers(commands)
     return parser
+
+
+def _add_control_parsers(commands: Any) -> None:
+    """``asqsd pause | resume | status``: they find the health server from the settings flags."""
+    from asqsd.cli.control import add_control_arguments
+
+    helps = {
+        "pause": "pause receiving on a running daemon (in-flight POSTs finish)",
+        "resume": "resume receiving on a running daemon",
+        "status": "show a running daemon's intake state and the messages it holds",
+    }
+    for name, help_text in helps.items():
+        parser = commands.add_parser(name, help=help_text)
+        add_control_arguments(parser, name)
+        add_settings_flags(parser)
 
 
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_config(loaded)
     if args.command == "local":
         return local_command(args, loaded)
+    if args.command in ("pause", "resume", "status"):
+        from asqsd.cli.control import control_command
+
+        return control_command(args, loaded.settings)
     return run_command(loaded)
 
 

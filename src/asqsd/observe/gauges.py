@@ -19,6 +19,12 @@ HELD_MESSAGES = "held_messages"
 WORKER_OUTAGE = "worker_outage"
 
 
+INTAKE_PAUSED = "intake_paused"
+
+
+INTAKE_PAUSED_SINCE = "intake_paused_since"
+
+
 QUEUE_VISIBLE = "queue_visible"
 
 
@@ -30,4 +36,5 @@ QUEUE_DELAYED = "queue_delayed"
 
 NAMED_GAUGES = frozenset(
     {IN_FLIGHT, CHANNEL_DEPTH, HELD_MESSAGES, WORKER_OUTAGE, QUEUE_VISIBLE, QUEUE_IN_FLIGHT, QUEUE_DELAYED}
+    | {INTAKE_PAUSED, INTAKE_PAUSED_SINCE}
 )

@@ -31,6 +31,8 @@ from asqsd.observe.gauges import (
     CHANNEL_DEPTH,
     HELD_MESSAGES,
     IN_FLIGHT,
+    INTAKE_PAUSED,
+    INTAKE_PAUSED_SINCE,
     NAMED_GAUGES,
     QUEUE_DELAYED,
     QUEUE_IN_FLIGHT,
@@ -227,6 +229,18 @@ def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
             "1 while a worker outage holds messages and pauses receiving, else 0.",
             gauges,
             WORKER_OUTAGE,
+        ),
+        _gauge(
+            "asqsd_intake_paused",
+            "1 while receiving is paused (POST /pause, asqsd pause, a worker's pause header), else 0.",
+            gauges,
+            INTAKE_PAUSED,
+        ),
+        _gauge(
+            "asqsd_intake_paused_since_seconds",
+            "Unix time the current pause of receiving began; 0 when not paused.",
+            gauges,
+            INTAKE_PAUSED_SINCE,
         ),
     ]
     queue = GaugeMetricFamily(

@@ -24,6 +24,7 @@ from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator, Verdict
+from asqsd.pipeline.intake import IntakeGate
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.request import StaticHeaders, build_request, unwrap_sns
@@ -137,6 +138,7 @@ class DispatchShared:
     rng: random.Random = field(default_factory=random.Random)  # error_backoff's jitter
     dead_letterer: DeadLetterer | None = None  # dead_letter_statuses / max_retries set
     outage: WorkerOutage | None = None  # the worker outage hold, when on
+    intake: IntakeGate | None = None  # honours the worker's X-Asqsd-Pause-Seconds (pause_control)
 
 
 class Dispatcher:
@@ -234,6 +236,8 @@ class Dispatcher:
             if outage is not None and outage.is_open and not await outage.hold(message):
                 return None
             result = await self._worker.post(request)
+            if result.pause_header is not None and self._shared.intake is not None:
+                self._shared.intake.pause_from_header(result.pause_header, message.message_id)
             if outage is None or not outage.record(result, message):
                 return result
             log.debug("held-for-outage", message_id=message.message_id, error=result.error)

@@ -31,6 +31,8 @@ from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
+from asqsd.pipeline.inflight import inflight_report
+from asqsd.pipeline.intake import IntakeGate
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.receiver import FirstReceive, ReceivePolicy, Receiver
@@ -62,6 +64,7 @@ class PipelineParts:
     dedup: Deduplicator | None = None  # the dedup table, when dedup is on
     dead_letter_queue_url: str | None = None  # set when dead_letter_statuses or max_retries is on
     probe: Callable[[], Awaitable[bool]] | None = None  # worker probe; None: no outage hold
+    intake: IntakeGate | None = None  # pause and resume (pause_control); None: never paused
 
 
 class Pipeline:
@@ -103,6 +106,9 @@ class Pipeline:
                 counters=parts.counters,
                 wall_clock=parts.wall_clock,
             )
+        self.intake = parts.intake
+        if self.intake is not None:
+            self.intake.on_pause = self._release_unstarted
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +136,7 @@ class Pipeline:
                 self.settler.release,
                 first=self.first_receive,
                 outage=self.outage,
+                intake=self.intake,
             )
             for index in range(settings.receiver_count)
         ]
@@ -165,13 +172,27 @@ class Pipeline:
             dedup=parts.dedup,
             dead_letterer=self.dead_letterer,
             outage=self.outage,
+            intake=self.intake,
         )
+
+    def _release_unstarted(self) -> None:
+        # Intake paused: what is buffered goes back to SQS at once, so a paused daemon holds
+        # only the messages whose POST already began.
+        buffered = self.channel.take_buffered()
+        if buffered:
+            log.info("paused-buffer-released", messages=len(buffered))
+            self.settler.release(buffered)
 
     # --- what it holds ---------------------------------------------------------------------------
     @property
     def receivers_polling(self) -> int:
         """How many ReceiveMessage calls are outstanding right now."""
         return sum(1 for receiver in self._receivers if receiver.polling)
+
+    def inflight(self, limit: int) -> dict[str, object]:
+        """Every held message and its state (``GET /inflight``), the ``limit`` oldest listed."""
+        current = [d.current for d in self._dispatchers if d.current is not None]
+        return inflight_report(self.leases, current, self.settler.unsettled(), time.monotonic(), limit)
 
     def gauges(self) -> dict[str, float]:
         """In-flight, buffered and held messages, and whether a worker outage is open."""

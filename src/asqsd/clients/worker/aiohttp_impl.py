@@ -12,7 +12,13 @@ import time
 
 import aiohttp
 
-from asqsd.clients.worker.base import RETRY_AFTER_STATUSES, DeliveryResult, Request, parse_retry_after
+from asqsd.clients.worker.base import (
+    PAUSE_HEADER,
+    RETRY_AFTER_STATUSES,
+    DeliveryResult,
+    Request,
+    parse_retry_after,
+)
 
 
 class WorkerClient:
@@ -47,14 +53,14 @@ class WorkerClient:
         """
         started = time.monotonic()
         try:
-            status, retry_after, start = await self._post_once(self._base_url + request.path, request)
+            status, retry_after, start, pause = await self._post_once(self._base_url + request.path, request)
         except TimeoutError as exc:
             return DeliveryResult(None, _timeout_reason(exc), time.monotonic() - started)
         except aiohttp.ClientError as exc:
             return DeliveryResult(None, _describe(exc), time.monotonic() - started)
-        return DeliveryResult(status, None, time.monotonic() - started, retry_after, 0, start)
+        return DeliveryResult(status, None, time.monotonic() - started, retry_after, 0, start, pause)
 
-    async def _post_once(self, url: str, request: Request) -> tuple[int, int | None, bytes]:
+    async def _post_once(self, url: str, request: Request) -> tuple[int, int | None, bytes, str | None]:
         async with self._session.post(
             url,
             data=request.body,
@@ -73,7 +79,7 @@ class WorkerClient:
             retry_after = None
             if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return response.status, retry_after, start
+            return response.status, retry_after, start, response.headers.get(PAUSE_HEADER)
 
 
 def _timeout_reason(exc: TimeoutError) -> str:

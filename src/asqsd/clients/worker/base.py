@@ -15,6 +15,10 @@ from typing import Protocol
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
+PAUSE_HEADER = "X-Asqsd-Pause-Seconds"
+"""The response header a worker pauses asqsd's intake with (an asqsd extension; ``pause_control``)."""
+
+
 @dataclass(slots=True)
 class Request:
     """What to POST for one message."""
@@ -36,6 +40,7 @@ class DeliveryResult:
     retry_after_s: int | None = None
     stale_resends: int = 0
     response_start: bytes = b""  # the first bytes of a non-2xx response's body (log_response_bytes)
+    pause_header: str | None = None  # the worker's X-Asqsd-Pause-Seconds, unparsed (asqsd extension)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> int | None:

@@ -96,10 +96,12 @@ class LeanWorkerClient(KeepAlivePool):
                 parse_retry_after(parser.retry_after),
                 resends,
                 parser.snippet,
+                parser.pause_seconds,
             )
+        elapsed = time.monotonic() - started
         if status >= 300:
-            return DeliveryResult(status, None, time.monotonic() - started, None, resends, parser.snippet)
-        return DeliveryResult(status, None, time.monotonic() - started, None, resends)
+            return DeliveryResult(status, None, elapsed, None, resends, parser.snippet, parser.pause_seconds)
+        return DeliveryResult(status, None, elapsed, None, resends, b"", parser.pause_seconds)
 
     async def close(self) -> None:
         """Close every connection (idle and busy) and wait briefly until they are gone."""
