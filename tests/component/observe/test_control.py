@@ -233,3 +233,16 @@ async def test_what_an_outstanding_poll_returns_after_a_pause_is_released(
         assert [e["messages"] for e in logs if e["event"] == "paused-poll-released"] == [1]
         await call(daemon, "POST", "/resume")
         await wait_until(lambda: daemon.counters.deleted == 1, what="delivered after the resume")
+
+
+async def test_a_paused_daemon_stops_cleanly(emu: Emulator, worker: RecordingWorker, run_daemon: Any) -> None:
+    """Receivers waiting on the pause are idle: the stop cancels them and the daemon exits, with
+    the queue untouched."""
+    emu.preload("jobs", 1, body="a")
+    async with run_daemon(control_settings(emu, worker, http_connections=1)) as daemon:
+        await wait_until(lambda: daemon.counters.deleted == 1, what="a delivered")
+        await call(daemon, "POST", "/pause")
+        await wait_until(lambda: daemon.pipeline.receivers_polling == 0, what="polls finished")
+        emu.preload("jobs", 1, body="b")
+    assert daemon.failure is None and daemon.intake.paused
+    assert ids(worker) == ["a"] and visible(emu) == 1
