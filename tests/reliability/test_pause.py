@@ -7,12 +7,14 @@ buffered and lets the POSTs in progress finish; each resume takes up the rest.
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
 from asqsd.daemon import Daemon
 from tests.reliability.conftest import Record, Rig, daemon_running
 from tests.support.ledger import Action, Script
-from tests.support.polling import wait_until
+from tests.support.polling import wait_until, wait_until_async
 
 # Every 97th message's answer also pauses intake for a moment.
 _PAUSING = Action(delay_s=0.002, headers=(("X-Asqsd-Pause-Seconds", "0.05"),))
@@ -22,21 +24,22 @@ def pausing_now_and_then(n: int, _attempt: int) -> Action:
     return _PAUSING if n % 97 == 0 else Action(delay_s=0.002)
 
 
-async def post(session: aiohttp.ClientSession, daemon: Daemon, path: str) -> dict[str, object]:
+async def call(session: aiohttp.ClientSession, daemon: Daemon, method: str, path: str) -> dict[str, Any]:
     health = daemon.observers.health
     assert health is not None
-    async with session.post(health.url + path) as response:
+    async with session.request(method, health.url + path) as response:
         assert response.status == 200, await response.text()
-        body: dict[str, object] = await response.json()
+        body: dict[str, Any] = await response.json()
         return body
 
 
 async def test_pause_and_resume_under_load_lose_and_duplicate_nothing(rig: Rig, record: Record) -> None:
     """1. 1,500 messages, 20 connections, a worker that takes 2 ms and now and then asks for a
        50 ms pause.
-    2. Six times, once some more messages were done: ``POST /pause``; wait until the daemon
-       holds nothing (buffer released, in-flight POSTs settled) and no poll is outstanding;
-       check that no POST is in progress at the worker; ``POST /resume``.
+    2. Six times, once some more messages were done: ``GET /inflight`` (its counts add up,
+       its list is bounded); ``POST /pause``; wait until ``/inflight`` says the daemon holds
+       nothing (buffer released, in-flight POSTs settled) and no poll is outstanding; check
+       that no POST is in progress at the worker; ``POST /resume``.
     3. Every message is answered 200 exactly once and deleted; none lost."""
     script: Script = pausing_now_and_then
     rig.worker.script = script
@@ -50,17 +53,21 @@ async def test_pause_and_resume_under_load_lose_and_duplicate_nothing(rig: Rig, 
         assert pipeline is not None
         for round_ in range(1, 7):
             await wait_until(lambda r=round_: rig.worker.ok_count() >= 200 * r, timeout_s=20, what="progress")
+            inflight = await call(session, daemon, "GET", "/inflight?limit=5")
+            assert sum(inflight["counts"].values()) == inflight["total"]
+            assert len(inflight["messages"]) == min(5, inflight["total"])
             released = daemon.counters.released
-            state = await post(session, daemon, "/pause?seconds=30")
+            state = await call(session, daemon, "POST", "/pause?seconds=30")
             assert state["state"] == "paused"
-            await wait_until(
-                lambda: pipeline.inflight(0)["total"] == 0 and pipeline.receivers_polling == 0,
-                timeout_s=10,
-                what="a paused daemon holding nothing",
-            )
+
+            async def holds_nothing() -> bool:
+                inflight = await call(session, daemon, "GET", "/inflight?limit=0")
+                return inflight["total"] == 0 and pipeline.receivers_polling == 0
+
+            await wait_until_async(holds_nothing, timeout_s=10, what="a paused daemon holding nothing")
             assert rig.worker.in_flight == 0
             released_by_pauses += daemon.counters.released - released
-            await post(session, daemon, "/resume")
+            await call(session, daemon, "POST", "/resume")
         await rig.wait_done(timeout_s=30)
     report = rig.report()
     record(report=report, pauses=6, released_by_pauses=released_by_pauses)
