@@ -75,13 +75,15 @@ def json_response(status: int, body: Mapping[str, object]) -> web.Response:
 
 def add_control_routes(app: web.Application, view: ControlView) -> None:
     """Register the three endpoints on the health server's application."""
-    routes = _ControlRoutes(view)
+    routes = ControlRoutes(view)
     app.router.add_post("/pause", routes.pause)
     app.router.add_post("/resume", routes.resume)
     app.router.add_get("/inflight", routes.inflight)
 
 
-class _ControlRoutes:
+class ControlRoutes:
+    """The three handlers, on one view."""
+
     def __init__(self, view: ControlView) -> None:
         self._view = view
 
