@@ -246,3 +246,33 @@ async def test_a_paused_daemon_stops_cleanly(emu: Emulator, worker: RecordingWor
         emu.preload("jobs", 1, body="b")
     assert daemon.failure is None and daemon.intake.paused
     assert ids(worker) == ["a"] and visible(emu) == 1
+
+
+async def test_a_pause_on_a_fifo_queue_keeps_the_group_in_order(
+    emu: Emulator, worker: RecordingWorker, run_daemon: Any
+) -> None:
+    """FIFO: the group's later messages, buffered behind the one being delivered, go back at the
+    pause; after the resume they come in their order."""
+    emu.create_queue("jobs.fifo", {"FifoQueue": "true", "ContentBasedDeduplication": "true"})
+    emu.preload("jobs.fifo", 4, body_factory=lambda i: f"m{i}", attributes={"MessageGroupId": "g"})
+    hold = asyncio.Event()
+
+    async def hold_first(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
+        if delivery.body == b"m0":
+            await hold.wait()
+        return web.Response(status=200, text="ok")
+
+    worker.handler = hold_first
+    settings = control_settings(
+        emu, worker, queue_url=emu.queue_url("jobs.fifo"), http_connections=2, channel_capacity=4
+    )
+    async with run_daemon(settings) as daemon:
+        await wait_until(lambda: ids(worker) == ["m0"], what="m0 posted")
+        await wait_until(lambda: daemon.pipeline.channel.stats().buffered == 3, what="m1-m3 buffered")
+        await call(daemon, "POST", "/pause")
+        await wait_until(lambda: daemon.counters.released == 3, what="m1-m3 released")
+        hold.set()
+        await wait_until(lambda: daemon.counters.deleted == 1, what="m0 deleted while paused")
+        await call(daemon, "POST", "/resume")
+        await wait_until(lambda: daemon.counters.deleted == 4, what="the rest delivered")
+    assert ids(worker) == ["m0", "m1", "m2", "m3"]
