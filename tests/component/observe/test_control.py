@@ -21,7 +21,7 @@ from asqsd.daemon import Daemon
 from asqsd.emulator import Emulator
 from tests.support.metrics import value_of
 from tests.support.polling import wait_until
-from tests.support.worker import Delivery, RecordingWorker
+from tests.support.worker import Delivery, Handler, RecordingWorker
 
 
 @pytest.fixture
@@ -61,6 +61,17 @@ async def call(daemon: Daemon, method: str, path: str) -> tuple[int, Any]:
         return response.status, await response.text()
 
 
+def holding(body: bytes, release: asyncio.Event) -> Handler:
+    """A worker handler that answers 200, the message with ``body`` only once ``release`` is set."""
+
+    async def handler(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
+        if delivery.body == body:
+            await release.wait()
+        return web.Response(status=200, text="ok")
+
+    return handler
+
+
 def visible(emu: Emulator) -> int:
     return int(emu.counters("jobs")["visible"])
 
@@ -78,13 +89,7 @@ async def test_pause_releases_the_buffer_lets_posts_finish_and_resume_delivers_t
     3. ``a`` is answered while paused: it is deleted; nothing else reaches the worker.
     4. ``POST /resume``: ``b`` and ``c`` are delivered once each."""
     hold = asyncio.Event()
-
-    async def hold_a(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
-        if delivery.body == b"a":
-            await hold.wait()
-        return web.Response(status=200, text="ok")
-
-    worker.handler = hold_a
+    worker.handler = holding(b"a", hold)
     emu.preload("jobs", 1, body="a")
     settings = control_settings(emu, worker, http_connections=1, channel_capacity=4)
     async with run_daemon(settings) as daemon:
@@ -256,13 +261,7 @@ async def test_a_pause_on_a_fifo_queue_keeps_the_group_in_order(
     emu.create_queue("jobs.fifo", {"FifoQueue": "true", "ContentBasedDeduplication": "true"})
     emu.preload("jobs.fifo", 4, body_factory=lambda i: f"m{i}", attributes={"MessageGroupId": "g"})
     hold = asyncio.Event()
-
-    async def hold_first(_request: web.Request, delivery: Delivery) -> web.StreamResponse:
-        if delivery.body == b"m0":
-            await hold.wait()
-        return web.Response(status=200, text="ok")
-
-    worker.handler = hold_first
+    worker.handler = holding(b"m0", hold)
     settings = control_settings(
         emu, worker, queue_url=emu.queue_url("jobs.fifo"), http_connections=2, channel_capacity=4
     )
