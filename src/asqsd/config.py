@@ -273,6 +273,11 @@ class Settings(BaseModel):
         False, description="Allow a non-loopback health_host (the endpoints have no authentication)."
     )
     health_check_ttl_s: float = Field(5, ge=0, le=300, description="Seconds readiness checks are cached.")
+    pause_control: bool = Field(
+        False,
+        description="Allow pausing intake: POST /pause and /resume on the health server (asqsd pause, "
+        "asqsd resume) and the worker's X-Asqsd-Pause-Seconds response header.",
+    )
     backlog_poll_interval_s: float = Field(
         5, ge=0, le=3600, description="Queue backlog poll for metrics (with health_server); 0 disables."
     )

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asqsd.backoff import Backoff
@@ -40,6 +40,7 @@ from asqsd.periodic.cron_yaml import CronTask
 from asqsd.periodic.runner import PeriodicTasks
 from asqsd.pipeline.dead_letter import dead_letter_queue
 from asqsd.pipeline.dedup import Deduplicator, open_deduplicator
+from asqsd.pipeline.intake import IntakeGate
 from asqsd.pipeline.pipeline import Pipeline, PipelineParts
 from asqsd.pipeline.queue_check import QueueCheck
 from asqsd.pipeline.s3_pointer import PointerResolver
@@ -95,6 +96,8 @@ class Daemon:
         # Signing secret and bearer token: read once, here, so a missing one stops the start at once.
         self._worker_auth = load_worker_auth(settings, os.environ)
         self._tracing = _open_tracing(settings, queue_name(self.queue_url))
+        # Before the pipeline, so a pause asked for during start-up holds from the first receive.
+        self.intake = IntakeGate(enabled=settings.pause_control, wall_clock=wall_clock)
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, force: bool = False) -> None:
@@ -128,7 +131,7 @@ class Daemon:
         started = time.monotonic()
         session = get_session()  # one credential chain for SQS, CloudWatch and DynamoDB
         async with contextlib.AsyncExitStack() as stack:
-            await self.observers.open(self, stack)
+            await self.observers.open(self, stack, control=self)
             if not await self._wait_for_credentials(session):
                 return
             sqs, region = await open_sqs(session, self.settings, stack)
@@ -159,6 +162,7 @@ class Daemon:
                     await self._serve()
             finally:
                 self._stopping.set()
+                self.intake.close()
                 await pipeline.shutdown(self._force)
                 await self._stop_periodic_and_observers()
         log.info("stopped", uptime_s=round(time.monotonic() - started, 1), **self._summary())
@@ -229,6 +233,7 @@ class Daemon:
             ack_base_url=health.local_url if self.settings.async_ack and health is not None else None,
             tracing=self._tracing,
             s3_pointers=s3_pointers,
+            intake=self.intake,
         )
 
     def _crashed(self, exc: BaseException) -> None:
@@ -270,12 +275,37 @@ class Daemon:
         """In-flight, buffered and held messages, plus the queue backlog when it is polled."""
         values = self.pipeline.gauges() if self.pipeline is not None else {}
         values.update(self.observers.gauges())
+        values.update(self.intake.gauges())
         return values
 
     @property
     def periodic_leader(self) -> LeaderStatus | None:
         """The periodic-task leader election as this instance sees it; None without periodic tasks."""
         return self.periodic.leader_status() if self.periodic is not None else None
+
+    # --- control view (asqsd.observe.control.ControlView) -------------------------------------
+    @property
+    def pause_control(self) -> bool:
+        """The ``pause_control`` setting."""
+        return self.intake.enabled
+
+    def intake_state(self) -> Mapping[str, object]:
+        """Running or paused, since and until when."""
+        return self.intake.state().as_dict()
+
+    def pause(self, seconds: float | None) -> Mapping[str, object]:
+        """``POST /pause``: pause intake for ``seconds`` (None: until a resume)."""
+        return self.intake.pause(seconds, "api").as_dict()
+
+    def resume(self) -> Mapping[str, object]:
+        """``POST /resume``: end every pause."""
+        return self.intake.resume("api").as_dict()
+
+    def inflight(self, limit: int) -> Mapping[str, object]:
+        """The held messages and their states (none before the pipeline exists)."""
+        if self.pipeline is None:
+            return {"total": 0, "counts": {}, "limit": limit, "messages": []}
+        return self.pipeline.inflight(limit)
 
     async def check_sqs(self) -> bool:
         """One cheap call on the queue; without GetQueueAttributes, whether the last call worked."""

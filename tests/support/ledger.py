@@ -131,7 +131,7 @@ ActionKind = Literal["answer", "reset", "hang", "garbage", "raw", "big", "accept
 class Action:
     """What the worker does with one delivery.
 
-    * ``answer``: wait ``delay_s``, answer ``status`` (with ``retry_after`` if set).
+    * ``answer``: wait ``delay_s``, answer ``status`` (with ``retry_after`` and ``headers`` if set).
     * ``reset``: wait ``delay_s``, then reset the connection (RST, no response).
     * ``hang``: never answer (until ``hang_s`` passes or the worker stops).
     * ``garbage``: write ``raw`` bytes that are not HTTP, then close.
@@ -152,6 +152,7 @@ class Action:
     close: bool = False  # answer with Connection: close
     ack: str | None = "done"  # accept: the outcome reported later (None: never)
     ack_after_s: float = 0.0  # accept: how long the job runs after the 202
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (e.g. X-Asqsd-Pause-Seconds)
 
     @property
     def answered_status(self) -> int | None:
@@ -362,6 +363,7 @@ class LedgerWorker:
         if action.kind == "accept":
             return self._accept(request, action, record)
         headers = {"Retry-After": action.retry_after} if action.retry_after is not None else {}
+        headers.update(action.headers)
         if action.close:
             headers["Connection"] = "close"
         record.status = action.status

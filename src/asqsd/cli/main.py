@@ -1,5 +1,6 @@
 """Command-line entry point: the parser and the dispatch to ``asqsd run | local | send | emulator |
-config | cron | version``.
+config | cron | version`` and the control commands ``asqsd pause | resume | status``
+(:mod:`asqsd.cli.control`).
 
 The exit codes are in :mod:`asqsd.cli.exits`; ``asqsd run`` itself is :mod:`asqsd.cli.serve`.
 """
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cron_parsers(commands.add_parser("cron", help="list cron.yaml's periodic tasks, or enqueue one now"))
     _add_send_and_emulator(commands)
     commands.add_parser("version", help="print the version")
+    _add_control_parsers(commands)
     return parser
 
 
@@ -152,6 +154,21 @@ def _add_send_and_emulator(commands: Any) -> None:
     add_emulator_arguments(
         commands.add_parser("emulator", help="run the SQS emulator alone on 127.0.0.1, with its queues")
     )
+
+
+def _add_control_parsers(commands: Any) -> None:
+    """``asqsd pause | resume | status``: they find the health server from the settings flags."""
+    from asqsd.cli.control import add_control_arguments
+
+    helps = {
+        "pause": "pause receiving on a running daemon (in-flight POSTs finish)",
+        "resume": "resume receiving on a running daemon",
+        "status": "show a running daemon's intake state and the messages it holds",
+    }
+    for name, help_text in helps.items():
+        parser = commands.add_parser(name, help=help_text)
+        add_control_arguments(parser, name)
+        add_settings_flags(parser)
 
 
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from asqsd.cli.cron import cron_command
 
         return cron_command(args, loaded)
+    if args.command in ("pause", "resume", "status"):
+        from asqsd.cli.control import control_command
+
+        return control_command(args, loaded.settings)
     return run_command(loaded)
 
 

@@ -22,6 +22,12 @@ WORKER_OUTAGE = "worker_outage"
 ASYNC_JOBS_HELD = "async_jobs_held"
 
 
+INTAKE_PAUSED = "intake_paused"
+
+
+INTAKE_PAUSED_SINCE = "intake_paused_since"
+
+
 QUEUE_VISIBLE = "queue_visible"
 
 
@@ -41,5 +47,7 @@ NAMED_GAUGES = frozenset(
         QUEUE_VISIBLE,
         QUEUE_IN_FLIGHT,
         QUEUE_DELAYED,
+        INTAKE_PAUSED,
+        INTAKE_PAUSED_SINCE,
     }
 )

@@ -14,6 +14,10 @@
 * ``GET /metrics``: Prometheus text 0.0.4, or OpenMetrics when asked (:mod:`asqsd.observe.prometheus`).
 * ``POST /ack/<token>``: with ``async_ack``, a worker reports the outcome of a job it answered 202
   for; the daemon attaches the :class:`AckReceiver` that applies it (404 while none is attached).
+* ``POST /pause``, ``POST /resume``, ``GET /inflight`` when given a control view
+  (:mod:`asqsd.observe.control`). While intake is paused ``/readyz`` still answers 200 (a paused
+  daemon is healthy and doing what it was told; a 503 would have an orchestrator restart it or
+  a deploy wait on it) with ``"intake": {"state": "paused", "since": ...}`` in its body.
 
 The server only reads the daemon through :class:`DaemonView` (see docs/observability.md for
 what each member must return). It binds to loopback unless explicitly allowed otherwise: the
@@ -23,7 +27,6 @@ endpoints are unauthenticated and reveal queue activity.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -33,9 +36,11 @@ from aiohttp import web
 
 from asqsd.addresses import is_loopback_host, join_host_port
 from asqsd.logs import get_logger
+from asqsd.observe.control import ControlView, add_control_routes
+from asqsd.observe.control import json_response as _json
 from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
-from asqsd.observe.gauges import WORKER_OUTAGE
+from asqsd.observe.gauges import INTAKE_PAUSED, INTAKE_PAUSED_SINCE, WORKER_OUTAGE
 from asqsd.observe.prometheus import metrics_registry, render_metrics
 
 log = get_logger("health")
@@ -224,11 +229,19 @@ class Readiness:
 
     ready: bool
     checks: dict[str, str]
+    intake: dict[str, object] | None = None  # set while intake is paused
 
     def body(self) -> dict[str, object]:
         """The JSON body of /readyz."""
         failed = [name for name, status in self.checks.items() if status != "ok"]
-        return {"status": "ready" if self.ready else "not ready", "failed": failed, "checks": self.checks}
+        body: dict[str, object] = {
+            "status": "ready" if self.ready else "not ready",
+            "failed": failed,
+            "checks": self.checks,
+        }
+        if self.intake is not None:
+            body["intake"] = self.intake
+        return body
 
 
 class HealthServer:
@@ -250,6 +263,7 @@ class HealthServer:
         check_timeout_s: float = 2.0,
         sqs_fresh_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        control: ControlView | None = None,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(
@@ -267,6 +281,7 @@ class HealthServer:
         self._worker = CachedCheck("worker", view.check_worker, check_ttl_s, check_timeout_s, clock)
         self._runner: web.AppRunner | None = None
         self.ack_receiver: AckReceiver | None = None  # async_ack: set by the daemon
+        self._control = control
 
     @property
     def url(self) -> str:
@@ -289,6 +304,8 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/ack/{token}", self._ack)
+        if self._control is not None:
+            add_control_routes(app, self._control)
         # No access log: a scraper every few seconds would drown the daemon's own log lines.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -333,10 +350,11 @@ class HealthServer:
             "worker": "ok" if worker_ok else "unreachable",
         }
         # A worker that accepts connections may still be in an outage (statuses, or not probed yet).
-        if view.gauges().get(WORKER_OUTAGE, 0) > 0:
+        gauges = view.gauges()
+        if gauges.get(WORKER_OUTAGE, 0) > 0:
             checks["worker"] = "outage"
             worker_ok = False
-        return Readiness(sqs_ok and worker_ok, checks)
+        return Readiness(sqs_ok and worker_ok, checks, _paused(gauges))
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         failure = self._view.failure
@@ -365,9 +383,8 @@ class HealthServer:
         return _json(reply.status, reply.body)
 
 
-def _json(status: int, body: Mapping[str, object]) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **_NO_CACHE},
-    )
+def _paused(gauges: Mapping[str, float]) -> dict[str, object] | None:
+    """The intake part of /readyz: only while paused (a running daemon's body is as it always was)."""
+    if gauges.get(INTAKE_PAUSED, 0) <= 0:
+        return None
+    return {"state": "paused", "since": gauges.get(INTAKE_PAUSED_SINCE)}

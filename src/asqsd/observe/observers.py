@@ -14,6 +14,7 @@ from asqsd.config import Settings
 from asqsd.errors import StartupError
 from asqsd.observe.backlog import QueueBacklogPoller
 from asqsd.observe.cloudwatch import HealthMetricPublisher
+from asqsd.observe.control import ControlView
 from asqsd.observe.emf import EmfReporter, dimensions_of
 from asqsd.observe.health import DaemonView, HealthServer
 from asqsd.observe.interval import IntervalReader
@@ -37,8 +38,11 @@ class Observers:
         self._metric_data: MetricDataPublisher | None = None
         self._tasks = TaskSet()
 
-    async def open(self, daemon: DaemonView, stack: contextlib.AsyncExitStack) -> None:
-        """Start the health server first, so liveness answers during start-up."""
+    async def open(
+        self, daemon: DaemonView, stack: contextlib.AsyncExitStack, control: ControlView | None = None
+    ) -> None:
+        """Start the health server first, so liveness answers during start-up; with ``control``
+        it also serves /pause, /resume and /inflight."""
         settings = self._settings
         if not settings.health_server:
             return
@@ -48,6 +52,7 @@ class Observers:
             settings.health_port,
             allow_remote=settings.health_allow_remote,
             check_ttl_s=settings.health_check_ttl_s,
+            control=control,
         )
         try:
             await self.health.start()

@@ -38,6 +38,8 @@ from asqsd.observe.gauges import (
     CHANNEL_DEPTH,
     HELD_MESSAGES,
     IN_FLIGHT,
+    INTAKE_PAUSED,
+    INTAKE_PAUSED_SINCE,
     NAMED_GAUGES,
     QUEUE_DELAYED,
     QUEUE_IN_FLIGHT,
@@ -296,6 +298,18 @@ def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
             "Jobs the worker answered 202 for, held leased until their acknowledgement (async_ack).",
             gauges,
             ASYNC_JOBS_HELD,
+        ),
+        _gauge(
+            "asqsd_intake_paused",
+            "1 while receiving is paused (POST /pause, asqsd pause, a worker's pause header), else 0.",
+            gauges,
+            INTAKE_PAUSED,
+        ),
+        _gauge(
+            "asqsd_intake_paused_since_seconds",
+            "Unix time the current pause of receiving began; 0 when not paused.",
+            gauges,
+            INTAKE_PAUSED_SINCE,
         ),
     ]
     queue = GaugeMetricFamily(

@@ -102,7 +102,7 @@ class BatchSender(Generic[T]):
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._flushes: dict[asyncio.Task[None], int] = {}  # flush task → entries it carries
+        self._flushes: dict[asyncio.Task[None], list[T]] = {}  # flush task → the items it carries
         self._closing = False
         self._denied = False  # the last call was refused by the IAM policy (already logged)
         self.stats = BatchStats()
@@ -114,7 +114,11 @@ class BatchSender(Generic[T]):
     @property
     def unsent(self) -> int:
         """Items waiting for a call or carried by a call in flight."""
-        return len(self._pending) + sum(self._flushes.values())
+        return len(self._pending) + sum(len(batch) for batch in self._flushes.values())
+
+    def items(self) -> list[T]:
+        """A snapshot of the unsent items: waiting for a call, or carried by a call in flight."""
+        return [*self._pending, *(item for batch in self._flushes.values() for item in batch)]
 
     def add(self, item: T) -> None:
         """Queue an item; never blocks (the number of held messages is bounded upstream)."""
@@ -140,7 +144,7 @@ class BatchSender(Generic[T]):
             batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
             await self._slots.acquire()
             task = asyncio.create_task(self._flush(batch))
-            self._flushes[task] = len(batch)
+            self._flushes[task] = batch
             task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -169,7 +173,7 @@ class BatchSender(Generic[T]):
             task.cancel()
         if in_flight:
             await deadline.wait(in_flight, deadline.end_after(1.0))
-        given_up = len(self._pending) + sum(in_flight.values())
+        given_up = len(self._pending) + sum(len(batch) for batch in in_flight.values())
         while self._pending:
             self._on_settled(self._pending.popleft(), "shutdown flush timed out")
         return given_up

@@ -127,13 +127,25 @@ class Channel:
 
     def close(self) -> list[Message]:
         """Close and take out the buffered, unstarted messages (to release them)."""
+        drained = self._take_all()
+        self._mark_closed()
+        return drained
+
+    def take_buffered(self) -> list[Message]:
+        """Take out the buffered, unstarted messages and stay open (intake paused: release them)."""
+        if self._closed:
+            return []  # close() took them already, or will
+        drained = self._take_all()
+        self._space_changed()
+        return drained
+
+    def _take_all(self) -> list[Message]:
         drained: list[Message] = []
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
                 drained.append(item)
         self._buffered = 0
-        self._mark_closed()
         return drained
 
     def close_keep_buffer(self) -> None:
@@ -210,15 +222,14 @@ class GroupedChannel(Channel):
         self._offer(key)
         return []
 
-    def close(self) -> list[Message]:
-        """Close and take out every buffered message (to release)."""
+    def _take_all(self) -> list[Message]:
+        """Every buffered message of every group (a group being delivered keeps that message)."""
         drained = [m for group in self._groups.values() for m in group]
         self._groups.clear()
         self._queued.clear()
         while not self._keys.empty():  # offers of groups that no longer exist
             self._keys.get_nowait()
         self._buffered = 0
-        self._mark_closed()
         return drained
 
     def _offer(self, key: str) -> None:

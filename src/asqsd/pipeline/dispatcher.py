@@ -25,6 +25,7 @@ from asqsd.observe.stocklog import StockLogWriter
 from asqsd.pipeline.channel import Channel, ChannelClosed
 from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator, Verdict
+from asqsd.pipeline.intake import IntakeGate
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.rate_limit import TokenBucket
@@ -152,6 +153,7 @@ class DispatchShared:
     rate_limit: TokenBucket | None = None  # max_messages_per_s, when set
     tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
     s3_pointers: PointerResolver | None = None  # resolve_s3_pointers on
+    intake: IntakeGate | None = None  # honours the worker's X-Asqsd-Pause-Seconds (pause_control)
 
 
 class Dispatcher:
@@ -307,6 +309,8 @@ class Dispatcher:
                 result = await self._shared.s3_pointers.post(self._worker, request, pointer, message)
                 if is_s3_failure(result):
                     return result  # S3's failure, not the worker's: no outage bookkeeping
+            if result.pause_header is not None and self._shared.intake is not None:
+                self._shared.intake.pause_from_header(result.pause_header, message.message_id)
             if outage is None or not outage.record(result, message):
                 return result
             log.debug("held-for-outage", message_id=message.message_id, error=result.error)

@@ -33,6 +33,8 @@ from asqsd.pipeline.dead_letter import DeadLetterer
 from asqsd.pipeline.dedup import Deduplicator
 from asqsd.pipeline.dispatcher import DeliveryPolicy, Dispatcher, DispatchShared
 from asqsd.pipeline.heartbeat import Heartbeat
+from asqsd.pipeline.inflight import inflight_report
+from asqsd.pipeline.intake import IntakeGate
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.rate_limit import TokenBucket
@@ -72,6 +74,7 @@ class PipelineParts:
     ack_base_url: str | None = None  # async_ack: the health server's URL; None: off
     tracing: HotPathTracing | None = None  # otel_tracing's spans, when on
     s3_pointers: PointerResolver | None = None  # set when resolve_s3_pointers is on
+    intake: IntakeGate | None = None  # pause and resume (pause_control); None: never paused
 
 
 class Pipeline:
@@ -118,6 +121,9 @@ class Pipeline:
                 counters=parts.counters,
                 wall_clock=parts.wall_clock,
             )
+        self.intake = parts.intake
+        if self.intake is not None:
+            self.intake.on_pause = self._release_unstarted
         self.async_jobs: AsyncJobs | None = None
         if settings.async_ack and parts.ack_base_url is not None and self.heartbeat is not None:
             self.async_jobs = self._build_async_jobs(parts.ack_base_url)
@@ -167,6 +173,7 @@ class Pipeline:
                 first=self.first_receive,
                 outage=self.outage,
                 rate_limit=self.rate_limit,
+                intake=self.intake,
             )
             for index in range(settings.receiver_count)
         ]
@@ -207,13 +214,27 @@ class Pipeline:
             rate_limit=self.rate_limit,
             tracing=parts.tracing,
             s3_pointers=parts.s3_pointers,
+            intake=self.intake,
         )
+
+    def _release_unstarted(self) -> None:
+        # Intake paused: what is buffered goes back to SQS at once, so a paused daemon holds
+        # only the messages whose POST already began.
+        buffered = self.channel.take_buffered()
+        if buffered:
+            log.info("paused-buffer-released", messages=len(buffered))
+            self.settler.release(buffered)
 
     # --- what it holds ---------------------------------------------------------------------------
     @property
     def receivers_polling(self) -> int:
         """How many ReceiveMessage calls are outstanding right now."""
         return sum(1 for receiver in self._receivers if receiver.polling)
+
+    def inflight(self, limit: int) -> dict[str, object]:
+        """Every held message and its state (``GET /inflight``), the ``limit`` oldest listed."""
+        current = [d.current for d in self._dispatchers if d.current is not None]
+        return inflight_report(self.leases, current, self.settler.unsettled(), time.monotonic(), limit)
 
     def gauges(self) -> dict[str, float]:
         """In-flight, buffered and held messages, and whether a worker outage is open."""

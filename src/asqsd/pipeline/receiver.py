@@ -20,6 +20,7 @@ from asqsd.logs import get_logger
 from asqsd.message import Message
 from asqsd.observe.counters import Counters
 from asqsd.pipeline.channel import Channel, ChannelClosed
+from asqsd.pipeline.intake import IntakeGate
 from asqsd.pipeline.leases import LeaseTable
 from asqsd.pipeline.outage import WorkerOutage
 from asqsd.pipeline.rate_limit import TokenBucket
@@ -76,6 +77,7 @@ class Receiver:
         first: FirstReceive | None = None,
         outage: WorkerOutage | None = None,
         rate_limit: TokenBucket | None = None,
+        intake: IntakeGate | None = None,
     ) -> None:
         self.index = index
         self._sqs = sqs
@@ -88,6 +90,7 @@ class Receiver:
         self._first = first or FirstReceive()
         self._outage = outage
         self._rate = rate_limit
+        self._intake = intake
         self._errors = Backoff(base_s=0.5, cap_s=20.0)
         self._idle = Backoff(base_s=1.0, cap_s=5.0)
         self.polling = False
@@ -98,10 +101,15 @@ class Receiver:
         while not self.stopping:
             if self._outage is not None:
                 await self._outage.wait_until_closed()  # receive nothing the worker cannot take
+            if self._intake is not None:
+                await self._intake.wait_open()  # paused: no ReceiveMessage until resumed
             try:
                 reserved = await self._reserve()
             except ChannelClosed:
                 return
+            if self._paused():  # paused while waiting for room
+                self._channel.cancel_reservation(reserved)
+                continue
             try:
                 pause = await self._receive_into_channel(reserved)
             finally:
@@ -156,6 +164,11 @@ class Receiver:
             if self.stopping or self._channel.closed:
                 self._release(messages)
                 return 0.0
+            if self._paused():
+                if messages:
+                    log.info("paused-poll-released", receiver=self.index, messages=len(messages))
+                self._release(messages)
+                return 0.0
             self._leases.add(messages)
             self._channel.fill(messages, reserved)
             filled = True
@@ -163,6 +176,9 @@ class Receiver:
         finally:
             if not filled:
                 self._channel.cancel_reservation(reserved)
+
+    def _paused(self) -> bool:
+        return self._intake is not None and self._intake.paused
 
     async def _receive(self, count: int) -> list[Message] | None:
         policy = self._policy

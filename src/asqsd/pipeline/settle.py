@@ -60,6 +60,10 @@ class Settler:
             self._leases.remove(message)
             self.changer.add(VisibilityChange(message, 0, release=True))
 
+    def unsettled(self) -> list[Message]:
+        """The messages whose delete or visibility change SQS has not answered yet (``/inflight``)."""
+        return [*self.deleter.items(), *(change.message for change in self.changer.items())]
+
     @property
     def pending(self) -> int:
         """Deletes and visibility changes not yet answered by SQS."""

@@ -55,6 +55,23 @@ def test_reset_allows_the_next_response_on_the_same_connection() -> None:
     assert (parser.status, parser.retry_after) == (503, "120")
 
 
+def test_pause_header_is_kept_raw_and_cleared_for_the_next_response() -> None:
+    """X-Asqsd-Pause-Seconds, any status and any spelling of the name; the pipeline parses it."""
+    parser = parse(b"HTTP/1.1 200 OK\r\nx-ASQSD-pause-seconds:  soon \r\nContent-Length: 0\r\n\r\n")
+    assert (parser.status, parser.pause_seconds, parser.retry_after) == (200, "soon", None)
+    parser.reset()
+    assert parser.feed(OK)
+    assert parser.pause_seconds is None
+
+
+def test_an_interim_response_pause_header_does_not_count() -> None:
+    parser = parse(
+        b"HTTP/1.1 103 Early Hints\r\nX-Asqsd-Pause-Seconds: 9\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert (parser.status, parser.pause_seconds) == (200, None)
+
+
 @pytest.mark.parametrize(
     ("head", "keep_alive"),
     [

@@ -199,6 +199,14 @@ FAMILIES = {
         "gauge",
         "Jobs the worker answered 202 for, held leased until their acknowledgement (async_ack).",
     ),
+    "asqsd_intake_paused": (
+        "gauge",
+        "1 while receiving is paused (POST /pause, asqsd pause, a worker's pause header), else 0.",
+    ),
+    "asqsd_intake_paused_since_seconds": (
+        "gauge",
+        "Unix time the current pause of receiving began; 0 when not paused.",
+    ),
     "asqsd_queue_messages": (
         "gauge",
         "Approximate messages in the SQS queue by state, as last polled (all consumers).",

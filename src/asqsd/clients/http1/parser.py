@@ -29,8 +29,9 @@ _HTTP1: Final = b"HTTP/1."
 
 
 # The header names the parser reads have these lengths (Retry-After, Content-Length,
-# Transfer-Encoding): other names are skipped on their length alone, without lower-casing them.
-_READ_NAME_LENGTHS: Final = frozenset((11, 14, 17))
+# Transfer-Encoding, X-Asqsd-Pause-Seconds): other names are skipped on their length alone,
+# without lower-casing them.
+_READ_NAME_LENGTHS: Final = frozenset((11, 14, 17, 21))
 
 
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
@@ -86,6 +87,7 @@ class ResponseParser:
         "extra",
         "head",
         "keep_alive",
+        "pause_seconds",
         "retry_after",
         "snippet",
         "started",
@@ -95,6 +97,7 @@ class ResponseParser:
     status: int
     keep_alive: bool  # whether the connection may carry another request after this response
     retry_after: str | None
+    pause_seconds: str | None  # X-Asqsd-Pause-Seconds, unparsed (the pipeline judges it)
     started: bool  # any byte of this response seen (then a disconnect is not "stale")
     extra: int  # bytes received after the end of the response (see above)
 
@@ -137,7 +140,7 @@ class ResponseParser:
         self._framing = self._mark = 0
         self.status = self.extra = 0
         self.keep_alive = self.started = False
-        self.retry_after = None
+        self.retry_after = self.pause_seconds = None
         if self._snippet_room or self.snippet:  # only after a non-2xx response with a body
             self._snippet_room = 0
             self.snippet = b""
@@ -291,6 +294,8 @@ class ResponseParser:
                 self._chunked = last.lower() == b"chunked"
             elif field == b"retry-after":
                 self.retry_after = value.strip(b" \t").decode("latin-1")
+            elif field == b"x-asqsd-pause-seconds":
+                self.pause_seconds = value.strip(b" \t").decode("latin-1")
 
     def _on_headers_complete(self) -> None:
         llhttp = self._llhttp
@@ -302,6 +307,7 @@ class ResponseParser:
                 raise ProtocolError(f"invalid status {status:03d}")
             # An interim response (100 Continue, 103 Early Hints): the final one follows.
             self._length, self._chunked, self.retry_after = None, False, None
+            self.pause_seconds = None
             self._plain = False
             return
         self._final = True

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from asqsd.clients.worker.base import (
+    PAUSE_HEADER,
     RETRY_AFTER_STATUSES,
     BodyStream,
     BodyStreamError,
@@ -57,18 +58,20 @@ class WorkerClient:
         started = time.monotonic()
         failed: list[BaseException] = []  # what a streamed body's source raised, if it did
         try:
-            status, retry_after, start = await self._post_once(self._base_url + request.path, request, failed)
+            status, retry_after, start, pause = await self._post_once(
+                self._base_url + request.path, request, failed
+            )
         except TimeoutError as exc:
             return DeliveryResult(None, _timeout_reason(exc), time.monotonic() - started)
         except aiohttp.ClientError as exc:
             if failed:  # aiohttp cut the connection because the body's source failed
                 raise BodyStreamError(str(failed[0])) from failed[0]
             return DeliveryResult(None, _describe(exc), time.monotonic() - started)
-        return DeliveryResult(status, None, time.monotonic() - started, retry_after, 0, start)
+        return DeliveryResult(status, None, time.monotonic() - started, retry_after, 0, start, pause)
 
     async def _post_once(
         self, url: str, request: Request, failed: list[BaseException]
-    ) -> tuple[int, int | None, bytes]:
+    ) -> tuple[int, int | None, bytes, str | None]:
         data: Any = request.body
         headers = request.headers
         if request.stream is not None:  # Content-Length given: aiohttp sends it, not chunked
@@ -92,7 +95,7 @@ class WorkerClient:
             retry_after = None
             if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return response.status, retry_after, start
+            return response.status, retry_after, start, response.headers.get(PAUSE_HEADER)
 
 
 async def _checked(stream: BodyStream, failed: list[BaseException]) -> AsyncIterator[bytes]:

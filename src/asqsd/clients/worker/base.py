@@ -33,6 +33,10 @@ class BodyStreamError(Exception):
     """A :class:`BodyStream` failed or ended early; the POST was cut off mid-body."""
 
 
+PAUSE_HEADER = "X-Asqsd-Pause-Seconds"
+"""The response header a worker pauses asqsd's intake with (an asqsd extension; ``pause_control``)."""
+
+
 @dataclass(slots=True)
 class Request:
     """What to POST for one message."""
@@ -55,6 +59,7 @@ class DeliveryResult:
     retry_after_s: int | None = None
     stale_resends: int = 0
     response_start: bytes = b""  # the first bytes of a non-2xx response's body (log_response_bytes)
+    pause_header: str | None = None  # the worker's X-Asqsd-Pause-Seconds, unparsed (asqsd extension)
 
 
 @functools.lru_cache(maxsize=256)

@@ -149,10 +149,12 @@ def _result(parser: ResponseParser, started: float, resends: int) -> DeliveryRes
             parse_retry_after(parser.retry_after),
             resends,
             parser.snippet,
+            parser.pause_seconds,
         )
+    elapsed = time.monotonic() - started
     if status >= 300:
-        return DeliveryResult(status, None, time.monotonic() - started, None, resends, parser.snippet)
-    return DeliveryResult(status, None, time.monotonic() - started, None, resends)
+        return DeliveryResult(status, None, elapsed, None, resends, parser.snippet, parser.pause_seconds)
+    return DeliveryResult(status, None, elapsed, None, resends, b"", parser.pause_seconds)
 
 
 def _delivery_error(exc: ExchangeError) -> str:
