@@ -120,3 +120,25 @@ def test_floor_client_reports_the_workers_steady_figures(tmp_path: Path) -> None
     assert set(result["median"]) == {"pct_of_limit", "connections_busy_pct", "worker_service_mean_ms"}
     split = len(os.sched_getaffinity(0)) >= 2
     assert result["placement"]["placement"] == ("split" if split else "shared")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_startup_probe_reports_each_start(tmp_path: Path) -> None:
+    """``python -m benchmarks.startup``: the daemon's start-up, CPU and peak RSS, per start."""
+    out = tmp_path / "startup.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.startup", "--runs", "1", "--output", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=75,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ((template, data),) = json.loads(out.read_text()).items()
+    assert "-m asqsd run" in template
+    (run,) = data["runs"]
+    # Process start precedes the first ReceiveMessage; the daemon spent CPU and memory getting there.
+    assert run["startup_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_mb"] > 10
+    assert data["summary"]["startup_s"]["median"] == run["startup_s"]
