@@ -126,6 +126,22 @@ TARGETS: tuple[Target, ...] = (
         " MB",
     ),
     Target(
+        "null worker: daemon start-up, process start → first ReceiveMessage",
+        ("null",),
+        "≤ 0.25 s",
+        lambda r: _get(r, "null", "daemon_startup_s"),
+        lambda v: v <= 0.25,
+        " s",
+    ),
+    Target(
+        "null worker: daemon peak RSS",
+        ("null",),
+        "≤ 50 MB",
+        lambda r: _get(r, "null", "daemon_peak_rss_mb"),
+        lambda v: v <= 50,
+        " MB",
+    ),
+    Target(
         "peak RSS, 1M backlog ÷ 10k backlog",
         ("backlog_10k", "backlog_1m"),
         f"≤ {RSS_GROWTH_ALLOWED:.2f} (flat)",
@@ -216,8 +232,8 @@ def scenario_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per scenario (medians)."""
     header = (
         "| scenario | delivered | msgs/s | limit | % of limit | e2e p50 / p99 ms | daemon CPU µs/msg "
-        "(CPU %) | peak RSS MB | SQS calls per msg (by op) | dups | errors (sqs/daemon) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
+        "(CPU %) | start-up s | peak RSS MB | SQS calls per msg (by op) | dups | errors (sqs/daemon) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
     )
     lines = []
     for name, r in results.items():
@@ -241,6 +257,7 @@ def scenario_table(results: dict[str, dict[str, Any]]) -> str:
                     _fmt(r.get("pct_of_limit"), 1, " %"),
                     f"{_fmt(latency.get('p50'), 1)} / {_fmt(latency.get('p99'), 1)}",
                     f"{_fmt(r.get('daemon_cpu_us_per_msg'))} ({_fmt(r.get('daemon_cpu_pct'))} %)",
+                    _fmt(r.get("daemon_startup_s"), 3),
                     _fmt(r.get("daemon_peak_rss_mb"), 1),
                     calls,
                     _fmt(r.get("duplicates")),
@@ -480,7 +497,10 @@ def _panel_rss(ax: Any, scenarios: dict[str, dict[str, Any]]) -> None:
         )
         drawn += 1
     ax.axhline(80, color="tab:red", linestyle=":", linewidth=2, label="target ≤ 80 MB (all scenarios)")
+    ax.axhline(50, color="tab:purple", linestyle=":", linewidth=2, label="null worker target ≤ 50 MB")
     ax.set_ylim(bottom=0, top=max(90.0, ax.get_ylim()[1]))  # the target line clear of the frame
     ax.set_xlabel("seconds since measurement start")
-    ax.set_title("daemon RSS (MB)")
+    startup = (scenarios.get("null") or {}).get("median", {}).get("daemon_startup_s")
+    shown = "" if startup is None else f"; null worker start-up {startup:.3f} s (target ≤ 0.25 s)"
+    ax.set_title(f"daemon RSS (MB){shown}")
     ax.legend(fontsize=8)

@@ -313,6 +313,7 @@ class ScenarioRun:
         self.profiler: ManagedProcess | None = None
         self.notes: list[str] = []
         self.dry_polls = 0  # producer ticks that found the queue empty (it should never run dry)
+        self.daemon_spawned_at = 0.0  # wall clock just before the daemon's exec (start-up probe)
 
     async def execute(self) -> dict[str, Any]:
         busy_before = None
@@ -360,6 +361,7 @@ class ScenarioRun:
         argv = render_daemon_cmd(settings.daemon_cmd, values)
         env = child_env(settings, None if settings.external else backend.endpoint)
         cpus = settings.placement.daemon_cpus
+        self.daemon_spawned_at = time.time()
         daemon = ManagedProcess("daemon", argv, self.log_dir, env=env, cwd=ROOT, cpus=cpus)
         self.daemon = daemon
         if settings.ready_regex:
@@ -415,6 +417,7 @@ class ScenarioRun:
         monitor.start()
         self._start_profiler(daemon.pid)
         placement_seen = self._placement_seen(daemon)
+        startup_s = await self._startup_s(backend)
         await backend.reset_counters()
         window = self._window(daemon)
         window.delivered_before = int((await worker.stats())["unique"])
@@ -432,6 +435,7 @@ class ScenarioRun:
         finally:
             await monitor.stop()
         result["placement_seen"] = placement_seen
+        result["daemon_startup_s"] = startup_s
         if preload_s is not None:
             result["preload_s"] = round(preload_s, 2)
         result["daemon_rss_series"] = monitor.rss_series(window.started)
@@ -439,6 +443,16 @@ class ScenarioRun:
         result["daemon_exit"] = await self._stop_daemon(backend)
         result["notes"] = self.notes
         return result
+
+    async def _startup_s(self, backend: QueueBackend) -> float | None:
+        """Process start to the first ReceiveMessage the emulator saw (None on an external endpoint).
+
+        Both ends are read on this machine's wall clock: the harness's just before the daemon's
+        exec, the emulator's when the request arrived. Read before the counters are reset.
+        """
+        counters = await backend.counters()
+        first = (counters or {}).get("first_calls", {}).get("ReceiveMessage")
+        return None if first is None else round(first - self.daemon_spawned_at, 3)
 
     async def _preload(self, backend: QueueBackend, count: int, cap_s: float) -> None:
         deadline = time.monotonic() + cap_s

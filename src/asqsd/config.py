@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asqsd import __version__
@@ -693,6 +692,8 @@ def _file_layer(path: Path, warnings: list[str], unknown: list[tuple[str, str]])
         raise ConfigError([f"config file {path}: cannot read: {exc.strerror or 'I/O error'}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"config file {path}: cannot read: not UTF-8 text"]) from None
+    import yaml  # only with a config file: a daemon configured by flags and env never pays for it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -49,7 +49,9 @@ async def test_preload_and_counters(http: aiohttp.ClientSession, sqs: Any, emula
         },
     )
     assert result["added"] == 25 and result["visible"] == 25
+    before_receive = time.time()
     received = await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    after_receive = time.time()
     bodies = [message["Body"] for message in received["Messages"]]
     assert bodies == [f"job {i}" for i in range(10)]
     assert received["Messages"][0]["MessageAttributes"] == {"k": {"DataType": "String", "StringValue": "v"}}
@@ -72,12 +74,16 @@ async def test_preload_and_counters(http: aiohttp.ClientSession, sqs: Any, emula
         "max_depth": 25,
     }
     assert counters["operations"]["ReceiveMessage"]["calls"] == 1
+    # When each operation was first called: the benchmarks' start-up probe.
+    assert set(counters["first_calls"]) == {"ReceiveMessage", "DeleteMessage"}
+    assert before_receive <= counters["first_calls"]["ReceiveMessage"] <= after_receive
+    assert counters["first_calls"]["DeleteMessage"] >= after_receive
     assert counters["totals"]["depth"] == 24
     assert (await call(http, "GET", "/counters", params={"queue": "jobs"}))["deleted"] == 1
     await call(http, "GET", "/counters", status=404, params={"queue": "nope"})
     await call(http, "POST", "/counters/reset")
     after = await call(http, "GET", "/counters")
-    assert after["operations"] == {}
+    assert after["operations"] == {} and after["first_calls"] == {}
     assert after["queues"]["jobs"]["sent"] == 0 and after["queues"]["jobs"]["depth"] == 24
 
 

@@ -148,7 +148,7 @@ def _add_cron_parsers(cron: argparse.ArgumentParser) -> None:
 def _add_send_and_emulator(commands: Any) -> None:
     """``asqsd send`` and ``asqsd emulator``: the two helpers of a local development loop."""
     from asqsd.cli.send import add_arguments as add_send_arguments
-    from asqsd.emulator.__main__ import add_arguments as add_emulator_arguments
+    from asqsd.emulator.args import add_arguments as add_emulator_arguments
 
     add_send_arguments(commands.add_parser("send", help="send messages to a queue (default: asqsd local's)"))
     add_emulator_arguments(

@@ -12,10 +12,9 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from asqsd.emulator.args import add_arguments
 from asqsd.emulator.queue_spec import (
-    DEFAULT_MAX_RECEIVE_COUNT,
     QueueSpec,
     QueueSpecError,
     create_queues,
@@ -25,31 +24,6 @@ from asqsd.emulator.queue_spec import (
 from asqsd.emulator.server import Emulator
 
 READY_PREFIX = "asqsd-emulator listening on"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The emulator's flags (shared by ``python -m asqsd.emulator`` and ``asqsd emulator``)."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9324, help="port to bind; 0 picks a free one")
-    parser.add_argument(
-        "--queue", action="append", default=[], help="create this queue at start (repeatable; .fifo for FIFO)"
-    )
-    parser.add_argument(
-        "--dlq", default=None, help="create this dead-letter queue; every --queue gets a redrive policy to it"
-    )
-    parser.add_argument(
-        "--max-receive-count",
-        type=int,
-        default=DEFAULT_MAX_RECEIVE_COUNT,
-        help=f"receives before SQS moves a message to --dlq (default {DEFAULT_MAX_RECEIVE_COUNT})",
-    )
-    parser.add_argument(
-        "--file", type=Path, default=None, help="YAML or JSON file of queues, attributes and redrive policies"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
-    parser.add_argument(
-        "--lenient-purge", action="store_true", help="allow PurgeQueue more than once a minute (AWS does not)"
-    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

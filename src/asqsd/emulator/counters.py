@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from asqsd.emulator.queues import QueueCounters
@@ -26,19 +27,26 @@ class OperationCounter:
 
 
 class OperationStats:
-    """Per-operation counters, created on first use."""
+    """Per-operation counters, created on first use.
+
+    ``first_calls`` holds the wall-clock time (Unix seconds) of each operation's first call since
+    the last reset: the benchmark harness times a daemon's start-up by its first ReceiveMessage.
+    """
 
     def __init__(self) -> None:
         self._ops: dict[str, OperationCounter] = {}
+        self.first_calls: dict[str, float] = {}
 
     def get(self, operation: str) -> OperationCounter:
         counter = self._ops.get(operation)
         if counter is None:
             counter = self._ops[operation] = OperationCounter()
+            self.first_calls[operation] = time.time()
         return counter
 
     def reset(self) -> None:
         self._ops.clear()
+        self.first_calls.clear()
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {name: counter.as_dict() for name, counter in sorted(self._ops.items())}
@@ -64,6 +72,7 @@ def snapshot(store: Store, stats: OperationStats) -> dict[str, Any]:
     }
     return {
         "operations": stats.as_dict(),
+        "first_calls": dict(sorted(stats.first_calls.items())),
         "queues": queues,
         "totals": {**totals.as_dict(), **gauges},
     }

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from asqsd.emulator.args import DEFAULT_MAX_RECEIVE_COUNT
 from asqsd.emulator.errors import SqsError
 from asqsd.emulator.server import Emulator
 
@@ -38,7 +39,6 @@ __all__ = [
     "specs_from_flags",
 ]
 
-DEFAULT_MAX_RECEIVE_COUNT = 3
 _KEYS = frozenset({"attributes", "dead_letter_queue", "max_receive_count"})
 
 

@@ -2,25 +2,30 @@
 metric, CloudWatch metrics (EMF lines, PutMetricData), stock log file. Each is off unless its
 setting asks for it; none is on the hot path except the stock log's one line per failure (and per
 POST when enabled).
+
+Each observer's module is imported only when its setting turns it on: the health server brings
+``aiohttp.web`` and ``prometheus_client``, which a daemon without it should not pay for at start-up
+(docs/daemon.md, "Start-up time and memory").
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asqsd.config import Settings
 from asqsd.errors import StartupError
-from asqsd.observe.backlog import QueueBacklogPoller
-from asqsd.observe.cloudwatch import HealthMetricPublisher
-from asqsd.observe.control import ControlView
-from asqsd.observe.emf import EmfReporter, dimensions_of
-from asqsd.observe.health import DaemonView, HealthServer
-from asqsd.observe.interval import IntervalReader
-from asqsd.observe.metricdata import MetricDataPublisher
 from asqsd.observe.stocklog import StockLogWriter
 from asqsd.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from asqsd.observe.backlog import QueueBacklogPoller
+    from asqsd.observe.cloudwatch import HealthMetricPublisher
+    from asqsd.observe.control import ControlView
+    from asqsd.observe.emf import EmfReporter
+    from asqsd.observe.health import DaemonView, HealthServer
+    from asqsd.observe.metricdata import MetricDataPublisher
 
 _STOP_WAIT_S = 5.0
 
@@ -46,6 +51,8 @@ class Observers:
         settings = self._settings
         if not settings.health_server:
             return
+        from asqsd.observe.health import HealthServer
+
         self.health = HealthServer(
             daemon,
             settings.health_host,
@@ -87,9 +94,13 @@ class Observers:
         queue name, a dimension of the CloudWatch metrics."""
         settings = self._settings
         if queue_attributes is not None and settings.health_server and settings.backlog_poll_interval_s > 0:
+            from asqsd.observe.backlog import QueueBacklogPoller
+
             self.backlog = QueueBacklogPoller(queue_attributes, settings.backlog_poll_interval_s)
             self._tasks.spawn(self.backlog.run())
         if cloudwatch is not None and settings.health_metric and settings.environment_name:
+            from asqsd.observe.cloudwatch import HealthMetricPublisher
+
             self._publisher = HealthMetricPublisher(
                 cloudwatch,
                 settings.environment_name,
@@ -103,6 +114,11 @@ class Observers:
     def _start_metrics(self, daemon: DaemonView, cloudwatch: Any, queue: str) -> None:
         """EMF lines and/or PutMetricData, each with its own interval reader."""
         settings = self._settings
+        if not settings.emf_file and not (cloudwatch is not None and settings.cloudwatch_metrics):
+            return
+        from asqsd.observe.emf import EmfReporter, dimensions_of
+        from asqsd.observe.interval import IntervalReader
+
         dimensions = dimensions_of(settings.environment_name, queue)
         if settings.emf_file:
             self.emf = EmfReporter(
@@ -114,6 +130,8 @@ class Observers:
             )
             self._tasks.spawn(self.emf.run())
         if cloudwatch is not None and settings.cloudwatch_metrics:
+            from asqsd.observe.metricdata import MetricDataPublisher
+
             self._metric_data = MetricDataPublisher(
                 cloudwatch,
                 IntervalReader(daemon.counters, daemon.delivery, daemon.gauges),

@@ -26,11 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from asqsd.message import TASK_NAME_ATTR, TASK_PATH_ATTR, TASK_TIME_ATTR, MessageAttribute
 from asqsd.periodic.schedule import CronError, Schedule, parse_schedule, quoted
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "CRON_FILE_NAME",
@@ -193,6 +195,8 @@ def _load_yaml(text: str, source: str) -> object:
     # len(text) bounds the encoded size from below, so huge inputs are refused before encoding.
     if len(text) > MAX_CRON_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_CRON_FILE_BYTES:
         raise CronError([_too_big(source)])
+    import yaml  # only when there is a cron.yaml: most daemons have none
+
     try:
         document: object = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -1,7 +1,8 @@
 """Periodic tasks (cron.yaml): find and load the file, then run leader election + scheduler.
 
 Without a cron.yaml nothing here touches DynamoDB: :func:`load_tasks` returns no tasks and the
-daemon builds no :class:`PeriodicTasks`.
+daemon builds no :class:`PeriodicTasks`, and the election, the scheduler and the DynamoDB client
+are not even imported (:meth:`PeriodicTasks.open` imports them).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import contextlib
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asqsd.clients.dynamodb import open_dynamodb
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.config import Settings
 from asqsd.errors import ConfigError
@@ -21,10 +21,11 @@ from asqsd.logs import get_logger
 from asqsd.observe.leader_status import LeaderStatus
 from asqsd.periodic.clock import Clock
 from asqsd.periodic.cron_yaml import DEFAULT_SEARCH_DIRS, CronTask, find_cron_file, load_cron_file
-from asqsd.periodic.leader import LeaderElection
-from asqsd.periodic.registry import RegistryTable
-from asqsd.periodic.scheduler import PeriodicScheduler
 from asqsd.tasks import OnCrash, TaskSet
+
+if TYPE_CHECKING:
+    from asqsd.periodic.leader import LeaderElection
+    from asqsd.periodic.scheduler import PeriodicScheduler
 
 log = get_logger("periodic")
 _GET_CONFIG = "/opt/elasticbeanstalk/bin/get-config"
@@ -98,6 +99,11 @@ class PeriodicTasks:
     ) -> None:
         """Create the DynamoDB client (closed with the stack) and the two components."""
         assert self._settings.registry_table is not None
+        from asqsd.clients.dynamodb import open_dynamodb
+        from asqsd.periodic.leader import LeaderElection
+        from asqsd.periodic.registry import RegistryTable
+        from asqsd.periodic.scheduler import PeriodicScheduler
+
         dynamodb = await open_dynamodb(session, region, stack)
         registry = RegistryTable(dynamodb, self._settings.registry_table)
         self.election = LeaderElection(

@@ -18,25 +18,12 @@ from benchmarks.scenarios import catalogue
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(90)
-def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
-    out_dir = tmp_path / "results"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in the repository root; fails the test with its output if it fails."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--quick",
-            "--scenarios",
-            "null",
-            "--output-dir",
-            str(out_dir),
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "--no-progress",
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -45,6 +32,26 @@ def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_quick_null_scenario_writes_a_complete_result(tmp_path: Path) -> None:
+    out_dir = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = run_module(
+        "benchmarks",
+        "--quick",
+        "--scenarios",
+        "null",
+        "--output-dir",
+        str(out_dir),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--no-progress",
+        env=env,
+    )
 
     result = json.loads((out_dir / "latest.json").read_text())
     assert {"meta", "scenarios", "targets"} <= set(result)
@@ -101,15 +108,7 @@ def test_floor_client_reports_the_workers_steady_figures(tmp_path: Path) -> None
     out = tmp_path / "floor.json"
     argv = ["--latency", "fixed:5ms", "--connections", "5", "--seconds", "1", "--runs", "1"]
     argv += ["--output", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.floor", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=75,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_module("benchmarks.floor", *argv)
     result = json.loads(out.read_text())
     (run,) = result["runs"]
     assert run["requests"] > 20  # 5 connections kept busy for a second with 5 ms jobs
@@ -144,3 +143,15 @@ def test_s3_payload_benchmark_runs_and_reports(tmp_path: Path) -> None:
     assert memory["intact"] and memory["object_mib"] == 4
     assert memory["idle_rss_mib"] > 0 and memory["within_budget"]
     assert throughput["intact"] and throughput["messages"] == 5 and throughput["msgs_per_s"] > 0
+
+
+def test_startup_probe_reports_each_start(tmp_path: Path) -> None:
+    """``python -m benchmarks.startup``: the daemon's start-up, CPU and peak RSS, per start."""
+    out = tmp_path / "startup.json"
+    run_module("benchmarks.startup", "--runs", "1", "--output", str(out))
+    ((template, data),) = json.loads(out.read_text()).items()
+    assert "-m asqsd run" in template
+    (run,) = data["runs"]
+    # Process start precedes the first ReceiveMessage; the daemon spent CPU and memory getting there.
+    assert run["startup_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_mb"] > 10
+    assert data["summary"]["startup_s"]["median"] == run["startup_s"]

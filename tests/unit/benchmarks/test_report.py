@@ -32,6 +32,21 @@ def test_a_full_run_is_judged() -> None:
     assert statuses["fixed 20 ms: share of 50 ÷ 0.020 = 2,500 msgs/s"] == "n/a"
 
 
+def test_start_up_and_peak_rss_are_judged_on_the_null_worker() -> None:
+    lean = {**NULL, "daemon_startup_s": 0.2, "daemon_peak_rss_mb": 45.0}
+    heavy = {**NULL, "daemon_startup_s": 0.6, "daemon_peak_rss_mb": 75.6}
+    start_up = "null worker: daemon start-up, process start → first ReceiveMessage"
+    rss = "null worker: daemon peak RSS"
+    met = {row["target"]: row["status"] for row in evaluate({"null": lean})}
+    missed = {row["target"]: row["status"] for row in evaluate({"null": heavy})}
+    assert (met[start_up], met[rss]) == ("met", "met")
+    assert (missed[start_up], missed[rss]) == ("missed", "missed")
+    text = markdown(
+        {"meta": META, "scenarios": {"null": {"median": heavy}}, "targets": evaluate({"null": heavy})}
+    )
+    assert "| start-up s |" in text and "| 0.600 | 75.6 |" in text
+
+
 def test_a_quick_run_is_never_met_or_missed() -> None:
     rows = evaluate({"null": NULL}, quick=True)
     measured = [row for row in rows if row["measured"] is not None]

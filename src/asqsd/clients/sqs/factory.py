@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 from asqsd.clients.sqs.base import SQSClient
-from asqsd.clients.sqs.botocore_impl import BotocoreSQS
 from asqsd.clients.sqs.endpoint import sqs_target
 from asqsd.clients.sqs.lean_impl import create_lean_sqs
 from asqsd.clients.sqs.network import endpoint_proxy_url, proxy_address, session_tls_context
@@ -69,6 +68,8 @@ async def open_sqs(
     if proxy_url is not None:  # both clients use it (docs/deployment.md); its address only, never credentials
         log.info("sqs-proxy", proxy=proxy_address(proxy_url), endpoint=client.meta.endpoint_url)
     if settings.sqs_client == "botocore":
+        from asqsd.clients.sqs.botocore_impl import BotocoreSQS
+
         return BotocoreSQS(client, queue_url), resolved
     # Lean client: the botocore client's credentials, region and endpoint at a fraction of
     # its CPU per call (docs/sqs-client.md). Its own keep-alive pool covers every long poll

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 
-from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
 from asqsd.clients.worker.base import WorkerPoster
 from asqsd.clients.worker.lean_impl import LeanWorkerClient
 from asqsd.config import Settings
@@ -28,6 +27,8 @@ async def open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> W
                 response_bytes=settings.log_response_bytes,
             )
         )
+    from asqsd.clients.worker.aiohttp_impl import WorkerClient, create_session
+
     session = await stack.enter_async_context(
         create_session(settings.http_connections, settings.user_agent, settings.worker_keepalive_idle_s)
     )

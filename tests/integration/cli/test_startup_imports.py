@@ -1,0 +1,112 @@
+"""What ``asqsd run`` imports: only what the configured features need (docs/daemon.md, start-up).
+
+The daemon runs as a subprocess against the project's emulator until its first ReceiveMessage
+arrives, then stops on SIGTERM; at exit it writes the names in ``sys.modules`` to a file. A module
+missing from that list was not loaded at any time, so neither before the first ReceiveMessage.
+The same run with the health server on must list the modules the default run leaves out: the
+check would see them if the default run loaded them. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from asqsd.emulator import Emulator
+from tests.integration.cli.conftest import QUEUE
+from tests.support.ledger import emulator_run_args
+from tests.support.polling import wait_until
+from tests.support.worker import RecordingWorker
+
+pytestmark = pytest.mark.slow
+
+# Runs ``python -m asqsd`` and, at interpreter exit, writes sorted(sys.modules) as JSON to argv[1].
+_RUN_AND_LIST_MODULES = """
+import atexit, json, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "asqsd"
+runpy.run_module("asqsd", run_name="__main__", alter_sys=True)
+"""
+
+# Only for optional features: the health server, CloudWatch outputs, cron.yaml, a config file,
+# the alternative clients and the emulator.
+OPTIONAL_MODULES = (
+    "aiohttp.web",
+    "prometheus_client",
+    "yaml",
+    "asqsd.emulator.server",
+    "asqsd.emulator.store",
+    "asqsd.pipeline.tracing",
+    "opentelemetry",
+    "asqsd.observe.health",
+    "asqsd.observe.prometheus",
+    "asqsd.observe.backlog",
+    "asqsd.observe.cloudwatch",
+    "asqsd.observe.emf",
+    "asqsd.observe.interval",
+    "asqsd.observe.metricdata",
+    "asqsd.periodic.leader",
+    "asqsd.periodic.scheduler",
+    "asqsd.clients.sqs.botocore_impl",
+    "asqsd.clients.worker.aiohttp_impl",
+)
+HEALTH_SERVER_MODULES = ("aiohttp.web", "prometheus_client", "asqsd.observe.health", "asqsd.observe.backlog")
+
+
+def _start(args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _RUN_AND_LIST_MODULES, *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+async def modules_loaded(tmp_path: Path, emu: Emulator, worker: RecordingWorker, *flags: str) -> set[str]:
+    """Every module ``asqsd run`` loaded in a life that saw its first ReceiveMessage sent."""
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASQSD_", "AWS_"))}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    argv = ["run", "--log-format", "json", *emulator_run_args(emu, QUEUE, worker.port), "--wait-time-s", "1"]
+    emu.reset_counters()
+    with (tmp_path / "daemon.log").open("wb") as log:
+        proc = _start([str(out), *argv, *flags], log, env)
+        try:
+            await wait_until(
+                lambda: "ReceiveMessage" in emu.counters()["first_calls"] or proc.poll() is not None,
+                timeout_s=30,
+                what="the daemon's first ReceiveMessage",
+            )
+            proc.send_signal(signal.SIGTERM)
+            await wait_until(lambda: proc.poll() is not None, timeout_s=30, what="the daemon's exit")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+    loaded: list[str] = json.loads(out.read_text())
+    return set(loaded)
+
+
+async def test_default_features_import_no_optional_module(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    loaded = await modules_loaded(tmp_path, emu, worker)
+    assert {"asqsd.pipeline.receiver", "asqsd.clients.sqs.lean_impl"} <= loaded  # it did run
+    assert sorted(set(OPTIONAL_MODULES) & loaded) == []
+
+
+async def test_the_health_server_brings_its_modules(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    loaded = await modules_loaded(tmp_path, emu, worker, "--health-server", "--health-port", "0")
+    assert sorted(set(HEALTH_SERVER_MODULES) - loaded) == []
