@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.support.iam import IamMoto, run_iam_moto_server
 from tests.support.servers import run_moto_server
@@ -19,6 +20,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_SESSION_TOKEN"):
     os.environ.pop(_var, None)
+
+# Hypothesis fails an example that takes over 200 ms by default: a wall-clock speed check, which the
+# suite running on several xdist workers (pyproject addopts) on shared cores would trip at random.
+settings.register_profile("asqsd", deadline=None)
+settings.load_profile("asqsd")
 
 
 @pytest.fixture(scope="session")
