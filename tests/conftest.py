@@ -35,6 +35,15 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def serial_moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto_server that serves one request at a time, for tests that rely on DynamoDB conditional
+    writes being atomic (moto's threaded server can let two racing ``attribute_not_exists`` writes
+    both succeed). No long polls here: one would stall every other request."""
+    with run_moto_server(tmp_path_factory.mktemp("moto-serial") / "moto.log", threaded=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
     """A second moto_server that enforces IAM (signatures and policies), with an admin user."""
     with run_iam_moto_server(tmp_path_factory.mktemp("moto-iam") / "moto.log") as server:

@@ -43,11 +43,31 @@ def moto_server_command() -> str:
     return str(candidate) if candidate.exists() else "moto_server"
 
 
+# moto_server's own start-up (moto/server.py) with werkzeug's threaded=False: one request at a time.
+_SERIAL_MOTO = """
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app),
+           threaded=False, request_handler=MotoRequestHandler)
+"""
+
+
+def _moto_command(port: int, threaded: bool) -> list[str]:
+    if threaded:
+        return [moto_server_command(), "-H", "127.0.0.1", "-p", str(port)]
+    return [sys.executable, "-c", _SERIAL_MOTO, "127.0.0.1", str(port)]
+
+
 @contextlib.contextmanager
-def run_moto_server(log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+def run_moto_server(
+    log_path: Path, env: Mapping[str, str] | None = None, *, threaded: bool = True
+) -> Iterator[str]:
     """Run moto_server on a free loopback port; yields its base URL and stops it by PID.
 
     ``env``: extra environment variables for the server (e.g. ``INITIAL_NO_AUTH_ACTION_COUNT``).
+    ``threaded=False`` serves one request at a time: moto's threaded server does not lock its
+    backends, so two concurrent DynamoDB conditional writes can both succeed (never on AWS).
     """
     with log_path.open("wb") as log:
         proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +75,7 @@ def run_moto_server(log_path: Path, env: Mapping[str, str] | None = None) -> Ite
         for _attempt in range(3):
             port = free_loopback_port()
             proc = subprocess.Popen(
-                [moto_server_command(), "-H", "127.0.0.1", "-p", str(port)],
+                _moto_command(port, threaded),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},

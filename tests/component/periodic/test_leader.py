@@ -17,7 +17,7 @@ from asqsd.clients.dynamodb import DynamoDBError, TableUnavailableError
 from asqsd.errors import StartupError
 from asqsd.periodic.leader import LEADER_RECORD_ID, LeaderElection
 from asqsd.periodic.registry import RegistryTable
-from tests.support.dynamo import ManualClock, unique_table_name
+from tests.support.dynamo import ManualClock, dynamodb_client, unique_table_name
 from tests.support.polling import wait_until
 
 # Short leases keep the suite quick; the proportions match stock's 10 s / 5 s / 1 s.
@@ -57,6 +57,14 @@ async def first_leader(elections: list[LeaderElection], timeout_s: float = 5.0) 
 
 
 # --- against moto_server ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dynamodb(serial_moto_url: str) -> AsyncIterator[Any]:
+    """The registry's DynamoDB on a one-request-at-a-time moto_server: contenders race conditional
+    writes here, and the threaded server can let two ``attribute_not_exists`` writes both win."""
+    async with dynamodb_client(serial_moto_url) as client:
+        yield client
 
 
 async def test_three_contenders_elect_exactly_one_leader_at_a_time(
