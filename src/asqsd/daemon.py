@@ -1,7 +1,8 @@
 """The daemon: the composition root that opens the clients, starts the parts, and stops them.
 
-:class:`Daemon` creates one AWS session (shared by the SQS, CloudWatch and DynamoDB clients),
-waits for its credentials (one explained log line per problem, never an exit), checks the queue,
+:class:`Daemon` opens the AWS sessions (the SQS client's credential chain, and an aiobotocore
+session for the optional CloudWatch, DynamoDB and S3 clients, made only if one is), waits for the
+SQS credentials (one explained log line per problem, never an exit), checks the queue,
 builds the :class:`~asqsd.pipeline.pipeline.Pipeline` and the optional periodic tasks and
 observers, and on :meth:`Daemon.request_stop` (SIGTERM/SIGINT) calls the pipeline's shutdown,
 then stops periodic tasks and observers; resources close in reverse order of opening and a
@@ -22,6 +23,7 @@ from asqsd.backoff import Backoff
 from asqsd.clients.s3 import open_s3
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.counting import CountingSQS
+from asqsd.clients.sqs.credential_chain import BotocoreChain, LazyAioSession
 from asqsd.clients.sqs.credentials import CredentialStatus, wait_for_credentials
 from asqsd.clients.sqs.factory import open_sqs
 from asqsd.clients.sqs.wire import queue_name
@@ -67,7 +69,10 @@ class Daemon:
         create_registry_table: bool = False,
         wall_clock: Callable[[], float] = time.time,
         periodic_clock: Clock | None = None,
+        botocore_session: Any = None,
     ) -> None:
+        """``botocore_session``: a botocore session already made (``asqsd run``'s region check) to
+        reuse for the SQS credential chain; None makes one."""
         if settings.queue_url is None:
             raise StartupError("queue_url is required")
         self.settings = settings
@@ -87,6 +92,7 @@ class Daemon:
             else None
         )
         self._wall_clock = wall_clock
+        self._botocore_session = botocore_session
         self._stopping = asyncio.Event()
         self.queue = QueueCheck(self.queue_url, self._stopping)
         self._force = asyncio.Event()
@@ -126,15 +132,13 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Start, serve until stopped, shut down in order. Raises StartupError if SQS refuses us."""
-        from aiobotocore.session import get_session
-
         started = time.monotonic()
-        session = get_session()  # one credential chain for SQS, CloudWatch and DynamoDB
+        sqs_session, session = self._aws_sessions()
         async with contextlib.AsyncExitStack() as stack:
             await self.observers.open(self, stack, control=self)
-            if not await self._wait_for_credentials(session):
+            if not await self._wait_for_credentials(sqs_session):
                 return
-            sqs, region = await open_sqs(session, self.settings, stack)
+            sqs, region = await open_sqs(sqs_session, self.settings, stack)
             self._sqs = CountingSQS(sqs, self._sqs_called)
             cloudwatch = await self.observers.open_cloudwatch(session, region, stack)
             if not await self.queue.read_attributes(self._sqs):
@@ -181,6 +185,23 @@ class Daemon:
         await deadline.stop([task], None, _FORCED_TAIL_S)
         if task.done() and not task.cancelled():
             task.result()  # a failure to stop is raised here, as before
+
+    def _aws_sessions(self) -> tuple[Any, Any]:
+        """The SQS client's session and the optional AWS features' one.
+
+        ``sqs_client: botocore``: one aiobotocore session, one credential chain for every client.
+        The lean client: botocore's own chain (no aiobotocore, no aiohttp: start-up time and
+        memory, docs/daemon.md), and an aiobotocore session made only when a feature makes a
+        client; it resolves the same sources through its own chain.
+        """
+        if self.settings.sqs_client == "botocore":
+            from aiobotocore.session import get_session
+
+            session = get_session()
+            return session, session
+        import botocore.session
+
+        return BotocoreChain(self._botocore_session or botocore.session.get_session()), LazyAioSession()
 
     async def _wait_for_credentials(self, session: Any) -> bool:
         """Until the credential chain gives credentials (False: stopped first); see docs/deployment.md."""

@@ -32,12 +32,12 @@ def run_command(loaded: LoadedSettings) -> int:
         return config_error([f"queue_url is required: {hint}"])
     try:
         cron_path, tasks = load_tasks(settings, loaded.warnings)
-        check_sqs_target(loaded)
+        session = check_sqs_target(loaded)
     except ConfigError as exc:
         return config_error(exc.problems)
     log = start_logging(settings, loaded.warnings, cron_path, tasks)
     try:
-        return run_loop(serve(settings, tasks=tasks), settings.loop)
+        return run_loop(serve(settings, tasks=tasks, botocore_session=session), settings.loop)
     except StartupError as exc:
         log.error("startup-failed", error=str(exc))
         return EXIT_STARTUP
@@ -58,12 +58,15 @@ def start_logging(
     return log
 
 
-def check_sqs_target(loaded: LoadedSettings) -> None:
+def check_sqs_target(loaded: LoadedSettings) -> Any:
     """Raise ConfigError now, before anything starts, if the SQS region cannot be resolved (the
-    daemon's client factory resolves it again the same way)."""
+    daemon's client factory resolves it again the same way); the botocore session it read, for
+    the daemon to reuse."""
     import botocore.session
 
-    sqs_target(loaded.settings, botocore.session.get_session(), os.environ, loaded.sources)
+    session = botocore.session.get_session()
+    sqs_target(loaded.settings, session, os.environ, loaded.sources)
+    return session
 
 
 async def serve(
@@ -72,14 +75,18 @@ async def serve(
     *,
     tasks: Sequence[CronTask] = (),
     create_registry_table: bool = False,
+    botocore_session: Any = None,
 ) -> int:
     """Run a daemon with SIGTERM/SIGINT wired to a graceful, then forced, stop.
 
     ``until``: an optional coroutine (the demo) whose end stops the daemon; a False result is exit 1.
+    ``botocore_session``: the session :func:`check_sqs_target` read, reused by the daemon.
     """
     from asqsd.daemon import Daemon
 
-    daemon = Daemon(settings, tasks=tasks, create_registry_table=create_registry_table)
+    daemon = Daemon(
+        settings, tasks=tasks, create_registry_table=create_registry_table, botocore_session=botocore_session
+    )
     watcher = asyncio.create_task(_stop_when_done(daemon, until)) if until is not None else None
     received: list[int] = []
     loop = asyncio.get_running_loop()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import aiohttp
-
 from asqsd.addresses import join_host_port, url_address
 from asqsd.config import WorkerHealthcheck
 
@@ -31,6 +29,9 @@ async def tcp_check(url: str, timeout_s: float = 2.0) -> bool:
 
 async def http_check(url: str, timeout_s: float = 2.0) -> bool:
     """True if ``GET url`` answers 200 within ``timeout_s`` (stock ``HTTP:`` health checks)."""
+    # Imported here: only an ``HTTP:`` healthcheck needs aiohttp (the default daemon has none).
+    import aiohttp
+
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (

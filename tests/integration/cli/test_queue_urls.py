@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiobotocore.session
+import botocore.session
 import pytest
 from structlog.testing import capture_logs
 
+from asqsd.clients.sqs.credential_chain import BotocoreChain
 from asqsd.clients.sqs.endpoint import DEFAULT_REGION_SOURCE
 from asqsd.clients.sqs.factory import open_sqs
 from asqsd.config import EB_OPTION_NAMES, load_settings
@@ -30,6 +32,7 @@ from tests.support.ledger import DaemonProcess
 from tests.support.polling import wait_until
 from tests.support.servers import free_loopback_port
 from tests.support.worker import RecordingWorker
+from tests.unit.clients.test_sqs_endpoint import FORMS
 
 VPCE_HOST = "vpce-0a1b2c3d4e5f67890-abcdefgh.sqs.eu-central-1.vpce.amazonaws.com"
 
@@ -205,15 +208,39 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
-async def factory_endpoint(queue_url: str, sqs_client: str) -> dict[str, object]:
+async def factory_endpoint(queue_url: str, sqs_client: str, session: object = None) -> dict[str, object]:
     """The `sqs-client` event of the daemon's own client factory for ``queue_url`` and no endpoint
-    setting, in this process (test environment: no AWS_ENDPOINT_URL*); it makes no SQS call."""
+    setting, in this process (test environment: no AWS_ENDPOINT_URL*); it makes no SQS call. The
+    session is the daemon's unless given: botocore's chain for the lean client, aiobotocore's for
+    the botocore client."""
     settings = load_settings({"queue_url": queue_url, "sqs_client": sqs_client}, env={}).settings
+    if session is None:
+        session = (
+            aiobotocore.session.get_session()
+            if sqs_client == "botocore"
+            else BotocoreChain(botocore.session.get_session())
+        )
     with capture_logs() as logs:
         async with contextlib.AsyncExitStack() as stack:
-            await open_sqs(aiobotocore.session.get_session(), settings, stack)
+            await open_sqs(session, settings, stack)
     (event,) = [e for e in logs if e["event"] == "sqs-client"]
     return event
+
+
+@pytest.mark.parametrize("fips", [False, True], ids=["default", "AWS_USE_FIPS_ENDPOINT"])
+async def test_the_lean_client_goes_where_a_botocore_client_goes(
+    fips: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For every queue URL form, the lean client (botocore's chain, no botocore client built) logs
+    the endpoint and region the botocore client resolves, with the same sources."""
+    if fips:
+        monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", "true")
+    lean, full = BotocoreChain(botocore.session.get_session()), aiobotocore.session.get_session()
+    keys = ("endpoint", "region", "endpoint_source", "region_source")
+    for url in [form[0] for form in FORMS]:
+        lean_event = await factory_endpoint(url, "lean", lean)
+        full_event = await factory_endpoint(url, "botocore", full)
+        assert [lean_event[k] for k in keys] == [full_event[k] for k in keys], url
 
 
 @pytest.mark.slow

@@ -3,8 +3,8 @@
 The daemon runs as a subprocess against the project's emulator until its first ReceiveMessage
 arrives, then stops on SIGTERM; at exit it writes the names in ``sys.modules`` to a file. A module
 missing from that list was not loaded at any time, so neither before the first ReceiveMessage.
-The same run with the health server on must list the modules the default run leaves out: the
-check would see them if the default run loaded them. No timing is asserted.
+The same run with the health server on (or the botocore SQS client) must list the modules the
+default run leaves out: the check would see them if the default run loaded them. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ runpy.run_module("asqsd", run_name="__main__", alter_sys=True)
 """
 
 # Only for optional features: the health server, CloudWatch outputs, cron.yaml, a config file,
-# the alternative clients and the emulator.
+# the alternative clients, the AWS features other than SQS (aiobotocore, and aiohttp under it), the
+# emulator.
 OPTIONAL_MODULES = (
+    "aiohttp",
+    "aiobotocore",
     "aiohttp.web",
     "prometheus_client",
     "yaml",
@@ -59,6 +62,7 @@ OPTIONAL_MODULES = (
     "asqsd.clients.worker.aiohttp_impl",
 )
 HEALTH_SERVER_MODULES = ("aiohttp.web", "prometheus_client", "asqsd.observe.health", "asqsd.observe.backlog")
+BOTOCORE_CLIENT_MODULES = ("aiobotocore", "aiohttp", "asqsd.clients.sqs.botocore_impl")
 
 
 def _start(args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -110,3 +114,10 @@ async def test_the_health_server_brings_its_modules(
 ) -> None:
     loaded = await modules_loaded(tmp_path, emu, worker, "--health-server", "--health-port", "0")
     assert sorted(set(HEALTH_SERVER_MODULES) - loaded) == []
+
+
+async def test_the_botocore_client_brings_aiobotocore(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    loaded = await modules_loaded(tmp_path, emu, worker, "--sqs-client", "botocore")
+    assert sorted(set(BOTOCORE_CLIENT_MODULES) - loaded) == []

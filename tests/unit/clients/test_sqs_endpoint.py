@@ -123,6 +123,28 @@ def test_regional_urls_name_the_endpoint_botocore_picks(url: str) -> None:
     assert regional_endpoint(botocore.session.Session(), host.region) == host.origin.lower().rstrip(".")
 
 
+def test_regional_endpoint_is_a_botocore_clients_for_every_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a botocore client (the rule set and the partitions), the same endpoint a client's
+    ``meta.endpoint_url`` names, for every region botocore knows."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    for variable in ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    session = botocore.session.Session()
+    partitions = botocore.loaders.create_loader().load_data("partitions")["partitions"]
+    regions = [region for partition in partitions for region in partition["regions"]]
+    assert len(regions) > 30
+    config = Config(signature_version=UNSIGNED)
+    for region in regions:
+        client = session.create_client("sqs", region_name=region, config=config)
+        assert regional_endpoint(session, region) == client.meta.endpoint_url, region
+        client.close()
+
+
 # --- resolution: which value wins, and the source it reports ------------------------------------
 
 

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
 from botocore.utils import METADATA_BASE_URL, METADATA_BASE_URL_IPv6, resolve_imds_endpoint_mode
 
 ImdsAnswer = Literal["disabled", "no-answer", "unreachable", "no-role", "role"]
@@ -53,7 +52,7 @@ def _join(base: str, path: str) -> str:
 
 
 async def probe_imds(session: Any, env: Mapping[str, str] | None = None) -> ImdsProbe:
-    """Ask the IMDS botocore would ask (an aiobotocore/botocore ``session``) for a token, then a role."""
+    """Ask the IMDS botocore would ask (``session``: its configuration variables) for a token, then a role."""
     env = os.environ if env is None else env
     endpoint = imds_endpoint(session)
     timeout_s = float(session.get_config_variable("metadata_service_timeout") or 1)
@@ -63,6 +62,9 @@ async def probe_imds(session: Any, env: Mapping[str, str] | None = None) -> Imds
 
 
 async def _ask(endpoint: str, timeout_s: float) -> ImdsAnswer:
+    # Imported here: only a daemon that found no credentials probes, and the default one has no aiohttp.
+    import aiohttp
+
     # trust_env: botocore also sends IMDS requests through the environment's proxy settings.
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as http:

@@ -45,13 +45,11 @@ import base64
 import binascii
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import aiohttp
 import orjson
 from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError
-from yarl import URL
 
 from asqsd.clients.http1.proxy import HTTPProxy
 from asqsd.clients.sqs.base import DeleteEntry, VisibilityEntry
@@ -74,6 +72,9 @@ from asqsd.clients.sqs.wire import (
 from asqsd.errors import SQSError
 from asqsd.message import RECEIVE_SYSTEM_ATTRIBUTE_NAMES, BatchResult, Message, MessageAttribute
 
+if TYPE_CHECKING:  # the aiohttp transport only: the default (lean) one never imports aiohttp
+    import aiohttp
+
 __all__ = [
     "BotocoreSigV4",
     "CachedKeySigV4",
@@ -82,6 +83,7 @@ __all__ = [
     "LeanSQS",
     "RequestSigner",
     "create_lean_sqs",
+    "open_lean_sqs",
 ]
 
 
@@ -189,8 +191,12 @@ class LeanSQS:
             )
         elif transport != "aiohttp":
             raise ValueError(f"unknown transport {transport!r}")
-        # A pre-parsed, already-encoded URL spares aiohttp a parse per request.
-        self._url = URL(url, encoded=True)
+        self._url: Any = url
+        if transport == "aiohttp":
+            from yarl import URL
+
+            # A pre-parsed, already-encoded URL spares aiohttp a parse per request.
+            self._url = URL(url, encoded=True)
         self._signer: RequestSigner = (
             CachedKeySigV4(url, region) if signer == "cached" else BotocoreSigV4(url, region)
         )
@@ -351,6 +357,8 @@ class LeanSQS:
     async def _aiohttp_post(
         self, operation: str, headers: dict[str, str], body: bytes, timeout_s: float
     ) -> tuple[int, bytes, str | None]:
+        import aiohttp  # already loaded: the caller made the session
+
         assert self._http is not None
         limits = self._aiohttp_timeouts.get(timeout_s)
         if limits is None:
@@ -432,24 +440,62 @@ async def create_lean_sqs(
     config = sqs_client.meta.config
     if config.signature_version is UNSIGNED:
         raise ValueError("LeanSQS signs every request; the client is configured for UNSIGNED requests")
-    if transport == "aiohttp" and config.proxies:
+    return await open_lean_sqs(
+        aio_session,
+        http,
+        queue_url,
+        endpoint_url=str(sqs_client.meta.endpoint_url),
+        region=sqs_client.meta.region_name,
+        proxies=config.proxies,
+        signer=signer,
+        request_timeout_s=request_timeout_s,
+        receive_slack_s=receive_slack_s,
+        transport=transport,
+        connections=connections,
+        max_response_bytes=max_response_bytes,
+        ssl_context=ssl_context,
+    )
+
+
+async def open_lean_sqs(
+    session: Any,
+    http: aiohttp.ClientSession | None,
+    queue_url: str,
+    *,
+    endpoint_url: str,
+    region: str | None,
+    proxies: Mapping[str, str] | None = None,
+    signer: Literal["cached", "botocore"] = "cached",
+    request_timeout_s: float = 10.0,
+    receive_slack_s: float = 10.0,
+    transport: Literal["lean", "aiohttp"] = "lean",
+    connections: int | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+) -> LeanSQS:
+    """A :class:`LeanSQS` calling ``endpoint_url`` in ``region``, with the credentials ``session`` finds.
+
+    :func:`create_lean_sqs` without a botocore client: ``session`` is an aiobotocore session or a
+    :class:`~asqsd.clients.sqs.credential_chain.BotocoreChain` (anything with an awaitable
+    ``get_credentials`` and ``get_config_variable``); ``proxies`` stands for a client config's.
+    """
+    if transport == "aiohttp" and proxies:
         raise ValueError("LeanSQS does not use botocore's proxy settings; configure the aiohttp session")
-    if not sqs_client.meta.region_name:
+    if not region:
         # botocore would fail every call with NoRegionError; SigV4 cannot be computed without one.
         raise ValueError("LeanSQS needs a region to sign with; the client has none")
-    endpoint_url = str(sqs_client.meta.endpoint_url)
     proxy = None
     if transport == "lean":
-        proxy_url = endpoint_proxy_url(endpoint_url, config.proxies)
+        proxy_url = endpoint_proxy_url(endpoint_url, proxies)
         proxy = None if proxy_url is None else lean_proxy(proxy_url)
         if ssl_context is None:
-            ssl_context = session_tls_context(aio_session)
+            ssl_context = session_tls_context(session)
     lean = LeanSQS(
         http,
         queue_url,
         endpoint_url=endpoint_url,
-        region=str(sqs_client.meta.region_name),
-        credentials=aio_session.get_credentials,
+        region=str(region),
+        credentials=session.get_credentials,
         signer=signer,
         request_timeout_s=request_timeout_s,
         receive_slack_s=receive_slack_s,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from importlib.metadata import version
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.utils import normalize_url_path
@@ -24,8 +24,9 @@ from asqsd.addresses import url_address
 _SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
-# The lean client's User-Agent: names asqsd and the transport, as botocore names itself.
-USER_AGENT = f"asqsd/{__version__} lean-sqs aiohttp/{aiohttp.__version__}"
+# The lean client's User-Agent: names asqsd and the transport, as botocore names itself. aiohttp's
+# version from its metadata: importing aiohttp for it would cost the default daemon ~25 MiB.
+USER_AGENT = f"asqsd/{__version__} lean-sqs aiohttp/{version('aiohttp')}"
 
 
 class FrozenCredentials(Protocol):
