@@ -71,8 +71,9 @@ class Daemon:
         periodic_clock: Clock | None = None,
         botocore_session: Any = None,
     ) -> None:
-        """``botocore_session``: a botocore session already made (``asqsd run``'s region check) to
-        reuse for the SQS credential chain; None makes one."""
+        """``botocore_session``: a botocore session (or an
+        :class:`~asqsd.clients.sqs.aws_config.AwsConfigSession`) already made (``asqsd run``'s region
+        check) to reuse for the SQS credential chain; None makes one."""
         if settings.queue_url is None:
             raise StartupError("queue_url is required")
         self.settings = settings
@@ -190,18 +191,19 @@ class Daemon:
         """The SQS client's session and the optional AWS features' one.
 
         ``sqs_client: botocore``: one aiobotocore session, one credential chain for every client.
-        The lean client: botocore's own chain (no aiobotocore, no aiohttp: start-up time and
-        memory, docs/daemon.md), and an aiobotocore session made only when a feature makes a
-        client; it resolves the same sources through its own chain.
+        The lean client: botocore's own chain (no aiobotocore, no aiohttp, and no botocore.session
+        while the environment holds the keys: start-up time and memory, docs/daemon.md), and an
+        aiobotocore session made only when a feature makes a client; it resolves the same sources
+        through its own chain.
         """
         if self.settings.sqs_client == "botocore":
             from aiobotocore.session import get_session
 
             session = get_session()
             return session, session
-        import botocore.session
+        from asqsd.clients.sqs.aws_config import AwsConfigSession
 
-        return BotocoreChain(self._botocore_session or botocore.session.get_session()), LazyAioSession()
+        return BotocoreChain(self._botocore_session or AwsConfigSession()), LazyAioSession()
 
     async def _wait_for_credentials(self, session: Any) -> bool:
         """Until the credential chain gives credentials (False: stopped first); see docs/deployment.md."""

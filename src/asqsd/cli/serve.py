@@ -60,11 +60,11 @@ def start_logging(
 
 def check_sqs_target(loaded: LoadedSettings) -> Any:
     """Raise ConfigError now, before anything starts, if the SQS region cannot be resolved (the
-    daemon's client factory resolves it again the same way); the botocore session it read, for
-    the daemon to reuse."""
-    import botocore.session
+    daemon's client factory resolves it again the same way); the session it read (botocore's
+    configuration, botocore.session imported only when needed), for the daemon to reuse."""
+    from asqsd.clients.sqs.aws_config import AwsConfigSession
 
-    session = botocore.session.get_session()
+    session = AwsConfigSession()
     sqs_target(loaded.settings, session, os.environ, loaded.sources)
     return session
 

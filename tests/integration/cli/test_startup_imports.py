@@ -63,6 +63,9 @@ OPTIONAL_MODULES = (
 )
 HEALTH_SERVER_MODULES = ("aiohttp.web", "prometheus_client", "asqsd.observe.health", "asqsd.observe.backlog")
 BOTOCORE_CLIENT_MODULES = ("aiobotocore", "aiohttp", "asqsd.clients.sqs.botocore_impl")
+# Only for credentials from a source other than the environment's two keys.
+BOTOCORE_SESSION_MODULES = ("botocore.session", "botocore.credentials", "botocore.client")
+ENV_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 def _start(args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -75,11 +78,16 @@ def _start(args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.P
     )
 
 
-async def modules_loaded(tmp_path: Path, emu: Emulator, worker: RecordingWorker, *flags: str) -> set[str]:
-    """Every module ``asqsd run`` loaded in a life that saw its first ReceiveMessage sent."""
+async def modules_loaded(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker, *flags: str, aws_env: dict[str, str] = ENV_KEYS
+) -> set[str]:
+    """Every module ``asqsd run`` loaded in a life that saw its first ReceiveMessage sent.
+
+    ``aws_env``: the AWS variables besides the region (by default the two keys).
+    """
     out = tmp_path / "modules.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASQSD_", "AWS_"))}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    env.update(aws_env, AWS_DEFAULT_REGION="us-east-1")
     argv = ["run", "--log-format", "json", *emulator_run_args(emu, QUEUE, worker.port), "--wait-time-s", "1"]
     emu.reset_counters()
     with (tmp_path / "daemon.log").open("wb") as log:
@@ -107,6 +115,21 @@ async def test_default_features_import_no_optional_module(
     loaded = await modules_loaded(tmp_path, emu, worker)
     assert {"asqsd.pipeline.receiver", "asqsd.clients.sqs.lean_impl"} <= loaded  # it did run
     assert sorted(set(OPTIONAL_MODULES) & loaded) == []
+    assert sorted(set(BOTOCORE_SESSION_MODULES) & loaded) == []
+
+
+async def test_credentials_from_a_file_bring_botocores_session(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    (tmp_path / "credentials").write_text(
+        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    aws_env = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+    }
+    loaded = await modules_loaded(tmp_path, emu, worker, aws_env=aws_env)
+    assert sorted(set(BOTOCORE_SESSION_MODULES) - loaded) == []
 
 
 async def test_the_health_server_brings_its_modules(

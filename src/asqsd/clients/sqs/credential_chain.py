@@ -15,9 +15,12 @@ DynamoDB, S3) use: it is created, with aiobotocore, only when one of them makes 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
+from asqsd.clients.sqs.aws_config import EnvCredentials
+
+if TYPE_CHECKING:  # botocore.credentials is imported only when a source other than the environment is used
+    from botocore.credentials import Credentials, ReadOnlyCredentials
 
 
 class ThreadedCredentials:
@@ -29,13 +32,16 @@ class ThreadedCredentials:
     """
 
     def __init__(self, credentials: Credentials) -> None:
+        from botocore.credentials import RefreshableCredentials
+
         self._credentials = credentials
+        self._refreshable = isinstance(credentials, RefreshableCredentials)
         self.method: str = str(credentials.method)
 
     async def get_frozen_credentials(self) -> ReadOnlyCredentials:
         """The current keys; refreshed first (off the event loop) when botocore would refresh them."""
         credentials = self._credentials
-        if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+        if self._refreshable and credentials.refresh_needed():
             return await asyncio.to_thread(credentials.get_frozen_credentials)
         # Static, or refreshable and not due: botocore returns the keys it holds without a call.
         return credentials.get_frozen_credentials()
@@ -55,10 +61,16 @@ class BotocoreChain:
         """The session's configuration variable ``name`` (environment, then the profile)."""
         return self.botocore.get_config_variable(name)
 
-    async def get_credentials(self) -> ThreadedCredentials | None:
-        """The chain's credentials (None: no source has any); botocore caches what it finds."""
+    async def get_credentials(self) -> ThreadedCredentials | EnvCredentials | None:
+        """The chain's credentials (None: no source has any); botocore caches what it finds.
+
+        An :class:`~asqsd.clients.sqs.aws_config.AwsConfigSession` may answer with the
+        environment's static keys, which need no thread for a refresh.
+        """
         credentials = await asyncio.to_thread(self.botocore.get_credentials)
-        return None if credentials is None else ThreadedCredentials(credentials)
+        if credentials is None or isinstance(credentials, EnvCredentials):
+            return credentials
+        return ThreadedCredentials(credentials)
 
 
 class LazyAioSession:

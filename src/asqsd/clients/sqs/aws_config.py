@@ -1,0 +1,142 @@
+"""A botocore session's configuration and environment credentials, without importing botocore.session.
+
+``botocore.session`` brings botocore's client machinery and every credential provider: about 4 MiB
+and 20 ms at every start (docs/daemon.md, start-up). The default daemon needs from a session its
+configuration variables (region, endpoint, CA bundle, IMDS settings), the shared config files and
+credentials, most often from the environment. :class:`AwsConfigSession` answers the first two with
+botocore's own configuration store and file loader (the same variables, sources and order as
+``botocore.session.Session``), and credentials from ``AWS_ACCESS_KEY_ID`` and
+``AWS_SECRET_ACCESS_KEY`` itself, which botocore's chain takes first. For anything else (another
+credential source, refreshable environment credentials, the data loader, a client) it makes a real
+botocore session, once, and defers to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+# botocore's EnvProvider: its variables, and its order for the token (the first one set wins).
+_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
+_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 (a variable name)
+_TOKENS = ("AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+_EXPIRY_TIME = "AWS_CREDENTIAL_EXPIRATION"
+_ACCOUNT_ID = "AWS_ACCOUNT_ID"
+
+
+class FrozenEnvCredentials(NamedTuple):
+    """The fields of botocore's ``ReadOnlyCredentials``, in its order."""
+
+    access_key: str
+    secret_key: str
+    token: str | None
+    account_id: str | None
+
+
+class EnvCredentials:
+    """Static keys from the environment: what botocore's EnvProvider returns (``method`` "env")."""
+
+    method = "env"
+
+    def __init__(self, frozen: FrozenEnvCredentials) -> None:
+        self._frozen = frozen
+
+    async def get_frozen_credentials(self) -> FrozenEnvCredentials:
+        """The keys; environment credentials without an expiry never change."""
+        return self._frozen
+
+
+def env_credentials(env: Mapping[str, str]) -> EnvCredentials | None:
+    """The environment's credentials when botocore's answer is certain and static; else None.
+
+    None when a key is missing (botocore then tries its other sources, or raises for a secret key
+    without an access key id) or ``AWS_CREDENTIAL_EXPIRATION`` is set (botocore makes them refreshable).
+    """
+    access_key, secret_key = env.get(_ACCESS_KEY, ""), env.get(_SECRET_KEY, "")
+    if not access_key or not secret_key or env.get(_EXPIRY_TIME, ""):
+        return None
+    token = next((env[name] for name in _TOKENS if env.get(name, "")), None)
+    account_id = env.get(_ACCOUNT_ID, "") or None
+    return EnvCredentials(FrozenEnvCredentials(access_key, secret_key, token, account_id))
+
+
+class AwsConfigSession:
+    """The parts of a botocore session the default daemon reads, botocore.session imported on demand.
+
+    No instance variables are set, as in ``botocore.session.get_session()``: the profile comes from
+    ``AWS_PROFILE`` / ``AWS_DEFAULT_PROFILE``, and environment credentials come first in the chain.
+    Any other attribute is the real session's (made at the first such read).
+    """
+
+    def __init__(self) -> None:
+        from botocore.configprovider import ConfigValueStore, create_botocore_default_config_mapping
+
+        self._store = ConfigValueStore(mapping=create_botocore_default_config_mapping(self))
+        self._config: dict[str, Any] | None = None
+        self._profile: str | None = None
+        self._session: Any = None
+
+    def instance_variables(self) -> dict[str, Any]:
+        """None set (botocore's configuration store asks)."""
+        return {}
+
+    def get_config_variable(self, logical_name: str) -> Any:
+        """The configuration variable, from the environment, the profile or botocore's default."""
+        return self._store.get_config_variable(logical_name)
+
+    @property
+    def profile(self) -> str | None:
+        """The profile named by the environment (None: the default one)."""
+        if self._profile is None:
+            self._profile = self.get_config_variable("profile")
+        return self._profile
+
+    @property
+    def full_config(self) -> dict[str, Any]:
+        """The config file with the credentials file's profiles merged in, as botocore reads them."""
+        if self._config is None:
+            from botocore.configloader import load_config, raw_config_parse
+            from botocore.exceptions import ConfigNotFound
+
+            try:
+                self._config = load_config(self.get_config_variable("config_file"))
+            except ConfigNotFound:
+                self._config = {"profiles": {}}
+            try:
+                # Only the profiles' names matter here: a profile only in that file exists.
+                for name, values in raw_config_parse(self.get_config_variable("credentials_file")).items():
+                    self._config["profiles"].setdefault(name, {}).update(values)
+            except ConfigNotFound:
+                pass
+        return self._config
+
+    def get_scoped_config(self) -> dict[str, Any]:
+        """The profile's section (ProfileNotFound for a named profile that does not exist)."""
+        from botocore.exceptions import ProfileNotFound
+
+        name = self.get_config_variable("profile")
+        profiles: dict[str, Any] = self.full_config["profiles"]
+        if name is None:
+            return profiles.get("default", {})  # type: ignore[no-any-return]
+        if name not in profiles:
+            raise ProfileNotFound(profile=name)
+        return profiles[name]  # type: ignore[no-any-return]
+
+    def get_credentials(self) -> Any:
+        """Environment credentials (see :func:`env_credentials`), else the botocore session's chain."""
+        credentials = env_credentials(os.environ)
+        return credentials if credentials is not None else self.botocore_session().get_credentials()
+
+    def botocore_session(self) -> Any:
+        """The real botocore session, made once."""
+        if self._session is None:
+            import botocore.session
+
+            self._session = botocore.session.get_session()
+        return self._session
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # private names, and copy, pickle and the like: not the session's
+            raise AttributeError(name)
+        return getattr(self.botocore_session(), name)
