@@ -13,6 +13,7 @@ from botocore.exceptions import PartialCredentialsError, ProfileNotFound
 
 from asqsd.clients.sqs.aws_config import AwsConfigSession, EnvCredentials
 from asqsd.clients.sqs.credential_chain import BotocoreChain, ThreadedCredentials
+from asqsd.clients.sqs.endpoint import regional_endpoint
 
 _CONFIG = """\
 [default]
@@ -182,7 +183,22 @@ def test_missing_files_are_an_empty_configuration(aws_env: pytest.MonkeyPatch, t
     assert ours.get_scoped_config() == {}
 
 
+def test_the_data_loader_searches_botocores_paths(aws_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    aws_env.setenv("AWS_DATA_PATH", str(tmp_path))
+    ours, theirs = AwsConfigSession(), botocore.session.get_session()
+    assert ours.get_component("data_loader").search_paths == theirs.get_component("data_loader").search_paths
+    assert ours._session is None
+
+
+def test_a_usual_regions_endpoint_needs_no_botocore_session(aws_env: pytest.MonkeyPatch) -> None:
+    ours = AwsConfigSession()
+    assert regional_endpoint(ours, "eu-west-1") == regional_endpoint(
+        botocore.session.get_session(), "eu-west-1"
+    )
+    assert ours._session is None
+
+
 def test_anything_else_is_the_botocore_sessions(aws_env: pytest.MonkeyPatch) -> None:
     session = AwsConfigSession()
-    assert session.get_component("data_loader") is not None
+    assert session.get_component("event_emitter") is session.botocore_session().get_component("event_emitter")
     assert isinstance(session.botocore_session(), botocore.session.Session)

@@ -11,6 +11,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 
+from asqsd.clients.sqs.aws_config import AwsConfigSession
 from asqsd.clients.sqs.endpoint import (
     AWS_DNS_SUFFIXES,
     AWS_DUALSTACK_DNS_SUFFIXES,
@@ -127,14 +128,14 @@ def test_regional_endpoint_is_a_botocore_clients_for_every_region(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a botocore client (the rule set and the partitions), the same endpoint a client's
-    ``meta.endpoint_url`` names, for every region botocore knows."""
+    ``meta.endpoint_url`` names, for every region botocore knows; also from an AwsConfigSession."""
     from botocore import UNSIGNED
     from botocore.config import Config
 
     for variable in ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    session = botocore.session.Session()
+    session, ours = botocore.session.Session(), AwsConfigSession()
     partitions = botocore.loaders.create_loader().load_data("partitions")["partitions"]
     regions = [region for partition in partitions for region in partition["regions"]]
     assert len(regions) > 30
@@ -142,6 +143,7 @@ def test_regional_endpoint_is_a_botocore_clients_for_every_region(
     for region in regions:
         client = session.create_client("sqs", region_name=region, config=config)
         assert regional_endpoint(session, region) == client.meta.endpoint_url, region
+        assert regional_endpoint(ours, region) == client.meta.endpoint_url, region
         client.close()
 
 

@@ -5,10 +5,10 @@ and 20 ms at every start (docs/daemon.md, start-up). The default daemon needs fr
 configuration variables (region, endpoint, CA bundle, IMDS settings), the shared config files and
 credentials, most often from the environment. :class:`AwsConfigSession` answers the first two with
 botocore's own configuration store and file loader (the same variables, sources and order as
-``botocore.session.Session``), and credentials from ``AWS_ACCESS_KEY_ID`` and
-``AWS_SECRET_ACCESS_KEY`` itself, which botocore's chain takes first. For anything else (another
-credential source, refreshable environment credentials, the data loader, a client) it makes a real
-botocore session, once, and defers to it.
+``botocore.session.Session``), SQS's endpoint rules with botocore's data loader, and credentials
+from ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` itself, which botocore's chain takes first.
+For anything else (another credential source, refreshable environment credentials, a client) it
+makes a real botocore session, once, and defers to it.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class AwsConfigSession:
         self._config: dict[str, Any] | None = None
         self._profile: str | None = None
         self._session: Any = None
+        self._loader: Any = None
 
     def instance_variables(self) -> dict[str, Any]:
         """None set (botocore's configuration store asks)."""
@@ -122,6 +123,17 @@ class AwsConfigSession:
         if name not in profiles:
             raise ProfileNotFound(profile=name)
         return profiles[name]  # type: ignore[no-any-return]
+
+    def get_component(self, name: str) -> Any:
+        """The session's ``data_loader`` (for SQS's endpoint rules) made as botocore makes it, else
+        the botocore session's component."""
+        if name != "data_loader":
+            return self.botocore_session().get_component(name)
+        if self._loader is None:
+            from botocore.loaders import create_loader
+
+            self._loader = create_loader(self.get_config_variable("data_path"))
+        return self._loader
 
     def get_credentials(self) -> Any:
         """Environment credentials (see :func:`env_credentials`), else the botocore session's chain."""
