@@ -1,4 +1,4 @@
-"""Start real servers on 127.0.0.1 for tests: moto_server as a subprocess (see shared/test-infra.md)."""
+"""Start real servers on 127.0.0.1 for tests: moto_server as a subprocess."""
 
 from __future__ import annotations
 

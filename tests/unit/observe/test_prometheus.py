@@ -223,7 +223,7 @@ FAMILIES = {
 
 
 class TestRender:
-    """The whole /metrics document parses and carries every family the brief lists."""
+    """The whole /metrics document parses and carries every family listed above."""
 
     def counters(self) -> Counters:
         counters = Counters(received=7, deleted=4, released=1, retried=2, expired=1, extended=9, lease_lost=1)
