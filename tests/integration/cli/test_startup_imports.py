@@ -66,6 +66,9 @@ BOTOCORE_CLIENT_MODULES = ("aiobotocore", "aiohttp", "asqsd.clients.sqs.botocore
 # Only for credentials from a source other than the environment's two keys.
 BOTOCORE_SESSION_MODULES = ("botocore.session", "botocore.credentials", "botocore.client")
 ENV_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Only when a shared config or credentials file exists (or a profile is named), a proxy is set, or
+# a name is not of the usual form: botocore's configuration store, its utilities, urllib3 under them.
+BOTOCORE_CONFIG_MODULES = ("botocore.configprovider", "botocore.configloader", "botocore.utils", "urllib3")
 
 
 def _start(args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -118,6 +121,19 @@ async def test_default_features_import_no_optional_module(
     assert sorted(set(BOTOCORE_SESSION_MODULES) & loaded) == []
 
 
+async def test_no_shared_config_file_needs_no_botocore_configuration(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    aws_env = {
+        **ENV_KEYS,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no"),
+    }
+    loaded = await modules_loaded(tmp_path, emu, worker, aws_env=aws_env)
+    assert "asqsd.clients.sqs.lean_impl" in loaded  # it did run
+    assert sorted(set(BOTOCORE_CONFIG_MODULES) & loaded) == []
+
+
 async def test_credentials_from_a_file_bring_botocores_session(
     tmp_path: Path, emu: Emulator, worker: RecordingWorker
 ) -> None:
@@ -129,7 +145,7 @@ async def test_credentials_from_a_file_bring_botocores_session(
         "AWS_CONFIG_FILE": str(tmp_path / "config"),
     }
     loaded = await modules_loaded(tmp_path, emu, worker, aws_env=aws_env)
-    assert sorted(set(BOTOCORE_SESSION_MODULES) - loaded) == []
+    assert sorted(set(BOTOCORE_SESSION_MODULES + BOTOCORE_CONFIG_MODULES) - loaded) == []
 
 
 async def test_the_health_server_brings_its_modules(

@@ -252,23 +252,29 @@ def _aws_config(session: Any) -> tuple[Mapping[str, Any], Mapping[str, Any], str
 
 
 def _aws_region(env: Mapping[str, str], profile: Mapping[str, Any], label: str) -> Sourced | None:
-    from botocore.exceptions import InvalidRegionError
-    from botocore.utils import validate_region_name
-
     found = next(
         (Sourced(env[var], f"env {var}") for var in ("AWS_REGION", "AWS_DEFAULT_REGION") if env.get(var)),
         None,
     )
     if found is None and profile.get("region"):
         found = Sourced(str(profile["region"]), label)
-    if found is not None:
-        try:
-            validate_region_name(found.value)
-        except InvalidRegionError:
-            raise ConfigError(
-                [f"region {found.value!r} (from {found.source}): not an AWS region name"]
-            ) from None
+    if found is not None and not _valid_region(found.value):
+        raise ConfigError([f"region {found.value!r} (from {found.source}): not an AWS region name"])
     return found
+
+
+def _valid_region(region: str) -> bool:
+    """botocore's check (a host label); botocore.utils imported only for a name not of AWS's form."""
+    if _REGION_NAME.fullmatch(region) and len(region) <= 63:
+        return True
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    try:
+        validate_region_name(region)
+    except InvalidRegionError:
+        return False
+    return True
 
 
 def _aws_endpoint(

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.utils import METADATA_BASE_URL, METADATA_BASE_URL_IPv6, resolve_imds_endpoint_mode
-
 ImdsAnswer = Literal["disabled", "no-answer", "unreachable", "no-role", "role"]
 
 _TOKEN_PATH = "latest/api/token"  # noqa: S105 - a URL path, not a secret
@@ -40,6 +38,9 @@ class ImdsProbe:
 
 def imds_endpoint(session: Any) -> str:
     """The IMDS base URL botocore uses for ``session`` (custom endpoint, else IPv6 or IPv4 default)."""
+    # Imported here: only a daemon that found no credentials in the environment asks the IMDS.
+    from botocore.utils import METADATA_BASE_URL, METADATA_BASE_URL_IPv6, resolve_imds_endpoint_mode
+
     custom = session.get_config_variable("ec2_metadata_service_endpoint")
     if custom:
         return str(custom)

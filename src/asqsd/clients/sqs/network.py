@@ -22,9 +22,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
-
-from botocore.httpsession import ProxyConfiguration, mask_proxy_url
-from botocore.utils import get_environ_proxies
+from urllib.request import getproxies
 
 from asqsd.addresses import url_address
 from asqsd.clients.http1.proxy import HTTPProxy
@@ -35,8 +33,14 @@ def endpoint_proxy_url(endpoint_url: str, configured: Mapping[str, str] | None) 
     """The proxy URL botocore would send requests to ``endpoint_url`` through (None: direct).
 
     ``configured`` is the client config's ``proxies``; as in botocore, ``NO_PROXY`` does not
-    apply to them, only to the environment's.
+    apply to them, only to the environment's. With neither, botocore's answer is None (checked
+    first: botocore.httpsession would bring urllib3).
     """
+    if configured is None and not getproxies():
+        return None
+    from botocore.httpsession import ProxyConfiguration
+    from botocore.utils import get_environ_proxies
+
     proxies = get_environ_proxies(endpoint_url) if configured is None else configured
     url: str | None = ProxyConfiguration(proxies=proxies).proxy_url_for(endpoint_url)
     return url or None
@@ -57,6 +61,8 @@ def lean_proxy(proxy_url: str) -> HTTPProxy:
     try:
         return HTTPProxy.from_url(proxy_url)
     except ValueError as exc:
+        from botocore.httpsession import mask_proxy_url
+
         hint = "use a plain http:// proxy URL, or sqs_client: botocore"
         raise StartupError(f"SQS proxy {mask_proxy_url(proxy_url)}: {exc}; {hint}") from None
 

@@ -14,10 +14,6 @@ from importlib.metadata import version
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.utils import normalize_url_path
-
 from asqsd import __version__
 from asqsd.addresses import url_address
 
@@ -50,6 +46,17 @@ class RequestSigner(Protocol):
         ...
 
 
+def _canonical_path(path: str) -> str:
+    """botocore's normalize_url_path, quoted as SigV4 wants it; botocore.utils imported only for a
+    path that is not already normal (an empty, ``.``/``..`` or empty segment)."""
+    segments = path.split("/")
+    if not (path.startswith("/") and all(segments[1:-1]) and not {".", ".."} & set(segments)):
+        from botocore.utils import normalize_url_path
+
+        path = normalize_url_path(path)
+    return quote(path, safe="/~")
+
+
 def _trim(value: str) -> str:
     # SigV4 "Trimall": botocore collapses runs of whitespace in header values before signing.
     return " ".join(value.split())
@@ -71,7 +78,7 @@ class CachedKeySigV4:
         self._service = service
         self._host = url_address(url).host_header
         self._scope_tail = f"/{region}/{service}/aws4_request"
-        canonical_path = quote(normalize_url_path(parts.path), safe="/~")
+        canonical_path = _canonical_path(parts.path)
         # As botocore's _canonical_query_string_url: split on "&", sort the pairs, re-join as sent.
         pairs = sorted(pair.partition("=")[::2] for pair in parts.query.split("&")) if parts.query else []
         canonical_query = "&".join(f"{key}={value}" for key, value in pairs)
@@ -147,6 +154,9 @@ class BotocoreSigV4:
 
     def sign(self, target: str, body: bytes, credentials: FrozenCredentials) -> dict[str, str]:
         """Headers for one POST of ``body`` to ``AmazonSQS.<target>``, signed now by botocore."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(
             method="POST",
             url=self._url,
