@@ -220,16 +220,20 @@ def route(queue_url: str, endpoint_url: str | None, region: str | None) -> Route
 
 def open_client(where: Route) -> LeanSQS:
     """The lean SQS client for ``where`` (the caller closes it)."""
-    import aiobotocore.session
-
+    from asqsd.clients.sqs.aws_config import AwsConfigSession
+    from asqsd.clients.sqs.credential_chain import BotocoreChain
     from asqsd.clients.sqs.lean_impl import LeanSQS
 
-    credentials: Any = aiobotocore.session.get_session().get_credentials
+    credentials: Any
     if is_loopback_host(url_address(where.endpoint_url).host):
         fixed = local_credentials(os.environ)
 
         async def credentials() -> StaticCredentials:
             return fixed
+    else:
+        # The daemon's chain (asqsd run): environment keys without botocore's session, else
+        # botocore's chain looked up off the event loop.
+        credentials = BotocoreChain(AwsConfigSession()).get_credentials
 
     return LeanSQS(
         None,
