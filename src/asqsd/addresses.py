@@ -78,3 +78,23 @@ def url_address(url: str, schemes: Collection[str] | None = None) -> URLAddress:
 def http_address(url: str) -> URLAddress:
     """:func:`url_address` of an ``http://`` or ``https://`` URL; ValueError for any other."""
     return url_address(url, HTTP_SCHEMES)
+
+
+def plain_host(endpoint: str) -> bool:
+    """Whether the URL's host is one botocore's ``is_valid_endpoint_url`` accepts: dot-separated
+    labels of ASCII letters, digits and inner hyphens, 63 characters at most each (one final dot
+    allowed), no tab or line break anywhere. Checked first: botocore.utils would bring urllib3."""
+    if any(c in endpoint for c in "\t\r\n"):
+        return False
+    host = urlsplit(endpoint).hostname
+    if not host or len(host) > 255:
+        return False
+    labels = host.removesuffix(".").split(".")
+    return all(
+        0 < len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").isalnum()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )

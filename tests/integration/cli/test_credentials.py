@@ -1,8 +1,10 @@
 """Credentials that explain themselves: ``asqsd run`` as a subprocess with no usable credentials.
 
-The daemon's environment holds no AWS keys, empty AWS config files and a fake instance metadata
-service on 127.0.0.1 (:mod:`tests.support.imds`), so neither the developer's credentials nor the
-real IMDS can be reached. SQS is the project's emulator on loopback. For each failure the daemon
+The daemon's environment holds no AWS keys, AWS config files that do not exist and a fake instance
+metadata service on 127.0.0.1 (:mod:`tests.support.imds`), so neither the developer's credentials
+nor the real IMDS can be reached. That is an Elastic Beanstalk instance's configuration: the lean
+client asks the IMDS itself (:mod:`asqsd.clients.sqs.instance_profile`), the botocore client through
+botocore's chain. SQS is the project's emulator on loopback. For each failure the daemon
 must log one line naming the cause with a hint, retry on a capped backoff (the IMDS sees few
 calls), stay up with ``/readyz`` naming the problem, and deliver once credentials work.
 """
@@ -49,10 +51,9 @@ def most_attempts(elapsed_s: float) -> int:
 
 @pytest.fixture
 def aws_files(tmp_path: Path) -> dict[str, str]:
-    """Empty AWS credentials and config files, so nothing on this machine supplies credentials."""
+    """AWS credentials and config files that do not exist, so nothing on this machine supplies
+    credentials."""
     credentials, config = tmp_path / "aws-credentials", tmp_path / "aws-config"
-    credentials.write_text("")
-    config.write_text("")
     return {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(config)}
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from asqsd.emulator import Emulator
 from tests.integration.cli.conftest import QUEUE
+from tests.support.imds import ROLE, FakeImds
 from tests.support.ledger import emulator_run_args
 from tests.support.polling import wait_until
 from tests.support.worker import RecordingWorker
@@ -69,6 +70,14 @@ ENV_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Only when a shared config or credentials file exists (or a profile is named), a proxy is set, or
 # a name is not of the usual form: botocore's configuration store, its utilities, urllib3 under them.
 BOTOCORE_CONFIG_MODULES = ("botocore.configprovider", "botocore.configloader", "botocore.utils", "urllib3")
+# Only when a source other than the instance profile may answer: botocore's credential chain.
+BOTOCORE_CHAIN_MODULES = (
+    "botocore.session",
+    "botocore.credentials",
+    "botocore.utils",
+    "botocore.httpsession",
+    "urllib3",
+)
 
 
 def _start(args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -146,6 +155,41 @@ async def test_credentials_from_a_file_bring_botocores_session(
     }
     loaded = await modules_loaded(tmp_path, emu, worker, aws_env=aws_env)
     assert sorted(set(BOTOCORE_SESSION_MODULES + BOTOCORE_CONFIG_MODULES) - loaded) == []
+
+
+def _instance_role(tmp_path: Path, imds: FakeImds) -> dict[str, str]:
+    """An Elastic Beanstalk instance's AWS configuration: no keys, no shared file, an instance role."""
+    return {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no"),
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint,
+    }
+
+
+async def test_an_instance_role_needs_no_botocore_chain(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    async with FakeImds("answers") as imds:
+        loaded = await modules_loaded(tmp_path, emu, worker, aws_env=_instance_role(tmp_path, imds))
+        assert imds.count("PUT") == 1  # the credentials came from the IMDS
+    assert "asqsd.clients.sqs.instance_profile" in loaded
+    assert sorted(set(BOTOCORE_CHAIN_MODULES + BOTOCORE_CONFIG_MODULES) & loaded) == []
+
+
+async def test_a_container_role_brings_botocores_chain(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    """A container credentials endpoint set (here the fake's credentials document, served without
+    a token): botocore's chain finds it, as before; the IMDS itself is not asked."""
+    path = f"/latest/meta-data/iam/security-credentials/{ROLE}"
+    async with FakeImds("token-404") as imds:
+        aws_env = {
+            **_instance_role(tmp_path, imds),
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": imds.endpoint + path[1:],
+        }
+        loaded = await modules_loaded(tmp_path, emu, worker, aws_env=aws_env)
+        assert imds.calls == [("GET", path)]
+    assert sorted(set(BOTOCORE_CHAIN_MODULES) - loaded) == []
 
 
 async def test_the_health_server_brings_its_modules(

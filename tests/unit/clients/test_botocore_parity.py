@@ -24,9 +24,9 @@ from botocore.utils import (
     validate_region_name,
 )
 
+from asqsd.addresses import plain_host
 from asqsd.clients.sqs.aws_config import AwsConfigSession, no_shared_config
 from asqsd.clients.sqs.endpoint import _valid_region
-from asqsd.clients.sqs.factory import _plain_host
 from asqsd.clients.sqs.network import endpoint_proxy_url
 from asqsd.clients.sqs.sigv4 import _canonical_path
 
@@ -36,6 +36,9 @@ _VALUES = {
     "AWS_DATA_PATH": ["/opt/models"],
     "AWS_CA_BUNDLE": ["/etc/ca.pem", ""],
     "AWS_METADATA_SERVICE_TIMEOUT": ["3"],
+    "AWS_METADATA_SERVICE_NUM_ATTEMPTS": ["2"],
+    "AWS_EC2_METADATA_V1_DISABLED": ["true", "True", "no"],
+    "AWS_IMDS_USE_IPV6": ["TRUE", ""],
     "AWS_EC2_METADATA_SERVICE_ENDPOINT": ["http://127.0.0.1:1338"],
     "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE": ["IPv6"],
     "AWS_USE_DUALSTACK_ENDPOINT": ["true", "TRUE", "false", "yes", ""],
@@ -49,8 +52,11 @@ _SERVED = [
     "credentials_file",
     "ca_bundle",
     "metadata_service_timeout",
+    "metadata_service_num_attempts",
     "ec2_metadata_service_endpoint",
     "ec2_metadata_service_endpoint_mode",
+    "ec2_metadata_v1_disabled",
+    "imds_use_ipv6",
     "use_dualstack_endpoint",
     "use_fips_endpoint",
 ]
@@ -116,9 +122,9 @@ _ENDPOINTS = [
 @pytest.mark.parametrize("endpoint", _ENDPOINTS)
 def test_plain_hosts_are_ones_botocore_accepts(endpoint: str) -> None:
     botocore_accepts = bool(is_valid_endpoint_url(endpoint) or is_valid_ipv6_endpoint_url(endpoint))
-    assert not _plain_host(endpoint) or botocore_accepts
+    assert not plain_host(endpoint) or botocore_accepts
     if endpoint in _ENDPOINTS[:3]:
-        assert _plain_host(endpoint)  # the usual ones need no botocore
+        assert plain_host(endpoint)  # the usual ones need no botocore
 
 
 @pytest.mark.parametrize(

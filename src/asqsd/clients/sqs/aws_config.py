@@ -38,8 +38,11 @@ _ENV_CONFIG: dict[str, tuple[str, Any]] = {
     "credentials_file": ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
     "ca_bundle": ("AWS_CA_BUNDLE", None),
     "metadata_service_timeout": ("AWS_METADATA_SERVICE_TIMEOUT", 1),
+    "metadata_service_num_attempts": ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", 1),
     "ec2_metadata_service_endpoint": ("AWS_EC2_METADATA_SERVICE_ENDPOINT", None),
     "ec2_metadata_service_endpoint_mode": ("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", None),
+    "ec2_metadata_v1_disabled": ("AWS_EC2_METADATA_V1_DISABLED", False),
+    "imds_use_ipv6": ("AWS_IMDS_USE_IPV6", False),
     "use_dualstack_endpoint": ("AWS_USE_DUALSTACK_ENDPOINT", None),
     "use_fips_endpoint": ("AWS_USE_FIPS_ENDPOINT", None),
 }
@@ -49,9 +52,9 @@ _NOT_SERVED = object()
 
 def _convert(name: str, value: str) -> Any:
     # botocore's conversions for these variables: int, ensure_boolean (case-insensitive "true"), none.
-    if name == "metadata_service_timeout":
+    if name in ("metadata_service_timeout", "metadata_service_num_attempts"):
         return int(value)
-    if name in ("use_dualstack_endpoint", "use_fips_endpoint"):
+    if name in ("use_dualstack_endpoint", "use_fips_endpoint", "ec2_metadata_v1_disabled", "imds_use_ipv6"):
         return value.lower() == "true"
     return value
 

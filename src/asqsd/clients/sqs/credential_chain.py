@@ -6,7 +6,9 @@ would bring aiohttp and ~25 MiB with it; a plain botocore session has the same c
 shared files and profile, web identity, SSO, process, container, instance profile) and the same
 exceptions. Its lookups and refreshes make blocking HTTP calls (IMDS, STS, the container endpoint),
 so :class:`BotocoreChain` runs them in a worker thread (``asyncio.to_thread``); credentials still
-fresh are read on the event loop, as cheaply as before.
+fresh are read on the event loop, as cheaply as before. When the chain would certainly end at the
+instance profile (an Elastic Beanstalk or EC2 instance with no other source configured),
+:mod:`~asqsd.clients.sqs.instance_profile` asks the IMDS instead, and no chain is built.
 
 :class:`LazyAioSession` stands in for the aiobotocore session the optional AWS features (CloudWatch,
 DynamoDB, S3) use: it is created, with aiobotocore, only when one of them makes a client.
@@ -15,9 +17,15 @@ DynamoDB, S3) use: it is created, with aiobotocore, only when one of them makes 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 from asqsd.clients.sqs.aws_config import EnvCredentials
+from asqsd.clients.sqs.instance_profile import (
+    InstanceProfileCredentials,
+    instance_profile_settings,
+    load_instance_profile,
+)
 
 if TYPE_CHECKING:  # botocore.credentials is imported only when a source other than the environment is used
     from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -56,17 +64,28 @@ class BotocoreChain:
 
     def __init__(self, botocore_session: Any) -> None:
         self.botocore = botocore_session
+        self._instance_profile: InstanceProfileCredentials | None = None
 
     def get_config_variable(self, name: str) -> Any:
         """The session's configuration variable ``name`` (environment, then the profile)."""
         return self.botocore.get_config_variable(name)
 
-    async def get_credentials(self) -> ThreadedCredentials | EnvCredentials | None:
-        """The chain's credentials (None: no source has any); botocore caches what it finds.
+    async def get_credentials(
+        self,
+    ) -> ThreadedCredentials | EnvCredentials | InstanceProfileCredentials | None:
+        """The chain's credentials (None: no source has any); kept once found, as botocore keeps them.
 
         An :class:`~asqsd.clients.sqs.aws_config.AwsConfigSession` may answer with the
-        environment's static keys, which need no thread for a refresh.
+        environment's static keys, which need no thread for a refresh; where only the instance
+        profile can answer, its credentials come from
+        :func:`~asqsd.clients.sqs.instance_profile.load_instance_profile` (in a thread).
         """
+        if self._instance_profile is not None:
+            return self._instance_profile
+        settings = instance_profile_settings(self.botocore, os.environ)
+        if settings is not None:
+            self._instance_profile = await asyncio.to_thread(load_instance_profile, settings)
+            return self._instance_profile
         credentials = await asyncio.to_thread(self.botocore.get_credentials)
         if credentials is None or isinstance(credentials, EnvCredentials):
             return credentials

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
+from asqsd.addresses import plain_host
 from asqsd.clients.sqs.base import SQSClient
 from asqsd.clients.sqs.endpoint import SQSTarget, regional_endpoint, sqs_target
 from asqsd.clients.sqs.lean_impl import open_lean_sqs
@@ -92,29 +92,9 @@ async def _open_lean(
     return sqs, target.region
 
 
-def _plain_host(endpoint: str) -> bool:
-    """Whether the URL's host is one botocore's ``is_valid_endpoint_url`` accepts: dot-separated
-    labels of ASCII letters, digits and inner hyphens, 63 characters at most each (one final dot
-    allowed), no tab or line break anywhere. Checked first: botocore.utils would bring urllib3."""
-    if any(c in endpoint for c in "\t\r\n"):
-        return False
-    host = urlsplit(endpoint).hostname
-    if not host or len(host) > 255:
-        return False
-    labels = host.removesuffix(".").split(".")
-    return all(
-        0 < len(label) <= 63
-        and label.isascii()
-        and label.replace("-", "").isalnum()
-        and not label.startswith("-")
-        and not label.endswith("-")
-        for label in labels
-    )
-
-
 def _check_endpoint(endpoint: str) -> None:
     """botocore's check of an endpoint URL, with its message (a botocore client raised it before)."""
-    if _plain_host(endpoint):
+    if plain_host(endpoint):
         return
     from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 

@@ -6,6 +6,8 @@ an IMDSv2 hop limit of 1: the token request never gets its answer), refused the 
 on EC2), or answered without a role. :func:`probe_imds` asks the same endpoint botocore uses, with
 botocore's timeout, so a missing-credentials line can name the likely cause. It is called only
 after the chain found nothing, once per retry of the start-up wait; nothing else depends on it.
+The endpoint botocore asks (:func:`imds_endpoint`) and the paths are shared with
+:mod:`asqsd.clients.sqs.instance_profile`, which fetches the role's credentials.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any, Literal
 
 ImdsAnswer = Literal["disabled", "no-answer", "unreachable", "no-role", "role"]
 
-_TOKEN_PATH = "latest/api/token"  # noqa: S105 - a URL path, not a secret
-_ROLE_PATH = "latest/meta-data/iam/security-credentials/"
+TOKEN_PATH = "latest/api/token"  # noqa: S105 - a URL path, not a secret
+ROLE_PATH = "latest/meta-data/iam/security-credentials/"  # + the role name: its credentials
 _TOKEN_TTL_S = "60"  # noqa: S105 - seconds; the probe's token is used once
 
 
@@ -36,19 +38,36 @@ class ImdsProbe:
     answer: ImdsAnswer
 
 
+# botocore.utils' METADATA_BASE_URL, METADATA_BASE_URL_IPv6 and METADATA_ENDPOINT_MODES: kept here so
+# that the endpoint is known without importing botocore.utils (and urllib3 under it).
+IPV4_ENDPOINT = "http://169.254.169.254/"
+IPV6_ENDPOINT = "http://[fd00:ec2::254]/"
+_ENDPOINT_MODES = ("ipv4", "ipv6")
+
+
 def imds_endpoint(session: Any) -> str:
     """The IMDS base URL botocore uses for ``session`` (custom endpoint, else IPv6 or IPv4 default)."""
-    # Imported here: only a daemon that found no credentials in the environment asks the IMDS.
-    from botocore.utils import METADATA_BASE_URL, METADATA_BASE_URL_IPv6, resolve_imds_endpoint_mode
-
     custom = session.get_config_variable("ec2_metadata_service_endpoint")
     if custom:
         return str(custom)
-    ipv6 = resolve_imds_endpoint_mode(session) == "ipv6"
-    return str(METADATA_BASE_URL_IPv6 if ipv6 else METADATA_BASE_URL)
+    return IPV6_ENDPOINT if imds_endpoint_mode(session) == "ipv6" else IPV4_ENDPOINT
 
 
-def _join(base: str, path: str) -> str:
+def imds_endpoint_mode(session: Any) -> str:
+    """botocore's ``resolve_imds_endpoint_mode``: the mode setting (InvalidIMDSEndpointModeError if it
+    is neither ipv4 nor ipv6, in any case), else ``imds_use_ipv6``."""
+    mode = session.get_config_variable("ec2_metadata_service_endpoint_mode")
+    if mode is not None:
+        if mode.lower() not in _ENDPOINT_MODES:
+            from botocore.exceptions import InvalidIMDSEndpointModeError
+
+            raise InvalidIMDSEndpointModeError(mode=mode, valid_modes=_ENDPOINT_MODES)
+        return str(mode.lower())
+    return "ipv6" if session.get_config_variable("imds_use_ipv6") else "ipv4"
+
+
+def imds_url(base: str, path: str) -> str:
+    """``path`` under the base URL, joined as botocore joins them."""
     return base + path if base.endswith("/") else f"{base}/{path}"
 
 
@@ -71,11 +90,11 @@ async def _ask(endpoint: str, timeout_s: float) -> ImdsAnswer:
     async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as http:
         try:
             headers = {"X-aws-ec2-metadata-token-ttl-seconds": _TOKEN_TTL_S}
-            async with http.put(_join(endpoint, _TOKEN_PATH), headers=headers) as response:
+            async with http.put(imds_url(endpoint, TOKEN_PATH), headers=headers) as response:
                 token = await response.text() if response.status == 200 else None
             # Without a token (IMDSv2 off) the role is asked for as IMDSv1, as botocore does.
             headers = {"X-aws-ec2-metadata-token": token} if token else {}
-            async with http.get(_join(endpoint, _ROLE_PATH), headers=headers) as response:
+            async with http.get(imds_url(endpoint, ROLE_PATH), headers=headers) as response:
                 named = response.status == 200 and bool((await response.text()).strip())
         except TimeoutError:
             return "no-answer"
