@@ -26,6 +26,7 @@ from botocore.credentials import InstanceMetadataProvider
 from botocore.exceptions import CredentialRetrievalError, MetadataRetrievalError
 from botocore.utils import InstanceMetadataFetcher as BotocoreFetcher
 from botocore.utils import resolve_imds_endpoint_mode
+from structlog.testing import capture_logs
 
 from asqsd.clients.sqs.aws_config import AwsConfigSession
 from asqsd.clients.sqs.credential_chain import BotocoreChain
@@ -228,10 +229,13 @@ async def test_an_advisory_refresh_that_fails_keeps_the_keys_a_mandatory_one_rai
         credentials = await _loaded(imds, clock, v1_disabled=True)
         imds.mode = "token-404"
         clock.ahead = datetime.timedelta(minutes=47)
-        assert (await credentials.get_frozen_credentials()).access_key == ACCESS_KEY
-        clock.ahead = datetime.timedelta(minutes=52)  # 8 minutes left: mandatory
-        with pytest.raises(MetadataRetrievalError):
-            await credentials.get_frozen_credentials()
+        with capture_logs() as logs:
+            assert (await credentials.get_frozen_credentials()).access_key == ACCESS_KEY
+            clock.ahead = datetime.timedelta(minutes=52)  # 8 minutes left: mandatory
+            with pytest.raises(MetadataRetrievalError):
+                await credentials.get_frozen_credentials()
+    failed = [(e["log_level"], e["period"]) for e in logs if e["event"] == "credentials-refresh-failed"]
+    assert failed == [("warning", "advisory"), ("warning", "mandatory")]
 
 
 async def test_a_refresh_that_finds_nothing_raises_as_botocore_does() -> None:
