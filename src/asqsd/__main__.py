@@ -2,6 +2,6 @@
 
 import sys
 
-from asqsd.cli.main import main
+from asqsd.cli import main
 
 sys.exit(main())

@@ -31,6 +31,7 @@ def test_every_settings_flag_names_its_default() -> None:
     """A None default is either explained by the description or shown as unset."""
     parser = build_parser()
     run = next(a for a in parser._actions if a.dest == "command").choices["run"]  # type: ignore[index]
+    run.complete()  # its arguments are added at first use
     helps = {action.dest: action.help or "" for action in run._actions}
     for name in Settings.model_fields:
         assert "default" in helps[name].lower(), name
@@ -49,6 +50,28 @@ def test_misspelled_flag_shows_the_subcommands_usage(
     assert (
         f"asqsd {command}: error: unrecognized arguments: --http-prot 8080 (did you mean --http-port?)" in err
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["local", "--port", "9400", "--demo"], {"port": 9400, "demo": True, "queue": "default"}),
+        (["cron", "trigger", "nightly", "--http-port", "81"], {"name": "nightly", "http_port": "81"}),
+        (["pause", "--seconds", "30"], {"command": "pause", "seconds": 30.0}),
+        (["emulator", "--queue", "a", "--queue", "b"], {"queue": ["a", "b"]}),
+    ],
+)
+def test_each_subcommand_gets_its_arguments_when_used(argv: list[str], expected: dict[str, object]) -> None:
+    args = vars(build_parser().parse_args(argv))
+    assert {key: args[key] for key in expected} == expected
+
+
+def test_the_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for command in ("run", "config", "local", "cron", "send", "emulator", "version", "pause", "status"):
+        assert command in out
 
 
 def test_valid_arguments_still_parse() -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pydantic.fields import FieldInfo
 from asqsd import __version__
 from asqsd.cli.exits import EXIT_OK, config_error
 from asqsd.cli.serve import run_command, start_logging
+from asqsd.cli.startup import COLLECTION
 from asqsd.clients.sqs.endpoint import regional_endpoint, sqs_target
 from asqsd.config import LoadedSettings, Settings, describe_settings, load_settings
 from asqsd.errors import ConfigError
@@ -83,15 +85,45 @@ def _shown(value: Any) -> str:
 
 class _SubcommandParser(argparse.ArgumentParser):
     """A subcommand's parser: arguments it does not know are its error (its usage, a hint), not the
-    top-level parser's, which would print the usage of ``asqsd`` itself."""
+    top-level parser's, which would print the usage of ``asqsd`` itself.
+
+    Its arguments are added when it is first used (:meth:`add_later`): a command line picks one
+    subcommand, and adding every subcommand's ~70 settings flags, with the modules that describe
+    ``send``, ``emulator`` and the control commands, cost ~10 ms at every start.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._later: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def add_later(self, add: Callable[[argparse.ArgumentParser], None]) -> _SubcommandParser:
+        """Have ``add(self)`` add arguments before this parser first parses or prints help."""
+        self._later.append(add)
+        return self
+
+    def complete(self) -> _SubcommandParser:
+        """Add the arguments :meth:`add_later` deferred (once; in the order they were deferred)."""
+        later, self._later = self._later, []
+        for add in later:
+            add(self)
+        return self
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        self.complete()
         parsed, extra = super().parse_known_args(args, namespace)
         if extra:
             self.error(_unrecognized(self, extra))
         return parsed, extra
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
 
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
@@ -107,15 +139,36 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree."""
+    """The argparse tree; each subcommand's arguments are added when it is used."""
     parser = argparse.ArgumentParser(
         prog="asqsd", description="Elastic Beanstalk worker SQS daemon, in asyncio."
     )
     parser.add_argument("--version", action="version", version=f"asqsd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
-    add_settings_flags(commands.add_parser("run", help="run the daemon"))
-    add_settings_flags(commands.add_parser("config", help="print the effective settings and their sources"))
-    local = commands.add_parser("local", help="embedded SQS emulator + daemon on 127.0.0.1, no AWS account")
+    commands.add_parser("run", help="run the daemon").add_later(add_settings_flags)
+    commands.add_parser("config", help="print the effective settings and their sources").add_later(
+        add_settings_flags
+    )
+    commands.add_parser(
+        "local", help="embedded SQS emulator + daemon on 127.0.0.1, no AWS account"
+    ).add_later(_add_local_arguments)
+    commands.add_parser("cron", help="list cron.yaml's periodic tasks, or enqueue one now").add_later(
+        _add_cron_parsers
+    )
+    commands.add_parser("send", help="send messages to a queue (default: asqsd local's)").add_later(
+        _add_send_arguments
+    )
+    commands.add_parser(
+        "emulator", help="run the SQS emulator alone on 127.0.0.1, with its queues"
+    ).add_later(_add_emulator_arguments)
+    commands.add_parser("version", help="print the version")
+    for name, help_text in _CONTROL_COMMANDS.items():
+        commands.add_parser(name, help=help_text).add_later(functools.partial(_add_control_arguments, name))
+    return parser
+
+
+def _add_local_arguments(local: argparse.ArgumentParser) -> None:
+    """``asqsd local``: the emulator's port and queue, the demo, and every settings flag."""
     local.add_argument("--port", type=int, default=9324, help="emulator port on 127.0.0.1 (default 9324)")
     local.add_argument("--queue", default="default", help="queue name (default 'default'; .fifo for FIFO)")
     local.add_argument(
@@ -125,50 +178,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="start a demo worker, send samples, stop when shown"
     )
     add_settings_flags(local)
-    _add_cron_parsers(commands.add_parser("cron", help="list cron.yaml's periodic tasks, or enqueue one now"))
-    _add_send_and_emulator(commands)
-    commands.add_parser("version", help="print the version")
-    _add_control_parsers(commands)
-    return parser
 
 
 def _add_cron_parsers(cron: argparse.ArgumentParser) -> None:
     """``asqsd cron list`` and ``asqsd cron trigger <name>`` (:mod:`asqsd.cli.cron`)."""
     commands = cron.add_subparsers(dest="cron_command", required=True, parser_class=_SubcommandParser)
-    add_settings_flags(
-        commands.add_parser("list", help="name, URL, schedule and next run (UTC) of every task")
+    commands.add_parser("list", help="name, URL, schedule and next run (UTC) of every task").add_later(
+        add_settings_flags
     )
     trigger = commands.add_parser(
         "trigger", help="enqueue one run of a task now on the configured queue, as the scheduler would"
     )
     trigger.add_argument("name", help="the task's name in cron.yaml")
-    add_settings_flags(trigger)
+    trigger.add_later(add_settings_flags)
 
 
-def _add_send_and_emulator(commands: Any) -> None:
-    """``asqsd send`` and ``asqsd emulator``: the two helpers of a local development loop."""
-    from asqsd.cli.send import add_arguments as add_send_arguments
-    from asqsd.emulator.args import add_arguments as add_emulator_arguments
+def _add_send_arguments(send: argparse.ArgumentParser) -> None:
+    """``asqsd send``: one of the two helpers of a local development loop."""
+    from asqsd.cli.send import add_arguments
 
-    add_send_arguments(commands.add_parser("send", help="send messages to a queue (default: asqsd local's)"))
-    add_emulator_arguments(
-        commands.add_parser("emulator", help="run the SQS emulator alone on 127.0.0.1, with its queues")
-    )
+    add_arguments(send)
 
 
-def _add_control_parsers(commands: Any) -> None:
-    """``asqsd pause | resume | status``: they find the health server from the settings flags."""
+def _add_emulator_arguments(emulator: argparse.ArgumentParser) -> None:
+    """``asqsd emulator``: the other one."""
+    from asqsd.emulator.args import add_arguments
+
+    add_arguments(emulator)
+
+
+# ``asqsd pause | resume | status``: they find the health server from the settings flags.
+_CONTROL_COMMANDS = {
+    "pause": "pause receiving on a running daemon (in-flight POSTs finish)",
+    "resume": "resume receiving on a running daemon",
+    "status": "show a running daemon's intake state and the messages it holds",
+}
+
+
+def _add_control_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     from asqsd.cli.control import add_control_arguments
 
-    helps = {
-        "pause": "pause receiving on a running daemon (in-flight POSTs finish)",
-        "resume": "resume receiving on a running daemon",
-        "status": "show a running daemon's intake state and the messages it holds",
-    }
-    for name, help_text in helps.items():
-        parser = commands.add_parser(name, help=help_text)
-        add_control_arguments(parser, name)
-        add_settings_flags(parser)
+    add_control_arguments(parser, name)
+    add_settings_flags(parser)
 
 
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,6 +235,8 @@ def load(args: argparse.Namespace) -> LoadedSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and return the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        COLLECTION.resume()  # only `asqsd run` starts with collection paused until its daemon is loaded
     if args.command == "version":
         print(f"asqsd {__version__}")
         return EXIT_OK

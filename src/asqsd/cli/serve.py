@@ -16,6 +16,7 @@ from typing import Any
 
 from asqsd._compat import run as run_loop
 from asqsd.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, config_error
+from asqsd.cli.startup import COLLECTION
 from asqsd.clients.sqs.endpoint import sqs_target
 from asqsd.config import LoadedSettings, Settings
 from asqsd.errors import ConfigError, StartupError
@@ -36,6 +37,9 @@ def run_command(loaded: LoadedSettings) -> int:
     except ConfigError as exc:
         return config_error(exc.problems)
     log = start_logging(settings, loaded.warnings, cron_path, tasks)
+    import asqsd.daemon  # noqa: F401  (loaded here, with collection still paused; serve uses it)
+
+    COLLECTION.resume()  # start-up's objects are loaded: frozen, then collection resumes
     try:
         return run_loop(serve(settings, tasks=tasks, botocore_session=session), settings.loop)
     except StartupError as exc:

@@ -9,6 +9,7 @@ default run leaves out: the check would see them if the default run loaded them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -66,6 +67,8 @@ HEALTH_SERVER_MODULES = ("aiohttp.web", "prometheus_client", "asqsd.observe.heal
 BOTOCORE_CLIENT_MODULES = ("aiobotocore", "aiohttp", "asqsd.clients.sqs.botocore_impl")
 # Only for credentials from a source other than the environment's two keys.
 BOTOCORE_SESSION_MODULES = ("botocore.session", "botocore.credentials", "botocore.client")
+# structlog's optional console extras: never imported by asqsd (asqsd.cli.startup).
+STRUCTLOG_EXTRAS = ("rich", "better_exceptions", "colorama")
 ENV_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Only when a shared config or credentials file exists (or a profile is named), a proxy is set, or
 # a name is not of the usual form: botocore's configuration store, its utilities, urllib3 under them.
@@ -128,6 +131,28 @@ async def test_default_features_import_no_optional_module(
     assert {"asqsd.pipeline.receiver", "asqsd.clients.sqs.lean_impl"} <= loaded  # it did run
     assert sorted(set(OPTIONAL_MODULES) & loaded) == []
     assert sorted(set(BOTOCORE_SESSION_MODULES) & loaded) == []
+    assert sorted(set(STRUCTLOG_EXTRAS) & loaded) == []
+
+
+def _imports_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    listing = "import json, sys; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{listing}"], capture_output=True, check=True, timeout=60
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))  # the last line: what ``code`` printed comes first
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rich") is None, reason="rich is not installed")
+def test_structlogs_console_extras_stay_out_even_when_installed() -> None:
+    # The control: structlog imported plainly takes rich (installed here: import-linter needs it).
+    assert "rich" in _imports_after("import structlog")
+    version = "import asqsd.cli; asqsd.cli.main(['version'])"
+    loaded = _imports_after(version)
+    assert "structlog" in loaded
+    assert sorted(set(STRUCTLOG_EXTRAS) & loaded) == []
+    # Only that one import is affected: rich stays importable for anyone who wants it.
+    assert "rich.console" in _imports_after(f"{version}; import rich.console")
 
 
 async def test_no_shared_config_file_needs_no_botocore_configuration(
@@ -141,6 +166,7 @@ async def test_no_shared_config_file_needs_no_botocore_configuration(
     loaded = await modules_loaded(tmp_path, emu, worker, aws_env=aws_env)
     assert "asqsd.clients.sqs.lean_impl" in loaded  # it did run
     assert sorted(set(BOTOCORE_CONFIG_MODULES) & loaded) == []
+    assert "http.client" not in loaded  # only for the instance profile's requests (or a proxy)
 
 
 async def test_credentials_from_a_file_bring_botocores_session(
@@ -172,7 +198,7 @@ async def test_an_instance_role_needs_no_botocore_chain(
     async with FakeImds("answers") as imds:
         loaded = await modules_loaded(tmp_path, emu, worker, aws_env=_instance_role(tmp_path, imds))
         assert imds.count("PUT") == 1  # the credentials came from the IMDS
-    assert "asqsd.clients.sqs.instance_profile" in loaded
+    assert {"asqsd.clients.sqs.instance_profile", "http.client"} <= loaded
     assert sorted(set(BOTOCORE_CHAIN_MODULES + BOTOCORE_CONFIG_MODULES) & loaded) == []
 
 

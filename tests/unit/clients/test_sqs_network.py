@@ -13,7 +13,16 @@ import pytest
 from botocore.utils import get_environ_proxies
 
 from asqsd.clients.http1.proxy import HTTPProxy, ProxyError, _check_reply
-from asqsd.clients.sqs.network import ca_bundle, endpoint_proxy_url, lean_proxy, proxy_address, tls_context
+from asqsd.clients.sqs.network import (
+    ca_bundle,
+    check_ca_bundle,
+    endpoint_proxy_url,
+    environment_proxies,
+    lean_proxy,
+    proxy_address,
+    session_tls_context,
+    tls_context,
+)
 from asqsd.clients.sqs.transport import LeanHTTPTransport
 from asqsd.errors import StartupError
 from tests.support.proxy import clear_proxy_environment
@@ -244,6 +253,56 @@ def test_an_unusable_ca_bundle_is_a_startup_error(
         tls_context(str(bundle))
     assert f"CA bundle '{bundle}'" in str(caught.value)
     assert "AWS_CA_BUNDLE" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "No such file"), (b"", "no certificate"), (b"junk\n", "no certificate")],
+)
+def test_the_check_for_a_plain_http_endpoint_refuses_what_tls_context_refuses(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    bundle = tmp_path / "corp.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    with pytest.raises(StartupError, match=problem) as caught:
+        check_ca_bundle(str(bundle))
+    assert f"CA bundle '{bundle}'" in str(caught.value)
+    assert "AWS_CA_BUNDLE" in str(caught.value)
+    with pytest.raises(StartupError, match="CA bundle"):
+        session_tls_context(_Session(str(bundle)), "http://127.0.0.1:9324")
+
+
+def test_the_bundle_is_loaded_only_for_an_https_endpoint(tmp_path: Path) -> None:
+    bundle = tmp_path / "corp.pem"
+    # A certificate marker the check accepts, but no certificate ssl can parse: only loading fails.
+    bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    check_ca_bundle(str(bundle))
+    assert session_tls_context(_Session(str(bundle)), "http://127.0.0.1:9324") is None
+    with pytest.raises(StartupError, match="CA bundle"):
+        session_tls_context(_Session(str(bundle)), SQS)
+    with pytest.raises(StartupError, match="CA bundle"):
+        session_tls_context(_Session(str(bundle)))  # the endpoint not known: loaded, as before
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {},
+        {"HTTPS_PROXY": "http://proxy:3128"},
+        {"http_proxy": "http://proxy:3128", "NO_PROXY": "*"},
+        {"ftp_proxy": "http://proxy:21"},
+        {"HTTP_PROXY": ""},
+        {"NO_PROXY": "example.com"},
+        {"Https_Proxy": "proxy:8080"},
+    ],
+)
+def test_environment_proxies_are_urllibs(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    from urllib.request import getproxies
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert environment_proxies() == getproxies()
 
 
 def test_a_directory_is_not_a_ca_bundle(tmp_path: Path) -> None:

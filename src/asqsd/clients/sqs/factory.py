@@ -72,10 +72,10 @@ async def _open_lean(
     assert settings.queue_url is not None
     botocore_session = getattr(session, "botocore", session)
     target = _target(botocore_session, settings)
-    # A CA bundle the client cannot use stops start-up here, as it did before the botocore client.
-    ssl_context = session_tls_context(session)
     endpoint = target.endpoint_url or regional_endpoint(botocore_session, target.region)
     _check_endpoint(endpoint)
+    # A CA bundle the client cannot use stops start-up here, as it did before the botocore client.
+    ssl_context = session_tls_context(session, endpoint)
     _log_client(settings, target, endpoint, None)
     # Its own keep-alive pool covers every long poll plus the batch calls (docs/sqs-client.md).
     sqs = await open_lean_sqs(

@@ -5,7 +5,7 @@ chain finds nothing in the environment or the files, then its ``InstanceMetadata
 IMDS. Building that chain imports botocore.session, botocore.credentials, botocore.utils,
 botocore.httpsession and urllib3 (about 30 ms and 4-7 MiB at every start). When the chain would
 certainly end at that provider (:func:`instance_profile_settings`), asqsd asks the IMDS itself, with
-http.client (already imported) and botocore's protocol and semantics:
+the standard library's http.client and botocore's protocol and semantics:
 
 * an IMDSv2 token (PUT, TTL 21600 s), then the role name and its credentials (GET, with the token);
   without a token (the PUT timed out, was refused with 403, 404 or 405, or failed every attempt)
@@ -14,8 +14,9 @@ http.client (already imported) and botocore's protocol and semantics:
 * credentials that have expired or are about to ("static stability": the IMDS may be serving old
   ones) get a new expiry 17 to 25 minutes ahead, so the daemon keeps signing and retries later;
 * :class:`InstanceProfileCredentials` refreshes as botocore's ``RefreshableCredentials``: from 15
-  minutes before expiry (a failure is logged and the old keys kept), blocking from 10 minutes
-  before (a failure is raised); the fetch runs in a worker thread, never on the event loop.
+  minutes before expiry (a fetch that raises is logged and the old keys kept; an IMDS that gives
+  nothing raises CredentialRetrievalError, as in botocore), blocking from 10 minutes before (any
+  failure is raised); the fetch runs in a worker thread, never on the event loop.
 
 Everything else (keys in the environment, a profile, a shared file, a container or web-identity
 role, a proxy for the IMDS ...) goes through botocore's chain as before.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.message
-import http.client
 import importlib.util
 import json
 import os
@@ -275,6 +275,8 @@ class InstanceMetadataFetcher:
 
     def _send(self, method: str, path: str, headers: dict[str, str]) -> _Response:
         """One request on its own connection; _Retryable or _ReadTimeout as botocore classes failures."""
+        import http.client  # here: only a daemon that asks the IMDS needs it (about 2 ms)
+
         url = imds_url(self._settings.endpoint, path)
         address, parts = url_address(url), urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")

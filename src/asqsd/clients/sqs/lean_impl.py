@@ -489,7 +489,7 @@ async def open_lean_sqs(
         proxy_url = endpoint_proxy_url(endpoint_url, proxies)
         proxy = None if proxy_url is None else lean_proxy(proxy_url)
         if ssl_context is None:
-            ssl_context = session_tls_context(session)
+            ssl_context = session_tls_context(session, endpoint_url)
     lean = LeanSQS(
         http,
         queue_url,
