@@ -85,6 +85,7 @@ _BOTO_FILES = ("/etc/boto.cfg", "~/.boto")  # BotoProvider's files when BOTO_CON
 
 # botocore's IMDSFetcher and InstanceMetadataFetcher.
 _TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
+_TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
 _TOKEN_TTL_S = "21600"  # noqa: S105 - seconds, not a secret
 _TOKEN_STATUSES_FOR_V1 = (404, 403, 405)  # no token: IMDSv1 is tried
 _FIELDS = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
@@ -245,9 +246,7 @@ class InstanceMetadataFetcher:
     def _token(self) -> str | None:
         for _ in range(self._settings.num_attempts):
             try:
-                response = self._send(
-                    "PUT", TOKEN_PATH, {"x-aws-ec2-metadata-token-ttl-seconds": _TOKEN_TTL_S}
-                )
+                response = self._send("PUT", TOKEN_PATH, {_TTL_HEADER: _TOKEN_TTL_S})
             except _ReadTimeout:
                 return None
             except _Retryable:
@@ -263,7 +262,7 @@ class InstanceMetadataFetcher:
     def _get(self, path: str, needs_retry: Callable[[_Response], bool], token: str | None) -> _Response:
         if not token and self._settings.v1_disabled:
             raise MetadataRetrievalError(error_msg=_V1_DISABLED)
-        headers = {} if token is None else {"x-aws-ec2-metadata-token": token}
+        headers = {} if token is None else {_TOKEN_HEADER: token}
         for _ in range(self._settings.num_attempts):
             try:
                 response = self._send("GET", path, headers)
