@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import email.message
 import importlib.util
 import json
 import os
@@ -193,6 +192,8 @@ class _Response:
     def _encoding(self) -> str | None:
         if not self.content_type:
             return None
+        import email.message  # here: an IMDS answer names its charset rarely (~2 ms to import)
+
         message = email.message.Message()
         message["content-type"] = self.content_type
         charset = message.get_param("charset")
