@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import types
 
 import pytest
 
+import asqsd.backoff as backoff_module
 from asqsd.backoff import Backoff, backoff_delay
 
 
@@ -52,3 +54,20 @@ def test_backoff_is_the_pure_formula_over_its_own_count() -> None:
 def test_jitter_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ValueError, match="jitter"):
         Backoff(jitter=1.5)
+
+
+def test_the_random_generator_is_made_at_the_first_delay_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeding one reads the OS's entropy; a Backoff per batch call that never fails must not pay it."""
+    made: list[random.Random] = []
+
+    def counting_random() -> random.Random:
+        made.append(random.Random(7))
+        return made[-1]
+
+    monkeypatch.setattr(backoff_module, "random", types.SimpleNamespace(Random=counting_random))
+    backoffs = [Backoff(base_s=0.1, cap_s=5.0) for _ in range(3)]
+    assert made == []
+    first = backoffs[0].next_delay()
+    backoffs[0].next_delay()
+    assert len(made) == 1
+    assert 0.01 <= first <= 0.1
