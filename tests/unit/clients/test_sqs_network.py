@@ -6,6 +6,7 @@ on (scheme, spelling, NO_PROXY forms) and, where it matters, compare with botoco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,7 @@ def test_the_session_reads_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> Non
     assert ca_bundle(get_session()) == "/etc/pki/corp.pem"
 
 
+@pytest.mark.parametrize("check", [tls_context, check_ca_bundle], ids=["loaded", "checked"])
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -244,33 +246,16 @@ def test_the_session_reads_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> Non
     ],
 )
 def test_an_unusable_ca_bundle_is_a_startup_error(
-    tmp_path: Path, content: bytes | None, problem: str
+    tmp_path: Path, content: bytes | None, problem: str, check: Callable[[str], object]
 ) -> None:
+    """Loaded (an https endpoint) or only checked (http), the same files are refused, alike."""
     bundle = tmp_path / "corp.pem"
     if content is not None:
         bundle.write_bytes(content)
     with pytest.raises(StartupError, match=problem) as caught:
-        tls_context(str(bundle))
+        check(str(bundle))
     assert f"CA bundle '{bundle}'" in str(caught.value)
     assert "AWS_CA_BUNDLE" in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("content", "problem"),
-    [(None, "No such file"), (b"", "no certificate"), (b"junk\n", "no certificate")],
-)
-def test_the_check_for_a_plain_http_endpoint_refuses_what_tls_context_refuses(
-    tmp_path: Path, content: bytes | None, problem: str
-) -> None:
-    bundle = tmp_path / "corp.pem"
-    if content is not None:
-        bundle.write_bytes(content)
-    with pytest.raises(StartupError, match=problem) as caught:
-        check_ca_bundle(str(bundle))
-    assert f"CA bundle '{bundle}'" in str(caught.value)
-    assert "AWS_CA_BUNDLE" in str(caught.value)
-    with pytest.raises(StartupError, match="CA bundle"):
-        session_tls_context(_Session(str(bundle)), "http://127.0.0.1:9324")
 
 
 def test_the_bundle_is_loaded_only_for_an_https_endpoint(tmp_path: Path) -> None:
@@ -279,6 +264,8 @@ def test_the_bundle_is_loaded_only_for_an_https_endpoint(tmp_path: Path) -> None
     bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     check_ca_bundle(str(bundle))
     assert session_tls_context(_Session(str(bundle)), "http://127.0.0.1:9324") is None
+    with pytest.raises(StartupError, match="No such file"):  # checked for http all the same
+        session_tls_context(_Session(str(tmp_path / "missing.pem")), "http://127.0.0.1:9324")
     with pytest.raises(StartupError, match="CA bundle"):
         session_tls_context(_Session(str(bundle)), SQS)
     with pytest.raises(StartupError, match="CA bundle"):
