@@ -141,7 +141,7 @@ class Daemon:
                 return
             sqs, region = await open_sqs(sqs_session, self.settings, stack)
             self._sqs = CountingSQS(sqs, self._sqs_called)
-            cloudwatch = await self.observers.open_cloudwatch(session, region, stack)
+            cloudwatch = await self._open_cloudwatch(sqs_session, session, region, stack)
             if not await self.queue.read_attributes(self._sqs):
                 return
             self.delivery.max_receive_count = max_receive_count_from(
@@ -204,6 +204,18 @@ class Daemon:
         from asqsd.clients.sqs.aws_config import AwsConfigSession
 
         return BotocoreChain(self._botocore_session or AwsConfigSession()), LazyAioSession()
+
+    async def _open_cloudwatch(
+        self, sqs_session: Any, session: Any, region: str, stack: contextlib.AsyncExitStack
+    ) -> Any:
+        """The CloudWatch client, when a CloudWatch output is on: with the lean SQS client a
+        :class:`~asqsd.clients.cloudwatch.LeanCloudWatch` on the same credential chain (no
+        aiobotocore), else aiobotocore's."""
+        if self.settings.sqs_client == "botocore" or not self.observers.wants_cloudwatch():
+            return await self.observers.open_cloudwatch(session, region, stack)
+        from asqsd.clients.cloudwatch import open_lean_cloudwatch
+
+        return await open_lean_cloudwatch(sqs_session, region, stack)
 
     async def _wait_for_credentials(self, session: Any) -> bool:
         """Until the credential chain gives credentials (False: stopped first); see docs/deployment.md."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from asqsd.logs import get_logger
-from asqsd.observe.health import HealthSource, completed_receives, successful_receives
+from asqsd.observe.health_source import HealthSource, completed_receives, successful_receives
 
 log = get_logger("cloudwatch")
 

@@ -38,9 +38,9 @@ from asqsd.addresses import is_loopback_host, join_host_port
 from asqsd.logs import get_logger
 from asqsd.observe.control import ControlView, add_control_routes
 from asqsd.observe.control import json_response as _json
-from asqsd.observe.counters import Counters
 from asqsd.observe.delivery import DeliveryStats
 from asqsd.observe.gauges import INTAKE_PAUSED, INTAKE_PAUSED_SINCE, WORKER_OUTAGE
+from asqsd.observe.health_source import HealthSource, successful_receives
 from asqsd.observe.prometheus import metrics_registry, render_metrics
 
 log = get_logger("health")
@@ -49,27 +49,7 @@ log = get_logger("health")
 DEFAULT_PORT = 9325
 
 
-RECEIVE_OPERATION = "ReceiveMessage"
-
-
 _NO_CACHE = {"Cache-Control": "no-store"}
-
-
-class HealthSource(Protocol):
-    """What health reporting (readiness, the CloudWatch Health metric) reads from the daemon."""
-
-    @property
-    def counters(self) -> Counters:
-        """The daemon's live counters (successful receives are read from ``sqs_calls``)."""
-        ...
-
-    async def check_sqs(self) -> bool:
-        """A cheap SQS call on the daemon's queue (e.g. GetQueueAttributes QueueArn); True if it worked."""
-        ...
-
-    async def check_worker(self) -> bool:
-        """True if the worker accepts a TCP connection (or passes the configured health check)."""
-        ...
 
 
 class DaemonView(HealthSource, Protocol):
@@ -129,16 +109,6 @@ class AckReceiver(Protocol):
 
 # An acknowledgement is a few dozen bytes of JSON; anything much longer is refused unread.
 _MAX_ACK_BYTES = 4096
-
-
-def successful_receives(counters: Counters) -> int:
-    """ReceiveMessage calls that returned (with or without messages), as the receivers count them."""
-    return counters.sqs_calls.get(RECEIVE_OPERATION, 0) - counters.sqs_errors.get(RECEIVE_OPERATION, 0)
-
-
-def completed_receives(counters: Counters) -> int:
-    """ReceiveMessage calls that finished, successfully or not (outstanding polls excluded)."""
-    return counters.sqs_calls.get(RECEIVE_OPERATION, 0)
 
 
 # --- cached checks -------------------------------------------------------------------------------

@@ -67,12 +67,17 @@ class Observers:
             raise StartupError(f"health server {settings.health_host}:{settings.health_port}: {exc}") from exc
         stack.push_async_callback(self.health.stop)
 
+    def wants_cloudwatch(self) -> bool:
+        """Whether the Health metric or ``cloudwatch_metrics`` needs a CloudWatch client."""
+        settings = self._settings
+        return bool((settings.health_metric and settings.environment_name) or settings.cloudwatch_metrics)
+
     async def open_cloudwatch(
         self, session: Any, region: str | None, stack: contextlib.AsyncExitStack
     ) -> Any:
-        """The CloudWatch client for the Health metric or ``cloudwatch_metrics``, when either is wanted."""
-        settings = self._settings
-        if not ((settings.health_metric and settings.environment_name) or settings.cloudwatch_metrics):
+        """An aiobotocore CloudWatch client for the Health metric or ``cloudwatch_metrics``, when
+        either is wanted (``sqs_client: botocore``; the lean one is made by the daemon)."""
+        if not self.wants_cloudwatch():
             return None
         from aiobotocore.config import AioConfig
 

@@ -24,7 +24,7 @@ from asqsd.observe.cloudwatch import (
     fault_document,
 )
 from asqsd.observe.counters import Counters
-from asqsd.observe.health import HealthSource
+from asqsd.observe.health_source import HealthSource
 from tests.support.polling import wait_until, wait_until_async
 from tests.support.servers import free_loopback_port
 

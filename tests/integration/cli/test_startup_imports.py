@@ -225,6 +225,17 @@ async def test_the_health_server_brings_its_modules(
     assert sorted(set(HEALTH_SERVER_MODULES) - loaded) == []
 
 
+async def test_the_health_metric_needs_no_aiobotocore(
+    tmp_path: Path, emu: Emulator, worker: RecordingWorker
+) -> None:
+    # Elastic Beanstalk's default.yaml names the environment: the Health metric is on. CloudWatch
+    # points at a closed loopback port (nothing may reach AWS); the first put is a minute away.
+    aws_env = {**ENV_KEYS, "AWS_ENDPOINT_URL_CLOUDWATCH": "http://127.0.0.1:9"}
+    loaded = await modules_loaded(tmp_path, emu, worker, "--environment-name", "my-env", aws_env=aws_env)
+    assert "asqsd.clients.cloudwatch" in loaded  # the metric's client was made
+    assert sorted(set(BOTOCORE_CLIENT_MODULES) & loaded) == []
+
+
 async def test_the_botocore_client_brings_aiobotocore(
     tmp_path: Path, emu: Emulator, worker: RecordingWorker
 ) -> None:

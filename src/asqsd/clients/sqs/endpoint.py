@@ -307,8 +307,15 @@ def _aws_endpoint(
 def s3_endpoint(session: Any, env: Mapping[str, str]) -> Sourced | None:
     """The S3 endpoint the AWS SDK configuration names (``AWS_ENDPOINT_URL_S3``,
     ``AWS_ENDPOINT_URL``, the profile), by the same rules as the SQS one; None: AWS's own."""
+    return configured_endpoint(session, env, "s3")
+
+
+def configured_endpoint(session: Any, env: Mapping[str, str], service: str) -> Sourced | None:
+    """The endpoint the AWS SDK configuration names for ``service`` (botocore's service name:
+    ``AWS_ENDPOINT_URL_<SERVICE>``, ``AWS_ENDPOINT_URL``, the profile's ``services`` section or
+    ``endpoint_url``); None: AWS's own."""
     profile, full_config, label = _aws_config(session)
-    return _aws_endpoint(env, profile, full_config, label, "s3")
+    return _aws_endpoint(env, profile, full_config, label, service)
 
 
 def sqs_target(
@@ -335,8 +342,9 @@ def _setting(value: str | None, source: str) -> Sourced | None:
     return Sourced(value, source) if value is not None else None
 
 
-def regional_endpoint(session: Any, region: str) -> str:
-    """botocore's SQS endpoint for ``region`` (what a client given no endpoint calls); no network.
+def regional_endpoint(session: Any, region: str, service: str = "sqs") -> str:
+    """botocore's endpoint of ``service`` (SQS by default) for ``region`` (what a client given no
+    endpoint calls); no network.
 
     ``session`` is a plain botocore session. For a region of the usual form (``eu-west-1``) and
     neither ``use_fips_endpoint`` nor ``use_dualstack_endpoint`` set, the endpoint comes from SQS's
@@ -350,8 +358,8 @@ def regional_endpoint(session: Any, region: str) -> str:
 
     try:
         if _REGION_NAME.fullmatch(region) and not _endpoint_variant(session):
-            return _ruleset_endpoint(session, region)
-        return _client_endpoint(session, region)
+            return _ruleset_endpoint(session, region, service)
+        return _client_endpoint(session, region, service)
     except BotoCoreError as exc:
         raise ConfigError([f"region {region!r}: {exc}"]) from None
 
@@ -364,23 +372,23 @@ def _endpoint_variant(session: Any) -> bool:
     return any(session.get_config_variable(name) for name in ("use_fips_endpoint", "use_dualstack_endpoint"))
 
 
-def _ruleset_endpoint(session: Any, region: str) -> str:
+def _ruleset_endpoint(session: Any, region: str, service: str) -> str:
     from botocore.endpoint_provider import EndpointProvider
     from botocore.utils import validate_region_name
 
     validate_region_name(region)
     loader = session.get_component("data_loader")
-    rules = loader.load_service_model("sqs", "endpoint-rule-set-1")
+    rules = loader.load_service_model(service, "endpoint-rule-set-1")
     provider = EndpointProvider(rules, loader.load_data("partitions"))
     return str(provider.resolve_endpoint(Region=region, UseFIPS=False, UseDualStack=False).url)
 
 
-def _client_endpoint(session: Any, region: str) -> str:
+def _client_endpoint(session: Any, region: str, service: str) -> str:
     # Unsigned, so no credentials are looked up.
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    client = session.create_client("sqs", region_name=region, config=Config(signature_version=UNSIGNED))
+    client = session.create_client(service, region_name=region, config=Config(signature_version=UNSIGNED))
     try:
         return str(client.meta.endpoint_url)
     finally:

@@ -376,6 +376,14 @@ class LeanSQS:
 
 def _error_from_response(operation: str, status: int, raw: bytes, query_error: str | None) -> SQSError:
     """Parse an error response the way botocore's JSON parser does (``__type``, query-error header)."""
+    code, message = error_code_and_message(status, raw, query_error)
+    return server_error(operation, code, message, status)
+
+
+def error_code_and_message(status: int, raw: bytes, query_error: str | None) -> tuple[str, str]:
+    """The error code and message of a JSON-protocol error response, as botocore's parser reads them:
+    ``__type`` (or the status), and for a query-compatible service the legacy code of the
+    ``x-amzn-query-error`` header."""
     body: Any
     try:
         body = orjson.loads(raw) if raw else {}
@@ -393,7 +401,7 @@ def _error_from_response(operation: str, status: int, raw: bytes, query_error: s
         legacy_code, sep, fault = query_error.partition(";")
         if sep and legacy_code and ";" not in fault:
             code = legacy_code
-    return server_error(operation, code, message, status)
+    return code, message
 
 
 def _connections_of(http: aiohttp.ClientSession | None) -> int:
