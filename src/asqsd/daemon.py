@@ -211,7 +211,9 @@ class Daemon:
         """The CloudWatch client, when a CloudWatch output is on: with the lean SQS client a
         :class:`~asqsd.clients.cloudwatch.LeanCloudWatch` on the same credential chain (no
         aiobotocore), else aiobotocore's."""
-        if self.settings.sqs_client == "botocore" or not self.observers.wants_cloudwatch():
+        if not self.observers.wants_cloudwatch():
+            return None
+        if self.settings.sqs_client == "botocore":
             return await self.observers.open_cloudwatch(session, region, stack)
         from asqsd.clients.cloudwatch import open_lean_cloudwatch
 

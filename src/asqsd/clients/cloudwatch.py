@@ -79,6 +79,7 @@ class LeanCloudWatch:
         )
         self._signer = CachedKeySigV4(url, region, service=_SERVICE)
         self._credentials = credentials
+        self._source: Any = None
 
     async def put_metric_data(self, *, Namespace: str, MetricData: Sequence[Mapping[str, Any]]) -> None:
         """One PutMetricData; :class:`CloudWatchError` if CloudWatch refuses it or does not answer.
@@ -97,7 +98,8 @@ class LeanCloudWatch:
             await asyncio.sleep(backoff.next_delay())
 
     async def _attempt(self, body: bytes) -> None:
-        source = await self._credentials()
+        # Looked up until found, then kept: the source itself refreshes its keys when due.
+        source = self._source = self._source or await self._credentials()
         if source is None:
             raise CloudWatchError("NoCredentialsError", "Unable to locate credentials")
         headers = self._signer.sign(TARGET, body, await source.get_frozen_credentials())

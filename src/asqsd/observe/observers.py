@@ -75,10 +75,9 @@ class Observers:
     async def open_cloudwatch(
         self, session: Any, region: str | None, stack: contextlib.AsyncExitStack
     ) -> Any:
-        """An aiobotocore CloudWatch client for the Health metric or ``cloudwatch_metrics``, when
-        either is wanted (``sqs_client: botocore``; the lean one is made by the daemon)."""
-        if not self.wants_cloudwatch():
-            return None
+        """An aiobotocore CloudWatch client for the Health metric or ``cloudwatch_metrics``
+        (``sqs_client: botocore``; the daemon asks only when :meth:`wants_cloudwatch`, and makes
+        the lean one itself otherwise)."""
         from aiobotocore.config import AioConfig
 
         config = AioConfig(retries={"total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
